@@ -1,0 +1,6 @@
+//! Process life: socket, fork, snippet, command mode, `-k`, cleanup.
+use std::process::ExitCode;
+
+pub fn main() -> ExitCode {
+    todo!()
+}

@@ -1,0 +1,74 @@
+//! Logging: stderr under `-d` (and `-D`), syslog (facility AUTH) once daemonised.
+//! Every line is prefixed `sshkeep:`. Nothing secret is ever passed to these macros.
+//!
+//! stdout is reserved for the shell snippet; nothing here writes to it.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Level {
+    Error = 0,
+    Info = 1,
+    Debug = 2,
+}
+
+const TO_STDERR: u8 = 0;
+const TO_SYSLOG: u8 = 1;
+
+static DEST: AtomicU8 = AtomicU8::new(TO_STDERR);
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+/// Log to stderr, up to `max` (Debug under `-d`).
+pub fn to_stderr(max: Level) {
+    DEST.store(TO_STDERR, Ordering::Relaxed);
+    MAX_LEVEL.store(max as u8, Ordering::Relaxed);
+}
+
+/// Log to syslog, facility AUTH, at INFO and above (OpenSSH's daemon default).
+pub fn to_syslog() {
+    crate::sys::openlog();
+    DEST.store(TO_SYSLOG, Ordering::Relaxed);
+    MAX_LEVEL.store(Level::Info as u8, Ordering::Relaxed);
+}
+
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
+}
+
+pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
+    if DEST.load(Ordering::Relaxed) == TO_SYSLOG {
+        crate::sys::syslog(level, &args.to_string());
+    } else {
+        // A failed write to stderr has nowhere to be reported.
+        let _ = writeln!(std::io::stderr().lock(), "sshkeep: {args}");
+    }
+}
+
+/// Print an error for the user on stderr, whatever the log destination (start-up errors).
+pub fn fatal_line(args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "sshkeep: {args}");
+}
+
+#[macro_export]
+macro_rules! error {
+    ($($t:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($t)*)) };
+}
+
+#[macro_export]
+macro_rules! info {
+    ($($t:tt)*) => { $crate::log::write($crate::log::Level::Info, format_args!($($t)*)) };
+}
+
+#[macro_export]
+macro_rules! debug {
+    ($($t:tt)*) => {
+        if $crate::log::enabled($crate::log::Level::Debug) {
+            $crate::log::write($crate::log::Level::Debug, format_args!($($t)*))
+        }
+    };
+}
