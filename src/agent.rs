@@ -7,8 +7,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::keys::{FingerprintHash, PrivateKey};
-use crate::log;
 use crate::lock::{self, LockHash};
+use crate::log;
 use crate::protocol::{self, Constraints, EXT_QUERY, Extension, Request, Response};
 
 /// Most identities held at once. OpenSSH clients refuse a list of more than 2048 keys
@@ -135,9 +135,14 @@ impl Agent {
             (true, _) => Err(Refused("agent is locked")),
             (false, Request::RequestIdentities) => Ok(Reply::Now(self.request_identities())),
             (false, Request::Sign { key, data, flags }) => self.sign(key, data, flags),
-            (false, Request::AddIdentity { key, comment, constraints }) => {
-                self.add(key, comment, constraints, now).map(Reply::Now)
-            }
+            (
+                false,
+                Request::AddIdentity {
+                    key,
+                    comment,
+                    constraints,
+                },
+            ) => self.add(key, comment, constraints, now).map(Reply::Now),
             (false, Request::RemoveIdentity { key }) => self.remove(&key).map(Reply::Now),
             (false, Request::RemoveAllIdentities) => Ok(Reply::Now(self.remove_all())),
             (false, Request::Lock(pw)) => self.lock(&pw).map(Reply::Now),
@@ -185,7 +190,12 @@ impl Agent {
 
     /// Finish a signature the user was asked about. The key is looked up again: it may
     /// have been removed, or the agent locked, while the question was open.
-    pub fn confirmed(&mut self, pending: PendingSign, allowed: bool, now: Instant) -> Response<'static> {
+    pub fn confirmed(
+        &mut self,
+        pending: PendingSign,
+        allowed: bool,
+        now: Instant,
+    ) -> Response<'static> {
         self.reap(now);
         if !allowed {
             debug!("refused: user did not confirm");
@@ -194,7 +204,10 @@ impl Agent {
         if self.lock.is_some() {
             return Response::Failure;
         }
-        match self.lookup(&pending.key).map(|id| id.key.sign(&pending.data, pending.flags)) {
+        match self
+            .lookup(&pending.key)
+            .map(|id| id.key.sign(&pending.data, pending.flags))
+        {
             Some(Ok(sig)) => Response::Signature(sig),
             _ => Response::Failure,
         }
@@ -232,7 +245,11 @@ impl Agent {
             Some(slot) => {
                 // OpenSSH replaces an existing key in place: same position, new comment
                 // and constraints. The old key is wiped as it drops.
-                let old_len = self.slots.get(slot).and_then(Option::as_ref).map_or(0, Identity::list_len);
+                let old_len = self
+                    .slots
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map_or(0, Identity::list_len);
                 let new_bytes = self.list_bytes - old_len + new.list_len();
                 if new_bytes > protocol::MAX_MESSAGE_LEN - 5 {
                     return Err(Refused("identity list would exceed the message size limit"));
@@ -270,7 +287,11 @@ impl Agent {
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<Response<'static>, Refused> {
-        let slot = self.index.get(key).copied().ok_or(Refused("key not found"))?;
+        let slot = self
+            .index
+            .get(key)
+            .copied()
+            .ok_or(Refused("key not found"))?;
         self.remove_slot(slot);
         Ok(Response::Success)
     }
@@ -302,7 +323,10 @@ impl Agent {
             return Reply::Now(Response::Success);
         }
         self.unlock_failures = lock::next_failures(self.unlock_failures);
-        debug!("refused: incorrect passphrase ({} failures)", self.unlock_failures);
+        debug!(
+            "refused: incorrect passphrase ({} failures)",
+            self.unlock_failures
+        );
         Reply::Delayed(lock::unlock_delay(self.unlock_failures), Response::Failure)
     }
 
@@ -369,5 +393,3 @@ impl Agent {
         }
     }
 }
-
-

@@ -41,6 +41,8 @@ pub struct Options {
     pub confirm_forwarded: bool,
     /// Command mode: the command and its arguments (empty otherwise).
     pub command: Vec<OsString>,
+    /// Notices to print at start (flags accepted but without effect).
+    pub notices: Vec<String>,
 }
 
 /// A command-line error: the one line to print before the usage.

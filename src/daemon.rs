@@ -1,6 +1,530 @@
-//! Process life: socket, fork, snippet, command mode, `-k`, cleanup.
-use std::process::ExitCode;
+//! Process life: start-up hygiene, the socket directory and bind, fork, the shell snippet,
+//! command mode, `-k`, the parent watch, and cleanup — OpenSSH's `main()` in order.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use nix::sys::stat::{Mode, umask};
+
+use crate::agent::Agent;
+use crate::cli::{self, Action, Options, Shell};
+use crate::server::{Askpass, Exit, Server, Watch};
+use crate::{log, sys};
+
+/// Exit status after a signal or the parent's death (OpenSSH: cleanup_exit(2)).
+const EXIT_SIGNAL: u8 = 2;
+/// Exit status of `fatal()` in OpenSSH.
+const EXIT_FATAL: u8 = 255;
+/// Random characters in the socket directory name (OpenSSH: ssh-XXXXXXXXXXXX).
+const TEMPLATE_RANDOM: usize = 12;
+/// Longest path a Unix socket can be bound to (Linux sun_path, with its NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// The C library's text for an error (what perror prints), without Rust's "(os error N)".
+fn strerror(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_owned(),
+        None => e.to_string(),
+    }
+}
+
+/// Where the agent listens, and what must be removed when it exits.
+struct Socket {
+    listener: UnixListener,
+    /// As the user gave it (printed in the snippet); `None` under socket activation.
+    shown: Option<PathBuf>,
+    /// Absolute path to unlink on exit; `None` when the socket is not ours to remove.
+    unlink: Option<PathBuf>,
+    /// The directory we created for it, removed after the socket.
+    dir: Option<PathBuf>,
+}
+
+impl Socket {
+    /// Remove the socket and the directory made for it. Called only by the agent process.
+    fn cleanup(&self) {
+        if let Some(path) = &self.unlink {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
 
 pub fn main() -> ExitCode {
-    todo!()
+    // Before anything can open a file: fds 0-2 must be open, so that no socket lands there.
+    let _ = sys::sanitise_stdfd();
+    // Drop a setgid bit (OpenSSH does the same; the uid is left alone).
+    let gid = nix::unistd::getgid();
+    let _ = nix::unistd::setegid(gid);
+    let _ = nix::unistd::setgid(gid);
+    // Forbid ptrace and /proc/PID/mem access by other processes of the same user: this
+    // process holds private keys. Also stops core dumps.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    // Deny core dumps, since memory contains unencrypted private keys.
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let action = match cli::parse(args, std::env::var_os("SHELL")) {
+        Ok(a) => a,
+        Err(e) => {
+            let mut err = io::stderr().lock();
+            if let Some(m) = &e.message {
+                let _ = writeln!(err, "{m}");
+            }
+            if e.show_usage {
+                let _ = err.write_all(cli::USAGE.as_bytes());
+            }
+            return ExitCode::from(e.exit_code);
+        }
+    };
+    match action {
+        Action::Version => {
+            let _ = writeln!(io::stderr(), "sshkeep {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Action::Kill(shell) => kill_agent(shell),
+        Action::Run(opts) => run(opts),
+    }
+}
+
+/// `-k`: send SIGTERM to `$SSH_AGENT_PID` and print the lines that unset the variables.
+fn kill_agent(shell: Shell) -> ExitCode {
+    let Some(pidstr) = std::env::var_os("SSH_AGENT_PID") else {
+        eprintln!("SSH_AGENT_PID not set, cannot kill agent");
+        return ExitCode::from(1);
+    };
+    let pid = match strtonum_pid(pidstr.as_bytes()) {
+        Ok(pid) => pid,
+        Err(why) => {
+            eprintln!(
+                "SSH_AGENT_PID=\"{}\", which is not a good PID: {why}",
+                pidstr.to_string_lossy()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let target = nix::unistd::Pid::from_raw(pid);
+    if let Err(e) = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM) {
+        eprintln!("kill: {}", e.desc());
+        return ExitCode::from(1);
+    }
+    let out = match shell {
+        Shell::Csh => format!(
+            "unsetenv SSH_AUTH_SOCK;\nunsetenv SSH_AGENT_PID;\necho Agent pid {pid} killed;\n"
+        ),
+        Shell::Bourne => {
+            format!("unset SSH_AUTH_SOCK;\nunset SSH_AGENT_PID;\necho Agent pid {pid} killed;\n")
+        }
+    };
+    let mut stdout = io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    ExitCode::SUCCESS
+}
+
+/// OpenSSH's `strtonum(s, 2, INT_MAX)` with its error words.
+fn strtonum_pid(s: &[u8]) -> Result<i32, &'static str> {
+    let text = std::str::from_utf8(s).map_err(|_| "invalid")?;
+    let t = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, t.get(1..).unwrap_or_default()),
+        Some(b'+') => (false, t.get(1..).unwrap_or_default()),
+        _ => (false, t),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("invalid");
+    }
+    // strtoll saturates; "too large"/"too small" follow from the sign either way.
+    let value: i128 = digits.parse::<i128>().unwrap_or(i128::MAX);
+    let value = if neg { -value } else { value };
+    if value < 2 {
+        return Err("too small");
+    }
+    i32::try_from(value).map_err(|_| "too large")
+}
+
+/// Quote a socket path for the shell snippet. Plain paths print as they are (byte for byte
+/// what OpenSSH prints); anything else is double-quoted, as OpenSSH 10.3 does for white
+/// space, with `\`, `"`, `$` and `` ` `` escaped so the shell takes the path literally
+/// (OpenSSH 10.3 also backslash-escapes `'`, which inside double quotes keeps the backslash).
+pub fn shell_quote(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        return s.into_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '\\' | '"' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The lines `eval` reads. In the foreground there is no SSH_AGENT_PID line (OpenSSH).
+fn snippet(shell: Shell, path: &Path, pid: i32, with_pid_var: bool) -> String {
+    let path = shell_quote(path);
+    let mut out = String::new();
+    match shell {
+        Shell::Csh => {
+            out.push_str(&format!("setenv SSH_AUTH_SOCK {path};\n"));
+            if with_pid_var {
+                out.push_str(&format!("setenv SSH_AGENT_PID {pid};\n"));
+            }
+        }
+        Shell::Bourne => {
+            out.push_str(&format!("SSH_AUTH_SOCK={path}; export SSH_AUTH_SOCK;\n"));
+            if with_pid_var {
+                out.push_str(&format!("SSH_AGENT_PID={pid}; export SSH_AGENT_PID;\n"));
+            }
+        }
+    }
+    out.push_str(&format!("echo Agent pid {pid};\n"));
+    out
+}
+
+/// Create `$TMPDIR/ssh-XXXXXXXXXXXX` (or under /tmp) with mode 0700, as mkdtemp does, with
+/// all twelve characters random (glibc's mkdtemp would randomise only six).
+fn make_socket_dir() -> io::Result<PathBuf> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let base = std::env::var_os("TMPDIR")
+        .filter(|t| !t.is_empty())
+        .map(PathBuf::from)
+        .filter(|t| {
+            // OpenSSH's mktemp_proto falls back to /tmp when the result would not fit.
+            t.as_os_str().len() + "/ssh-XXXXXXXXXXXX/agent.4294967295".len() <= SUN_PATH_MAX
+        })
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    for _ in 0..100 {
+        let mut raw = [0u8; TEMPLATE_RANDOM];
+        getrandom::fill(&mut raw).map_err(|_| io::Error::other("no randomness"))?;
+        let name: String = raw
+            .iter()
+            .map(|b| {
+                let i = usize::from(*b) % ALPHABET.len();
+                char::from(ALPHABET.get(i).copied().unwrap_or(b'X'))
+            })
+            .collect();
+        let dir = base.join(format!("ssh-{name}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::from(io::ErrorKind::AlreadyExists))
+}
+
+/// Bind under umask 0177 so the socket is created mode 0600. An existing path is an
+/// error and is left untouched (OpenSSH: unix_listener with unlink_first = 0).
+fn bind(path: &Path) -> Result<UnixListener, String> {
+    if path.as_os_str().len() > SUN_PATH_MAX {
+        return Err(format!(
+            "unix_listener: path \"{}\" too long for Unix domain socket",
+            path.display()
+        ));
+    }
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let result = UnixListener::bind(path);
+    umask(old);
+    result.map_err(|e| {
+        format!(
+            "unix_listener: cannot bind to path {}: {}",
+            path.display(),
+            strerror(&e)
+        )
+    })
+}
+
+/// systemd socket activation (OpenSSH 10): only with -D/-d, no -a and no command.
+fn activated(opts: &Options) -> Result<bool, String> {
+    let (Some(fds), Some(pid)) = (
+        std::env::var_os("LISTEN_FDS"),
+        std::env::var_os("LISTEN_PID"),
+    ) else {
+        return Ok(false);
+    };
+    if !opts.foreground || opts.bind_address.is_some() || !opts.command.is_empty() {
+        return Ok(false);
+    }
+    if pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id()) {
+        return Err("LISTEN_PID does not match this process".into());
+    }
+    if fds.to_str() != Some("1") {
+        return Err("LISTEN_FDS must be 1".into());
+    }
+    Ok(true)
+}
+
+fn open_socket(opts: &Options, launcher_pid: i32, activated: bool) -> Result<Socket, (String, u8)> {
+    if activated {
+        let listener = sys::inherited_listener().map_err(|e| {
+            (
+                format!("sshkeep: socket activation: fd 3: {}", strerror(&e)),
+                EXIT_FATAL,
+            )
+        })?;
+        return Ok(Socket {
+            listener,
+            shown: None,
+            unlink: None,
+            dir: None,
+        });
+    }
+    let (path, dir) = match &opts.bind_address {
+        Some(p) => (p.clone(), None),
+        None => {
+            let dir = make_socket_dir()
+                .map_err(|e| (format!("mkdtemp: private socket dir: {}", strerror(&e)), 1))?;
+            (dir.join(format!("agent.{launcher_pid}")), Some(dir))
+        }
+    };
+    let listener = match bind(&path) {
+        Ok(l) => l,
+        Err(m) => {
+            if let Some(d) = &dir {
+                let _ = std::fs::remove_dir(d);
+            }
+            return Err((format!("sshkeep: {m}"), 1));
+        }
+    };
+    // Remember an absolute path: the daemon changes to / and must still find it.
+    let unlink = if path.is_absolute() {
+        path.clone()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(&path))
+            .unwrap_or_else(|_| path.clone())
+    };
+    Ok(Socket {
+        listener,
+        shown: Some(path),
+        unlink: Some(unlink),
+        dir,
+    })
+}
+
+/// Watch `pid`: a pidfd where the kernel has one, else a probe once a second.
+/// `Err` when the process does not exist.
+fn watch_pid(pid: i32, parent: bool) -> io::Result<Watch> {
+    match sys::pidfd_open(pid) {
+        Ok(Some(fd)) => Ok(Watch::Pidfd(fd)),
+        Ok(None) => {
+            if let Err(nix::errno::Errno::ESRCH) =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(if parent {
+                Watch::Parent(pid)
+            } else {
+                Watch::Pid(pid)
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn run(opts: Options) -> ExitCode {
+    for notice in &opts.notices {
+        log::fatal_line(format_args!("{notice}"));
+    }
+    let socket_activated = match activated(&opts) {
+        Ok(a) => a,
+        Err(m) => {
+            log::fatal_line(format_args!("{m}"));
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    // Close every fd we inherited (OpenSSH 10: closefrom), keeping systemd's fd 3.
+    sys::close_fds_from(if socket_activated { 4 } else { 3 });
+
+    let mut watches = Vec::new();
+    if let Some(pid) = opts.exit_with {
+        match watch_pid(pid, false) {
+            Ok(w) => watches.push(w),
+            Err(e) => {
+                log::fatal_line(format_args!(
+                    "--exit-with: no process with pid {pid}: {}",
+                    strerror(&e)
+                ));
+                return ExitCode::from(1);
+            }
+        }
+    }
+
+    // The socket is named after the process that prints the snippet (OpenSSH: parent_pid).
+    let launcher_pid = nix::unistd::getpid().as_raw();
+    let socket = match open_socket(&opts, launcher_pid, socket_activated) {
+        Ok(s) => s,
+        Err((m, code)) => {
+            log::fatal_line(format_args!("{m}"));
+            return ExitCode::from(code);
+        }
+    };
+
+    if opts.foreground {
+        log::to_stderr(if opts.debug {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        });
+        if let Some(shown) = &socket.shown {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(snippet(opts.shell, shown, launcher_pid, false).as_bytes());
+            let _ = out.flush();
+        }
+        return serve(&opts, socket, watches, socket_activated, true);
+    }
+
+    match sys::fork() {
+        Err(e) => {
+            log::fatal_line(format_args!("fork: {}", strerror(&e)));
+            socket.cleanup();
+            ExitCode::from(1)
+        }
+        Ok(Some(child)) => {
+            // The parent: hand the agent over and go. It never removes the socket.
+            drop(socket.listener);
+            let shown = socket.shown.unwrap_or_default();
+            if let Some((cmd, args)) = opts.command.split_first() {
+                let err = Command::new(cmd)
+                    .args(args)
+                    .env("SSH_AUTH_SOCK", &shown)
+                    .env("SSH_AGENT_PID", child.to_string())
+                    .exec();
+                eprintln!("{}: {}", cmd.to_string_lossy(), strerror(&err));
+                return ExitCode::from(1);
+            }
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(snippet(opts.shell, &shown, child, true).as_bytes());
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            // The agent.
+            log::to_syslog();
+            if let Err(e) = nix::unistd::setsid() {
+                error!("setsid: {e}");
+                socket.cleanup();
+                return ExitCode::from(1);
+            }
+            let _ = nix::unistd::chdir("/");
+            if let Err(e) = sys::stdio_to_devnull() {
+                error!("stdio: {e}");
+            }
+            if !opts.command.is_empty() {
+                // Command mode: the agent's parent is the command; its exit ends the agent.
+                match watch_pid(launcher_pid, true) {
+                    Ok(w) => watches.push(w),
+                    Err(_) => {
+                        socket.cleanup();
+                        return ExitCode::from(EXIT_SIGNAL);
+                    }
+                }
+            }
+            serve(&opts, socket, watches, false, false)
+        }
+    }
+}
+
+/// Run the loop until a signal or the parent's death, then clean up.
+fn serve(
+    opts: &Options,
+    socket: Socket,
+    watches: Vec<Watch>,
+    activated: bool,
+    foreground: bool,
+) -> ExitCode {
+    let signals = match sys::install_signals(foreground) {
+        Ok(fd) => fd,
+        Err(e) => {
+            error!("signals: {e}");
+            socket.cleanup();
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let mut agent = Agent::new(opts.default_lifetime, opts.fingerprint_hash);
+    let listener = match socket.listener.try_clone() {
+        Ok(l) => l,
+        Err(e) => {
+            error!("listener: {e}");
+            socket.cleanup();
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let result = Server::new(&mut agent, listener, signals, watches, Askpass::from_env())
+        .and_then(|mut s| s.run());
+    // Explicit, not left to Drop: wipe every key before the process goes.
+    agent.remove_all();
+    socket.cleanup();
+    let code = match result {
+        // Under socket activation systemd stops us with SIGTERM: that is a normal exit.
+        Ok(Exit::Signal(sig)) if activated && sig == libc::SIGTERM => 0,
+        Ok(_) => EXIT_SIGNAL,
+        Err(e) => {
+            error!("poll: {e}");
+            EXIT_FATAL
+        }
+    };
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strtonum_matches_openssh() {
+        assert_eq!(strtonum_pid(b"1234"), Ok(1234));
+        assert_eq!(strtonum_pid(b" 42"), Ok(42));
+        assert_eq!(strtonum_pid(b"1x"), Err("invalid"));
+        assert_eq!(strtonum_pid(b""), Err("invalid"));
+        assert_eq!(strtonum_pid(b"0"), Err("too small"));
+        assert_eq!(strtonum_pid(b"1"), Err("too small"));
+        assert_eq!(strtonum_pid(b"-5"), Err("too small"));
+        assert_eq!(strtonum_pid(b"2147483648"), Err("too large"));
+        assert_eq!(strtonum_pid(b"99999999999999999999999"), Err("too large"));
+        assert_eq!(strtonum_pid(b"2147483647"), Ok(i32::MAX));
+    }
+
+    #[test]
+    fn snippets_are_openssh_bytes() {
+        let p = Path::new("/tmp/ssh-abc/agent.12");
+        assert_eq!(
+            snippet(Shell::Bourne, p, 13, true),
+            "SSH_AUTH_SOCK=/tmp/ssh-abc/agent.12; export SSH_AUTH_SOCK;\nSSH_AGENT_PID=13; export SSH_AGENT_PID;\necho Agent pid 13;\n"
+        );
+        assert_eq!(
+            snippet(Shell::Csh, p, 13, true),
+            "setenv SSH_AUTH_SOCK /tmp/ssh-abc/agent.12;\nsetenv SSH_AGENT_PID 13;\necho Agent pid 13;\n"
+        );
+        assert_eq!(
+            snippet(Shell::Bourne, p, 12, false),
+            "SSH_AUTH_SOCK=/tmp/ssh-abc/agent.12; export SSH_AUTH_SOCK;\necho Agent pid 12;\n"
+        );
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote(Path::new("/tmp/a.sock")), "/tmp/a.sock");
+        assert_eq!(shell_quote(Path::new("/tmp/a b")), "\"/tmp/a b\"");
+        assert_eq!(
+            shell_quote(Path::new("/t/$x`y\"z\\")),
+            "\"/t/\\$x\\`y\\\"z\\\\\""
+        );
+        assert_eq!(shell_quote(Path::new("/t/it's")), "\"/t/it's\"");
+        assert_eq!(shell_quote(Path::new("")), "\"\"");
+    }
 }

@@ -227,7 +227,11 @@ impl fmt::Debug for Request {
         match self {
             Request::RequestIdentities => f.write_str("RequestIdentities"),
             Request::Sign { data, flags, .. } => {
-                write!(f, "Sign {{ data: {} bytes, flags: {flags:#x} }}", data.len())
+                write!(
+                    f,
+                    "Sign {{ data: {} bytes, flags: {flags:#x} }}",
+                    data.len()
+                )
             }
             Request::AddIdentity { constraints, .. } => {
                 write!(f, "AddIdentity {{ key: [redacted], {constraints:?} }}")
@@ -418,11 +422,23 @@ mod tests {
 
     #[test]
     fn simple_requests() {
-        assert!(matches!(Request::decode(&[11]), Ok(Request::RequestIdentities)));
+        assert!(matches!(
+            Request::decode(&[11]),
+            Ok(Request::RequestIdentities)
+        ));
         // Trailing bytes are ignored, as OpenSSH does.
-        assert!(matches!(Request::decode(&[11, 1, 2]), Ok(Request::RequestIdentities)));
-        assert!(matches!(Request::decode(&[19]), Ok(Request::RemoveAllIdentities)));
-        assert!(matches!(Request::decode(&[9]), Ok(Request::RemoveAllIdentities)));
+        assert!(matches!(
+            Request::decode(&[11, 1, 2]),
+            Ok(Request::RequestIdentities)
+        ));
+        assert!(matches!(
+            Request::decode(&[19]),
+            Ok(Request::RemoveAllIdentities)
+        ));
+        assert!(matches!(
+            Request::decode(&[9]),
+            Ok(Request::RemoveAllIdentities)
+        ));
         assert!(matches!(Request::decode(&[200]), Ok(Request::Unknown(200))));
         assert!(matches!(Request::decode(&[1]), Ok(Request::Unknown(1))));
     }
@@ -457,8 +473,12 @@ mod tests {
 
     #[test]
     fn lock_and_unlock() {
-        assert!(matches!(Request::decode(&body(22, &[b"pw"])), Ok(Request::Lock(p)) if p.as_slice() == b"pw"));
-        assert!(matches!(Request::decode(&body(23, &[b""])), Ok(Request::Unlock(p)) if p.is_empty()));
+        assert!(
+            matches!(Request::decode(&body(22, &[b"pw"])), Ok(Request::Lock(p)) if p.as_slice() == b"pw")
+        );
+        assert!(
+            matches!(Request::decode(&body(23, &[b""])), Ok(Request::Unlock(p)) if p.is_empty())
+        );
         assert!(Request::decode(&[22]).is_err());
         assert!(Request::decode(&[23, 0, 0, 0, 9, 1]).is_err());
     }
@@ -479,7 +499,10 @@ mod tests {
         b.push(1);
         assert!(matches!(
             Request::decode(&b),
-            Ok(Request::Extension(Extension::SessionBind(SessionBind { forwarding: true, .. })))
+            Ok(Request::Extension(Extension::SessionBind(SessionBind {
+                forwarding: true,
+                ..
+            })))
         ));
         assert!(Request::decode(&[27, 0, 0, 0, 2, 0xff, 0xfe]).is_err());
     }
@@ -521,12 +544,25 @@ mod tests {
         assert_eq!(enc(Response::Success), [0, 0, 0, 1, 6]);
         assert_eq!(enc(Response::Failure), [0, 0, 0, 1, 5]);
         assert_eq!(enc(Response::ExtensionFailure), [0, 0, 0, 1, 28]);
-        assert_eq!(enc(Response::Identities(vec![])), [0, 0, 0, 5, 12, 0, 0, 0, 0]);
+        assert_eq!(
+            enc(Response::Identities(vec![])),
+            [0, 0, 0, 5, 12, 0, 0, 0, 0]
+        );
         let v = enc(Response::Identities(vec![(b"k", b"c")]));
-        assert_eq!(v, [0, 0, 0, 15, 12, 0, 0, 0, 1, 0, 0, 0, 1, b'k', 0, 0, 0, 1, b'c']);
+        assert_eq!(
+            v,
+            [
+                0, 0, 0, 15, 12, 0, 0, 0, 1, 0, 0, 0, 1, b'k', 0, 0, 0, 1, b'c'
+            ]
+        );
         let v = enc(Response::Signature(vec![1, 2]));
         assert_eq!(v, [0, 0, 0, 7, 14, 0, 0, 0, 2, 1, 2]);
         let v = enc(Response::Query(&["a"]));
-        assert_eq!(v, [0, 0, 0, 15, 29, 0, 0, 0, 5, b'q', b'u', b'e', b'r', b'y', 0, 0, 0, 1, b'a']);
+        assert_eq!(
+            v,
+            [
+                0, 0, 0, 15, 29, 0, 0, 0, 5, b'q', b'u', b'e', b'r', b'y', 0, 0, 0, 1, b'a'
+            ]
+        );
     }
 }

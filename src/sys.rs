@@ -1,8 +1,276 @@
 //! Every `unsafe` in this crate is here: one safe function per libc call that needs it,
-//! each block under a `// SAFETY:` comment.
+//! each block under a `// SAFETY:` comment saying why it is sound. Calls that nix wraps
+//! safely are made through nix elsewhere.
 #![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::log::Level;
 
-pub fn openlog() {}
-pub fn syslog(_level: Level, _msg: &str) {}
+/// Turn a libc return value into `io::Result` (sudo-rs's `cerr`).
+fn cerr(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Process set-up
+
+/// Make sure fds 0, 1 and 2 are open (on /dev/null when closed), so that no socket or
+/// key file the agent opens later can land on them (OpenSSH: sanitise_stdfd).
+pub fn sanitise_stdfd() -> io::Result<()> {
+    let null = CString::new("/dev/null").map_err(io::Error::other)?;
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only queries the descriptor table; any fd number is acceptable.
+        let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+        if open {
+            continue;
+        }
+        // SAFETY: `null` is a valid NUL-terminated path; open returns a new fd or -1.
+        let nfd = cerr(unsafe { libc::open(null.as_ptr(), libc::O_RDWR) })?;
+        if nfd != fd {
+            // SAFETY: both are valid fd numbers; dup2 onto a closed fd cannot disturb an
+            // open file of ours, and we close our temporary copy right after.
+            cerr(unsafe { libc::dup2(nfd, fd) })?;
+            // SAFETY: `nfd` was opened above and is owned by nobody else.
+            unsafe { libc::close(nfd) };
+        }
+    }
+    Ok(())
+}
+
+/// Point fds 0–2 at /dev/null (the daemon's stdio; OpenSSH: stdfd_devnull).
+pub fn stdio_to_devnull() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..=2 {
+        // SAFETY: dup2 onto 0–2 replaces our own stdio, which nothing else owns as an
+        // `OwnedFd`; `null` stays open for the duration of the call.
+        cerr(unsafe { libc::dup2(null.as_raw_fd(), fd) })?;
+    }
+    Ok(())
+}
+
+/// Close every inherited fd from `first` up (OpenSSH 10: closefrom).
+pub fn close_fds_from(first: RawFd) {
+    let Ok(first) = libc::c_uint::try_from(first) else {
+        return;
+    };
+    // SAFETY: called at start-up, before this process has opened anything of its own
+    // above `first` (the caller guarantees it), so no live `OwnedFd` is closed under us.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
+    if ret == 0 {
+        return;
+    }
+    // Old kernels: walk /proc/self/fd. Collect first: closing while iterating would
+    // close the directory's own fd.
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        if fd >= first as RawFd {
+            // SAFETY: as above; EBADF for the already closed directory fd is harmless.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Fork. Returns the child's pid in the parent, `None` in the child.
+pub fn fork() -> io::Result<Option<libc::pid_t>> {
+    // SAFETY: the agent has no threads when it forks (it is a single-threaded program
+    // and forks before serving), so the child inherits no lock held by another thread.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+/// Open a pidfd for `pid` (Linux 5.3+): readable once the process exits, with no pid-reuse
+/// race. `Ok(None)` when the kernel lacks it.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<Option<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is passed.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOSYS) | Some(libc::EPERM) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let fd = RawFd::try_from(ret).map_err(io::Error::other)?;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Take fd 3 as the listening socket systemd passed us (LISTEN_FDS=1).
+pub fn inherited_listener() -> io::Result<UnixListener> {
+    const SD_LISTEN_FDS_START: RawFd = 3;
+    // SAFETY: F_GETFD only queries; it tells whether fd 3 is open at all.
+    cerr(unsafe { libc::fcntl(SD_LISTEN_FDS_START, libc::F_GETFD) })?;
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `ty` and `len` are valid for writes of the sizes given.
+    cerr(unsafe {
+        libc::getsockopt(
+            SD_LISTEN_FDS_START,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    if ty != libc::SOCK_STREAM {
+        return Err(io::Error::other("fd 3 is not a stream socket"));
+    }
+    // SAFETY: fd 3 is open, is a stream socket, was handed to us by our launcher for
+    // exactly this purpose, and no other object in this process owns it.
+    Ok(unsafe { UnixListener::from_raw_fd(SD_LISTEN_FDS_START) })
+}
+
+// ---------------------------------------------------------------------------------------
+// Signals
+
+/// Set by the handlers; the loop reads and clears them.
+pub static SIG_TERM: AtomicBool = AtomicBool::new(false);
+pub static SIG_USR1: AtomicBool = AtomicBool::new(false);
+pub static SIG_CHLD: AtomicBool = AtomicBool::new(false);
+/// The write end of the self-pipe, -1 until installed.
+static SIG_PIPE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The number of the signal that asked us to exit.
+pub static SIG_TERM_NUMBER: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    match sig {
+        libc::SIGUSR1 => SIG_USR1.store(true, Ordering::SeqCst),
+        libc::SIGCHLD => SIG_CHLD.store(true, Ordering::SeqCst),
+        _ => {
+            SIG_TERM_NUMBER.store(sig, Ordering::SeqCst);
+            SIG_TERM.store(true, Ordering::SeqCst);
+        }
+    }
+    let fd = SIG_PIPE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let saved = io::Error::last_os_error().raw_os_error();
+        let byte = [0u8; 1];
+        // SAFETY: write(2) is async-signal-safe; the pipe is non-blocking, so a full
+        // pipe only drops the wake-up byte (the flag above is already set).
+        unsafe { libc::write(fd, byte.as_ptr().cast(), 1) };
+        if let Some(e) = saved {
+            // SAFETY: restoring errno for the interrupted code, as handlers should.
+            unsafe { *libc::__errno_location() = e };
+        }
+    }
+}
+
+fn set_handler(sig: libc::c_int, handler: libc::sighandler_t) -> io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = handler;
+    sa.sa_flags = libc::SA_RESTART;
+    // SAFETY: `sa.sa_mask` is a valid sigset_t owned by us.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: `sa` is fully initialised; the handler only touches atomics and write(2),
+    // which are async-signal-safe.
+    cerr(unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// Install the agent's signal handling and return the self-pipe's read end.
+/// SIGPIPE is ignored; SIGTERM, SIGHUP (and SIGINT when `catch_int`) ask the loop to exit;
+/// SIGINT is ignored otherwise; SIGUSR1 and SIGCHLD wake the loop.
+pub fn install_signals(catch_int: bool) -> io::Result<OwnedFd> {
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+        .map_err(io::Error::from)?;
+    // The write end lives for the rest of the process: the handler may run at any time.
+    SIG_PIPE_FD.store(std::os::fd::IntoRawFd::into_raw_fd(wr), Ordering::SeqCst);
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    set_handler(libc::SIGPIPE, libc::SIG_IGN)?;
+    set_handler(libc::SIGTERM, handler)?;
+    set_handler(libc::SIGHUP, handler)?;
+    set_handler(
+        libc::SIGINT,
+        if catch_int { handler } else { libc::SIG_IGN },
+    )?;
+    set_handler(libc::SIGUSR1, handler)?;
+    set_handler(libc::SIGCHLD, handler)?;
+    Ok(rd)
+}
+
+// ---------------------------------------------------------------------------------------
+// The loop
+
+/// poll(2) over `fds`; `timeout_ms` -1 waits forever. EINTR counts as zero events.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    let n = libc::nfds_t::try_from(fds.len()).map_err(io::Error::other)?;
+    // SAFETY: `fds` is a valid, exclusively borrowed slice of `n` pollfd structs.
+    let ret = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    usize::try_from(ret).map_err(io::Error::other)
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory holding secrets
+
+/// Keep `len` bytes at `ptr` out of core dumps and swap, best effort. Returns whether
+/// `mlock` succeeded (it is refused above RLIMIT_MEMLOCK).
+pub fn protect_memory(ptr: *const u8, len: usize) -> bool {
+    if len == 0 {
+        return true;
+    }
+    // Whole pages around the range.
+    let page = 4096usize;
+    let start = (ptr as usize) & !(page - 1);
+    let end = (ptr as usize).saturating_add(len);
+    let span = end.saturating_sub(start);
+    // SAFETY: madvise and mlock only change attributes of pages that are part of our
+    // own mapping (the range covers a live allocation); they do not touch the contents.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, span, libc::MADV_DONTDUMP);
+        libc::mlock(start as *const libc::c_void, span) == 0
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// syslog
+
+/// Open syslog as "sshkeep", facility AUTH, with the pid (OpenSSH's daemon logging).
+pub fn openlog() {
+    static IDENT: &[u8] = b"sshkeep\0";
+    // SAFETY: IDENT is a static NUL-terminated string that outlives every syslog call.
+    unsafe { libc::openlog(IDENT.as_ptr().cast(), libc::LOG_PID, libc::LOG_AUTH) };
+}
+
+pub fn syslog(level: Level, msg: &str) {
+    let prio = match level {
+        Level::Error => libc::LOG_ERR,
+        Level::Info => libc::LOG_INFO,
+        Level::Debug => libc::LOG_DEBUG,
+    };
+    let Ok(msg) = CString::new(msg.replace('\0', "?")) else {
+        return;
+    };
+    // SAFETY: the format is a static "%s" and `msg` a valid C string, so syslog reads
+    // exactly one string argument.
+    unsafe { libc::syslog(prio, c"%s".as_ptr(), msg.as_ptr()) };
+}
