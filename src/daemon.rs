@@ -79,7 +79,7 @@ pub fn main() -> ExitCode {
                 let _ = writeln!(err, "{m}");
             }
             if e.show_usage {
-                let _ = err.write_all(cli::USAGE.as_bytes());
+                let _ = writeln!(err, "{}", cli::USAGE);
             }
             return ExitCode::from(e.exit_code);
         }
@@ -338,7 +338,7 @@ fn watch_pid(pid: i32, parent: bool) -> io::Result<Watch> {
 
 fn run(opts: Options) -> ExitCode {
     for notice in &opts.notices {
-        log::fatal_line(format_args!("{notice}"));
+        eprintln!("{notice}");
     }
     let socket_activated = match activated(&opts) {
         Ok(a) => a,
