@@ -39,13 +39,18 @@ struct Socket {
     listener: UnixListener,
     /// As the user gave it (printed in the snippet); `None` under socket activation.
     shown: Option<PathBuf>,
+    cleanup: Cleanup,
+}
+
+/// What the agent process removes when it exits.
+struct Cleanup {
     /// Absolute path to unlink on exit; `None` when the socket is not ours to remove.
     unlink: Option<PathBuf>,
     /// The directory we created for it, removed after the socket.
     dir: Option<PathBuf>,
 }
 
-impl Socket {
+impl Cleanup {
     /// Remove the socket and the directory made for it. Called only by the agent process.
     fn cleanup(&self) {
         if let Some(path) = &self.unlink {
@@ -278,8 +283,10 @@ fn open_socket(opts: &Options, launcher_pid: i32, activated: bool) -> Result<Soc
         return Ok(Socket {
             listener,
             shown: None,
-            unlink: None,
-            dir: None,
+            cleanup: Cleanup {
+                unlink: None,
+                dir: None,
+            },
         });
     }
     let (path, dir) = match &opts.bind_address {
@@ -310,8 +317,10 @@ fn open_socket(opts: &Options, launcher_pid: i32, activated: bool) -> Result<Soc
     Ok(Socket {
         listener,
         shown: Some(path),
-        unlink: Some(unlink),
-        dir,
+        cleanup: Cleanup {
+            unlink: Some(unlink),
+            dir,
+        },
     })
 }
 
@@ -391,7 +400,7 @@ fn run(opts: Options) -> ExitCode {
     match sys::fork() {
         Err(e) => {
             log::fatal_line(format_args!("fork: {}", strerror(&e)));
-            socket.cleanup();
+            socket.cleanup.cleanup();
             ExitCode::from(1)
         }
         Ok(Some(child)) => {
@@ -417,7 +426,7 @@ fn run(opts: Options) -> ExitCode {
             log::to_syslog();
             if let Err(e) = nix::unistd::setsid() {
                 error!("setsid: {e}");
-                socket.cleanup();
+                socket.cleanup.cleanup();
                 return ExitCode::from(1);
             }
             let _ = nix::unistd::chdir("/");
@@ -429,7 +438,7 @@ fn run(opts: Options) -> ExitCode {
                 match watch_pid(launcher_pid, true) {
                     Ok(w) => watches.push(w),
                     Err(_) => {
-                        socket.cleanup();
+                        socket.cleanup.cleanup();
                         return ExitCode::from(EXIT_SIGNAL);
                     }
                 }
@@ -451,24 +460,19 @@ fn serve(
         Ok(fd) => fd,
         Err(e) => {
             error!("signals: {e}");
-            socket.cleanup();
+            socket.cleanup.cleanup();
             return ExitCode::from(EXIT_FATAL);
         }
     };
     let mut agent = Agent::new(opts.default_lifetime, opts.fingerprint_hash);
-    let listener = match socket.listener.try_clone() {
-        Ok(l) => l,
-        Err(e) => {
-            error!("listener: {e}");
-            socket.cleanup();
-            return ExitCode::from(EXIT_FATAL);
-        }
-    };
+    let Socket {
+        listener, cleanup, ..
+    } = socket;
     let result = Server::new(&mut agent, listener, signals, watches, Askpass::from_env())
         .and_then(|mut s| s.run());
     // Explicit, not left to Drop: wipe every key before the process goes.
     agent.remove_all();
-    socket.cleanup();
+    cleanup.cleanup();
     let code = match result {
         // Under socket activation systemd stops us with SIGTERM: that is a normal exit.
         Ok(Exit::Signal(sig)) if activated && sig == libc::SIGTERM => 0,
