@@ -33,6 +33,8 @@
 //!   the newline, [`pub_blob`] the decoded key blob, [`certify`]`(ca, key_pub, principals)` signs a
 //!   user certificate and returns the `-cert.pub` path.
 //! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes.
+//!   [`pid_alive`]`(pid)` (false for zombies), [`KillOnDrop`]`(pid)` SIGTERMs a background agent
+//!   (e.g. one started with `-s`) when a test ends, however it ends.
 //! - Raw protocol: [`RawClient`] (`connect`, `send_frame`, `send_raw`, `try_send_raw`, `recv_frame`,
 //!   `request`, `is_closed`, `set_timeout`, `stream`), encoders [`string`], [`u32`] and [`frame`],
 //!   [`Reader`] to parse replies, [`parse_identities`], [`base64_encode`]/[`base64_decode`], message
@@ -179,6 +181,28 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may contain spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// SIGTERMs process `pid` on drop unless it is gone already (0 = nothing to do).
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0 != 0 && pid_alive(self.0) {
+            let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGTERM);
+        }
     }
 }
 
