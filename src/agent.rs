@@ -530,7 +530,7 @@ mod tests {
         assert_eq!(blobs(&mut a, t), [b1.clone(), b2.clone()]);
         assert_eq!(a.reap(t + s(9)), Some(t + s(10)));
         assert_eq!(req(&mut a, sign(&b1), t + s(10)), FAILURE);
-        assert_eq!(blobs(&mut a, t + s(10)), [b2.clone()]);
+        assert_eq!(blobs(&mut a, t + s(10)), vec![b2.clone()]);
         // `-t` applied to the key added without a lifetime.
         assert_eq!(a.reap(t + s(99)), Some(t + s(100)));
         assert_eq!(a.reap(t + s(100)), None);
@@ -570,7 +570,7 @@ mod tests {
             }
         }
         assert_eq!(req(&mut a, Request::Unlock(pw("secret")), t), SUCCESS);
-        assert_eq!(blobs(&mut a, t), [b.clone()]);
+        assert_eq!(blobs(&mut a, t), vec![b.clone()]);
         // The counter was reset by the success.
         req(&mut a, Request::Lock(pw("again")), t);
         match a.handle(&mut Session::default(), Request::Unlock(pw("nope")), t) {
