@@ -472,6 +472,7 @@ fn serve(
         }
     };
     let mut agent = Agent::new(opts.default_lifetime, opts.fingerprint_hash);
+    agent.set_confirm_forwarded(opts.confirm_forwarded);
     let Socket {
         listener, cleanup, ..
     } = socket;
