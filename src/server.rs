@@ -414,9 +414,16 @@ impl<'a> Server<'a> {
         }
     }
 
+    /// Close a connection; an askpass still asking on its behalf is killed (and reaped
+    /// later), since its answer has nowhere to go.
     fn close(&mut self, i: usize) {
+        for p in &mut self.prompts {
+            if p.conn.is_some_and(|(slot, _)| slot == i) {
+                p.conn = None;
+                let _ = p.child.kill();
+            }
+        }
         if let Some(slot) = self.conns.get_mut(i) {
-            // Dropping the connection wipes its input buffer.
             *slot = None;
         }
     }
@@ -436,14 +443,12 @@ impl<'a> Server<'a> {
             } else if revents & libc::POLLHUP != 0 && revents & libc::POLLIN == 0 {
                 // Hung up while we wait to answer: the answer has nowhere to go.
                 if conn.output.is_empty() && !matches!(conn.state, ConnState::Ready) {
-                    self.drop_conn_prompts(i);
                     self.close(i);
                     return;
                 }
             }
         }
         if revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-            self.drop_conn_prompts(i);
             self.close(i);
             return;
         }
@@ -460,7 +465,6 @@ impl<'a> Server<'a> {
                 Frame::Incomplete => break,
                 Frame::Invalid => {
                     debug!("bad frame length, closing connection");
-                    self.drop_conn_prompts(i);
                     self.close(i);
                     return;
                 }
@@ -512,7 +516,6 @@ impl<'a> Server<'a> {
         }
         if let Err(e) = write_out(conn) {
             debug!("write: {e}");
-            self.drop_conn_prompts(i);
             self.close(i);
             return;
         }
@@ -522,15 +525,6 @@ impl<'a> Server<'a> {
                 debug!("client closed with a partial frame");
             }
             self.close(i);
-        }
-    }
-
-    fn drop_conn_prompts(&mut self, i: usize) {
-        for p in &mut self.prompts {
-            if p.conn.is_some_and(|(slot, _)| slot == i) {
-                p.conn = None;
-                let _ = p.child.kill();
-            }
         }
     }
 
