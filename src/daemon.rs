@@ -39,13 +39,18 @@ struct Socket {
     listener: UnixListener,
     /// As the user gave it (printed in the snippet); `None` under socket activation.
     shown: Option<PathBuf>,
+    cleanup: Cleanup,
+}
+
+/// What the agent process removes when it exits.
+struct Cleanup {
     /// Absolute path to unlink on exit; `None` when the socket is not ours to remove.
     unlink: Option<PathBuf>,
     /// The directory we created for it, removed after the socket.
     dir: Option<PathBuf>,
 }
 
-impl Socket {
+impl Cleanup {
     /// Remove the socket and the directory made for it. Called only by the agent process.
     fn cleanup(&self) {
         if let Some(path) = &self.unlink {
@@ -79,7 +84,7 @@ pub fn main() -> ExitCode {
                 let _ = writeln!(err, "{m}");
             }
             if e.show_usage {
-                let _ = err.write_all(cli::USAGE.as_bytes());
+                let _ = writeln!(err, "{}", cli::USAGE);
             }
             return ExitCode::from(e.exit_code);
         }
@@ -150,25 +155,32 @@ fn strtonum_pid(s: &[u8]) -> Result<i32, &'static str> {
     i32::try_from(value).map_err(|_| "too large")
 }
 
-/// Quote a socket path for the shell snippet. Plain paths print as they are (byte for byte
-/// what OpenSSH prints); anything else is double-quoted, as OpenSSH 10.3 does for white
-/// space, with `\`, `"`, `$` and `` ` `` escaped so the shell takes the path literally
-/// (OpenSSH 10.3 also backslash-escapes `'`, which inside double quotes keeps the backslash).
+/// Quote a socket path for the shell snippet as OpenSSH 10.3 does (`argv_assemble`): a
+/// path with white space is wrapped in double quotes, and `\`, `'` and `"` are
+/// backslash-escaped. OpenSSH stops there, which breaks on other shell characters; here
+/// every character the shell would interpret is escaped too, and inside double quotes only
+/// the characters that are special there (`\ " $` and backquote), so that `eval` always
+/// gives the path back. Paths OpenSSH handles correctly print byte for byte the same.
 pub fn shell_quote(path: &Path) -> String {
     let s = path.to_string_lossy();
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
-    if !s.is_empty() && s.chars().all(plain) {
-        return s.into_owned();
-    }
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
+    if s.is_empty() || s.contains([' ', '\t', '\n']) {
+        out.push('"');
+        for c in s.chars() {
+            if matches!(c, '\\' | '"' | '$' | '`') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        return out;
+    }
     for c in s.chars() {
-        if matches!(c, '\\' | '"' | '$' | '`') {
+        if "\\'\"$`;&|<>()*?[]#~{}!^".contains(c) {
             out.push('\\');
         }
         out.push(c);
     }
-    out.push('"');
     out
 }
 
@@ -278,8 +290,10 @@ fn open_socket(opts: &Options, launcher_pid: i32, activated: bool) -> Result<Soc
         return Ok(Socket {
             listener,
             shown: None,
-            unlink: None,
-            dir: None,
+            cleanup: Cleanup {
+                unlink: None,
+                dir: None,
+            },
         });
     }
     let (path, dir) = match &opts.bind_address {
@@ -310,8 +324,10 @@ fn open_socket(opts: &Options, launcher_pid: i32, activated: bool) -> Result<Soc
     Ok(Socket {
         listener,
         shown: Some(path),
-        unlink: Some(unlink),
-        dir,
+        cleanup: Cleanup {
+            unlink: Some(unlink),
+            dir,
+        },
     })
 }
 
@@ -338,7 +354,7 @@ fn watch_pid(pid: i32, parent: bool) -> io::Result<Watch> {
 
 fn run(opts: Options) -> ExitCode {
     for notice in &opts.notices {
-        log::fatal_line(format_args!("{notice}"));
+        eprintln!("{notice}");
     }
     let socket_activated = match activated(&opts) {
         Ok(a) => a,
@@ -391,7 +407,7 @@ fn run(opts: Options) -> ExitCode {
     match sys::fork() {
         Err(e) => {
             log::fatal_line(format_args!("fork: {}", strerror(&e)));
-            socket.cleanup();
+            socket.cleanup.cleanup();
             ExitCode::from(1)
         }
         Ok(Some(child)) => {
@@ -417,7 +433,7 @@ fn run(opts: Options) -> ExitCode {
             log::to_syslog();
             if let Err(e) = nix::unistd::setsid() {
                 error!("setsid: {e}");
-                socket.cleanup();
+                socket.cleanup.cleanup();
                 return ExitCode::from(1);
             }
             let _ = nix::unistd::chdir("/");
@@ -429,7 +445,7 @@ fn run(opts: Options) -> ExitCode {
                 match watch_pid(launcher_pid, true) {
                     Ok(w) => watches.push(w),
                     Err(_) => {
-                        socket.cleanup();
+                        socket.cleanup.cleanup();
                         return ExitCode::from(EXIT_SIGNAL);
                     }
                 }
@@ -451,24 +467,19 @@ fn serve(
         Ok(fd) => fd,
         Err(e) => {
             error!("signals: {e}");
-            socket.cleanup();
+            socket.cleanup.cleanup();
             return ExitCode::from(EXIT_FATAL);
         }
     };
     let mut agent = Agent::new(opts.default_lifetime, opts.fingerprint_hash);
-    let listener = match socket.listener.try_clone() {
-        Ok(l) => l,
-        Err(e) => {
-            error!("listener: {e}");
-            socket.cleanup();
-            return ExitCode::from(EXIT_FATAL);
-        }
-    };
+    let Socket {
+        listener, cleanup, ..
+    } = socket;
     let result = Server::new(&mut agent, listener, signals, watches, Askpass::from_env())
         .and_then(|mut s| s.run());
     // Explicit, not left to Drop: wipe every key before the process goes.
     agent.remove_all();
-    socket.cleanup();
+    cleanup.cleanup();
     let code = match result {
         // Under socket activation systemd stops us with SIGTERM: that is a normal exit.
         Ok(Exit::Signal(sig)) if activated && sig == libc::SIGTERM => 0,
@@ -518,13 +529,17 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(shell_quote(Path::new("/tmp/a.sock")), "/tmp/a.sock");
-        assert_eq!(shell_quote(Path::new("/tmp/a b")), "\"/tmp/a b\"");
-        assert_eq!(
-            shell_quote(Path::new("/t/$x`y\"z\\")),
-            "\"/t/\\$x\\`y\\\"z\\\\\""
-        );
-        assert_eq!(shell_quote(Path::new("/t/it's")), "\"/t/it's\"");
-        assert_eq!(shell_quote(Path::new("")), "\"\"");
+        let q = |p: &str| shell_quote(Path::new(p));
+        assert_eq!(q("/tmp/a.sock"), "/tmp/a.sock");
+        // OpenSSH 10.3's own output for these.
+        assert_eq!(q("/tmp/a b"), r#""/tmp/a b""#);
+        assert_eq!(q("/t/it's"), r"/t/it\'s");
+        assert_eq!(q(r#"/t/a"b\c"#), r#"/t/a\"b\\c"#);
+        // Where OpenSSH's output would not survive `eval`.
+        assert_eq!(q("/t/$x`y"), r"/t/\$x\`y");
+        assert_eq!(q("/t/a;b&c"), r"/t/a\;b\&c");
+        assert_eq!(q("/t/it's a"), r#""/t/it's a""#);
+        assert_eq!(q("/t/a b$c"), r#""/t/a b\$c""#);
+        assert_eq!(q(""), r#""""#);
     }
 }

@@ -79,21 +79,14 @@ pub enum Exit {
     ParentGone,
 }
 
-/// A buffer for bytes that may be secret (ADD requests carry private keys): every byte it
-/// ever held is wiped, also when it grows, shrinks, or is dropped.
+/// A buffer for bytes that may be secret (ADD requests carry private keys). Freed and
+/// moved blocks are wiped by the allocator (`sys::WipingAlloc`); what `consume` leaves
+/// behind inside the allocation is wiped here.
 #[derive(Default)]
 struct SecretBuf(Vec<u8>);
 
 impl SecretBuf {
     fn append(&mut self, data: &[u8]) {
-        let need = self.0.len().saturating_add(data.len());
-        if need > self.0.capacity() {
-            // Grow by hand so the old allocation is wiped before it is freed.
-            let mut bigger = Vec::with_capacity(need.max(self.0.capacity().saturating_mul(2)));
-            bigger.extend_from_slice(&self.0);
-            self.0.zeroize();
-            self.0 = bigger;
-        }
         self.0.extend_from_slice(data);
     }
 
@@ -107,16 +100,9 @@ impl SecretBuf {
         }
         self.0.truncate(rest);
         if self.0.is_empty() && self.0.capacity() > 4 * READ_CHUNK {
-            // Give back the memory of a large frame (zeroize wipes the whole capacity).
-            self.0.zeroize();
+            // Give back the memory of a large frame.
             self.0 = Vec::new();
         }
-    }
-}
-
-impl Drop for SecretBuf {
-    fn drop(&mut self) {
-        self.0.zeroize();
     }
 }
 

@@ -274,3 +274,42 @@ pub fn syslog(level: Level, msg: &str) {
     // exactly one string argument.
     unsafe { libc::syslog(prio, c"%s".as_ptr(), msg.as_ptr()) };
 }
+
+// ---------------------------------------------------------------------------------------
+// The allocator
+
+/// The system allocator, except that every block is wiped before it is freed. Key material
+/// lives in crates' own allocations (big-number limbs, precomputed tables, CRT parameters
+/// behind `Arc`s) that do not all wipe themselves; wiping on free is the one place that
+/// catches them all. `realloc` keeps the default (allocate, copy, free), so a moved block is
+/// wiped too.
+pub struct WipingAlloc;
+
+// SAFETY: every method forwards to `System` with the caller's own layout; `dealloc` only
+// writes zeros to the block the caller owns and is about to give back, within its size.
+unsafe impl std::alloc::GlobalAlloc for WipingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged; the caller upholds GlobalAlloc::alloc's contract.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: as above.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` points to a live block of `layout.size()` bytes that the caller
+        // owns (GlobalAlloc::dealloc's contract). Passing the pointer through `black_box`
+        // after the wipe makes the zeros observable, so the compiler cannot drop them as
+        // dead stores before `free`.
+        unsafe {
+            std::ptr::write_bytes(ptr, 0, layout.size());
+            std::hint::black_box(ptr);
+            std::alloc::System.dealloc(ptr, layout);
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: WipingAlloc = WipingAlloc;

@@ -1,0 +1,59 @@
+# sshkeep: build, test, lint, benchmark and install.
+#
+#   make                  release build: target/release/sshkeep
+#   make test             everything CI runs (needs OpenSSH client and server, and mandoc)
+#   make lint             formatting, clippy, the man page, unsafe outside src/sys.rs
+#   make bench            sshkeep against OpenSSH's ssh-agent; BENCH_ARGS=... is passed on
+#   make install          PREFIX=/usr/local, DESTDIR for staging; run `make` first
+#   make static           a fully static binary for scratch containers
+
+CARGO ?= cargo
+PREFIX ?= /usr/local
+DESTDIR ?=
+BENCH_ARGS ?=
+MAN = man/sshkeep.1
+# Warnings and errors fail the build. -W warning hides mandoc's notes about the system's
+# man page database (cross-references it cannot look up), which say nothing about the page.
+MANDOC_LINT = mandoc -Tlint -W warning
+STATIC_TARGET = x86_64-unknown-linux-gnu
+
+.PHONY: all test lint check-unsafe bench install static clean
+
+all:
+	$(CARGO) build --release --locked
+
+# Unit tests and the integration tests in tests/, which start the real binary and drive it
+# with ssh-add, ssh-keygen and ssh against a throwaway sshd on 127.0.0.1.
+test:
+	$(CARGO) test --locked --all-targets
+	$(MANDOC_LINT) $(MAN)
+
+lint: check-unsafe
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(MANDOC_LINT) $(MAN)
+
+# Every `unsafe` block, fn, impl or extern lives in src/sys.rs (the pattern skips `unsafe_code`).
+check-unsafe:
+	! grep -rnE 'unsafe *(\{|fn|impl|extern)' src | grep -v '^src/sys.rs'
+
+# Builds every binary (the agent and the benchmark driver), then runs the benchmark.
+bench:
+	$(CARGO) build --release --locked --bins
+	./target/release/sshkeep-bench $(BENCH_ARGS)
+
+# Does not build: `sudo make install` should not run cargo as root.
+install:
+	@test -x target/release/sshkeep || { echo "target/release/sshkeep is missing: run make first" >&2; exit 1; }
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 target/release/sshkeep $(DESTDIR)$(PREFIX)/bin/sshkeep
+	install -m 644 $(MAN) $(DESTDIR)$(PREFIX)/share/man/man1/sshkeep.1
+
+# A fully static glibc binary, for scratch containers. Output:
+#   target/x86_64-unknown-linux-gnu/release/sshkeep
+# (--target keeps the static flags away from build scripts and proc macros.)
+static:
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --locked --target $(STATIC_TARGET)
+
+clean:
+	$(CARGO) clean
