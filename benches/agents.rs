@@ -493,6 +493,8 @@ struct Agent {
     sock: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Why the agent is not running, when it could not be started.
+    failed: Option<String>,
 }
 
 impl Agent {
@@ -503,6 +505,7 @@ impl Agent {
             sock: dir.join(format!("{}.sock", NAMES[side])),
             log: dir.join(format!("{}.log", NAMES[side])),
             child: None,
+            failed: None,
         }
     }
 
@@ -512,9 +515,17 @@ impl Agent {
 
     fn start(&mut self) -> Result<(), String> {
         self.stop();
-        let (child, _) = spawn_ready(&self.bin, &self.sock, &self.log)?;
-        self.child = Some(child);
-        Ok(())
+        match spawn_ready(&self.bin, &self.sock, &self.log) {
+            Ok((child, _)) => {
+                self.child = Some(child);
+                self.failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(format!("{} did not start: {e}", self.name()));
+                Err(e)
+            }
+        }
     }
 
     fn stop(&mut self) {
@@ -527,13 +538,21 @@ impl Agent {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Restarts the agent if it died; returns a note saying so.
+    /// How the agent ended, if it was running and is no more.
+    fn exited(&mut self) -> Option<String> {
+        match self.child.as_mut()?.try_wait() {
+            Ok(Some(status)) => Some(format!("exited ({status})")),
+            _ => None,
+        }
+    }
+
+    /// Restarts the agent if it died; returns a note saying so. An agent that could not be
+    /// (re)started is not tried again: its rows report the connection errors.
     fn revive(&mut self, during: &str) -> Option<String> {
-        let status = match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => return None,
-            Some(Ok(Some(status))) => format!("exited ({status})"),
-            Some(Err(e)) => format!("could not be waited for ({e})"),
-            None => "was not running".into(),
+        let status = match self.child.as_mut().map(Child::try_wait)? {
+            Ok(None) => return None,
+            Ok(Some(status)) => format!("exited ({status})"),
+            Err(e) => format!("could not be waited for ({e})"),
         };
         let log = read_log(&self.log);
         self.child = None;
@@ -939,7 +958,9 @@ fn eval_run(bin: &Path, dir: &Path) -> Result<Sample, String> {
         return Err(format!(
             "-s exited ({}): {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .replace('\n', " / ")
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -977,7 +998,9 @@ fn eval_run(bin: &Path, dir: &Path) -> Result<Sample, String> {
                 Err(format!(
                     "-k exited ({}): {}",
                     o.status,
-                    String::from_utf8_lossy(&o.stderr).trim()
+                    String::from_utf8_lossy(&o.stderr)
+                        .trim()
+                        .replace('\n', " / ")
                 ))
             }
         });
@@ -1043,8 +1066,25 @@ struct Row {
     metric: String,
     better: Better,
     values: [Result<f64, String>; 2],
-    /// Minimum ratio the project aims for.
-    target: Option<f64>,
+    target: Option<Target>,
+}
+
+/// What the project aims for on a row.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The ratio is at least this.
+    MinRatio(f64),
+    /// sshkeep's own figure is at most this.
+    MaxValue(f64),
+}
+
+impl Target {
+    fn describe(self) -> String {
+        match self {
+            Target::MinRatio(t) => format!("ratio >= {t:.1}"),
+            Target::MaxValue(t) => format!("sshkeep <= {t:.1}"),
+        }
+    }
 }
 
 impl Row {
@@ -1060,8 +1100,10 @@ impl Row {
     }
 
     fn verdict(&self) -> Option<bool> {
-        let target = self.target?;
-        Some(self.ratio().is_some_and(|r| r >= target))
+        Some(match self.target? {
+            Target::MinRatio(t) => self.ratio().is_some_and(|r| r >= t),
+            Target::MaxValue(t) => self.values[SSHKEEP].as_ref().is_ok_and(|v| *v <= t),
+        })
     }
 }
 
@@ -1149,8 +1191,8 @@ fn render_table(rows: &[Row]) -> String {
                 .ratio()
                 .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
             let target = match (r.target, r.verdict()) {
-                (Some(t), Some(true)) => format!(">= {t:.1} ok"),
-                (Some(t), _) => format!(">= {t:.1} MISS"),
+                (Some(t), Some(true)) => format!("{} ok", t.describe()),
+                (Some(t), _) => format!("{} MISS", t.describe()),
                 _ => String::new(),
             };
             [r.metric.clone(), v(SSHKEEP), v(OPENSSH), ratio, target]
@@ -1283,10 +1325,14 @@ fn render_json(r: &Report) -> String {
             row.ratio().map_or_else(|| "null".to_owned(), json_number),
         );
         if let Some(t) = row.target {
+            let (kind, value) = match t {
+                Target::MinRatio(v) => ("target_min_ratio", v),
+                Target::MaxValue(v) => ("target_max_sshkeep", v),
+            };
             let _ = write!(
                 out,
-                ", \"target_ratio\": {}, \"met\": {}",
-                json_number(t),
+                ", \"{kind}\": {}, \"met\": {}",
+                json_number(value),
                 row.verdict() == Some(true)
             );
         }
@@ -1318,11 +1364,17 @@ struct Bench<'a> {
     notes: Vec<String>,
     /// Which agent goes first in the next round.
     flip: bool,
+    t0: Instant,
 }
 
 type Outcome = [Result<Vec<Sample>, String>; 2];
 
 impl Bench<'_> {
+    /// Progress on stderr, with the time since the start.
+    fn say(&self, what: &str) {
+        eprintln!("[{:6.1} s] {what}", self.t0.elapsed().as_secs_f64());
+    }
+
     /// Runs `f` for `rounds` rounds on each agent, alternating which goes first.
     fn alternate(
         &mut self,
@@ -1342,7 +1394,13 @@ impl Bench<'_> {
                 if let Ok(samples) = &mut out[side] {
                     match f(side, &self.agents[side]) {
                         Ok(s) => samples.push(s),
-                        Err(e) => out[side] = Err(e),
+                        Err(e) => {
+                            // "connection closed" alone would hide a crash.
+                            out[side] = Err(match self.agents[side].exited() {
+                                Some(how) => format!("{e}: {} {how}", NAMES[side]),
+                                None => e,
+                            });
+                        }
                     }
                 }
             }
@@ -1350,15 +1408,19 @@ impl Bench<'_> {
         out
     }
 
+    /// `alternate` over the running agents, for `plan.rounds` rounds.
     fn measure(&mut self, f: &mut dyn FnMut(usize, &Agent) -> Result<Sample, String>) -> Outcome {
-        self.alternate(self.plan.rounds, f)
+        self.alternate(self.plan.rounds, &mut |side, a| match &a.failed {
+            Some(why) => Err(why.clone()),
+            None => f(side, a),
+        })
     }
 
     fn revive(&mut self, during: &str) -> [bool; 2] {
         let mut restarted = [false; 2];
-        for (side, agent) in self.agents.iter_mut().enumerate() {
-            if let Some(note) = agent.revive(during) {
-                eprintln!("  {note}");
+        for side in [SSHKEEP, OPENSSH] {
+            if let Some(note) = self.agents[side].revive(during) {
+                self.say(&note);
                 self.notes.push(note);
                 restarted[side] = true;
             }
@@ -1383,13 +1445,17 @@ impl Bench<'_> {
     }
 
     fn target(&mut self, min_ratio: f64) {
+        self.aim(Target::MinRatio(min_ratio));
+    }
+
+    fn aim(&mut self, target: Target) {
         if let Some(r) = self.rows.last_mut() {
-            r.target = Some(min_ratio);
+            r.target = Some(target);
         }
     }
 
     fn memory_and_add(&mut self, keys: &Keys) {
-        eprintln!("memory (empty) and adding {BULK_KEYS} keys");
+        self.say(&format!("memory (empty) and adding {BULK_KEYS} keys"));
         self.revive("the memory measurement");
         let empty = [SSHKEEP, OPENSSH].map(|s| memory(self.agents[s].pid()));
         let pick = |m: &Result<(f64, f64), String>, hwm: bool| {
@@ -1452,7 +1518,7 @@ impl Bench<'_> {
 
     fn lists(&mut self, keys: &Keys) {
         for n in [1, 100, BULK_KEYS] {
-            eprintln!("list with {n} keys");
+            self.say(&format!("list with {n} keys"));
             self.revive("the list measurement");
             let subset = &keys.bulk[..n];
             let loaded = [SSHKEEP, OPENSSH].map(|s| load(&self.agents[s].sock, subset));
@@ -1485,11 +1551,11 @@ impl Bench<'_> {
         let mut seq_lat: Vec<[Option<Vec<u64>>; 2]> = Vec::new();
         for clients in [1, 8, 64] {
             for (k, key) in keys.sign.iter().enumerate() {
-                eprintln!(
+                self.say(&format!(
                     "sign {} with {clients} client{}",
                     key.label,
                     if clients == 1 { "" } else { "s" }
-                );
+                ));
                 for (side, again) in self
                     .revive(&format!("sign {}", key.label))
                     .into_iter()
@@ -1540,7 +1606,9 @@ impl Bench<'_> {
             }
         }
 
-        eprintln!("Ed25519 latency while {HAMMERS} clients sign with RSA-4096");
+        self.say(&format!(
+            "Ed25519 latency while {HAMMERS} clients sign with RSA-4096"
+        ));
         for (side, again) in self
             .revive("the fairness measurement")
             .into_iter()
@@ -1618,8 +1686,9 @@ impl Bench<'_> {
             Better::Neither,
             added,
         );
+        self.aim(Target::MaxValue(1.0));
 
-        eprintln!("connect + list + close");
+        self.say("connect + list + close");
         let restarted = self.revive("connect + list + close");
         for (side, again) in restarted.into_iter().enumerate() {
             if again {
@@ -1650,7 +1719,7 @@ impl Bench<'_> {
     }
 
     fn startup(&mut self) {
-        eprintln!("start-up");
+        self.say("start-up");
         for agent in &mut self.agents {
             agent.stop();
         }
@@ -1671,7 +1740,7 @@ impl Bench<'_> {
         );
         self.target(1.0);
 
-        eprintln!("eval $(agent -s), list, agent -k");
+        self.say("eval $(agent -s), list, agent -k");
         let runs = self.plan.eval_runs;
         let out = self.alternate(runs, &mut |side, _| eval_run(&bins[side], &dir));
         let ms = out.each_ref().map(|r| {
@@ -1685,6 +1754,7 @@ impl Bench<'_> {
             Better::Lower,
             ms,
         );
+        self.target(1.0);
 
         let size = bins.each_ref().map(|b| {
             fs::metadata(b)
@@ -1730,7 +1800,7 @@ fn run() -> Result<(), String> {
         if let Err(e) = a.start() {
             // Every row of that agent will say why.
             notes.push(format!("{} did not start: {e}", a.name()));
-            eprintln!("  {} did not start: {e}", a.name());
+            eprintln!("{} did not start: {e}", a.name());
         }
     }
     let mut bench = Bench {
@@ -1741,6 +1811,7 @@ fn run() -> Result<(), String> {
         rows: Vec::new(),
         notes,
         flip: false,
+        t0,
     };
     bench.memory_and_add(&keys);
     bench.lists(&keys);
