@@ -471,7 +471,12 @@ fn serve(
             return ExitCode::from(EXIT_FATAL);
         }
     };
+    // Keep key memory out of swap where that cannot fail later.
+    if let Err(why) = sys::lock_all_memory() {
+        debug!("memory not locked against swap: {why}");
+    }
     let mut agent = Agent::new(opts.default_lifetime, opts.fingerprint_hash);
+    agent.set_confirm_forwarded(opts.confirm_forwarded);
     let Socket {
         listener, cleanup, ..
     } = socket;
