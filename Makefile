@@ -37,10 +37,11 @@ lint: check-unsafe
 check-unsafe:
 	! grep -rnE 'unsafe *(\{|fn|impl|extern)' src | grep -v '^src/sys.rs'
 
-# Builds every binary (the agent and the benchmark driver), then runs the benchmark.
+# Builds the release agent, then runs benches/agents.rs, which starts sshkeep and OpenSSH's
+# ssh-agent side by side. BENCH_ARGS: --quick, --openssh PATH, --sshkeep PATH, --json PATH.
 bench:
-	$(CARGO) build --release --locked --bins
-	./target/release/sshkeep-bench $(BENCH_ARGS)
+	$(CARGO) build --release --locked
+	$(CARGO) bench --locked --bench agents -- $(BENCH_ARGS)
 
 # Does not build: `sudo make install` should not run cargo as root.
 install:
