@@ -24,8 +24,9 @@ all:
 
 # Unit tests and the integration tests in tests/, which start the real binary and drive it
 # with ssh-add, ssh-keygen and ssh against a throwaway sshd on 127.0.0.1.
+# Not --all-targets: that would also run the benchmark, which `make bench` runs on purpose.
 test:
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --lib --bins --tests
 	$(MANDOC_LINT) $(MAN)
 
 lint: check-unsafe
