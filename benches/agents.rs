@@ -1893,5 +1893,11 @@ fn run() -> Result<(), String> {
     fs::write(&opts.json, json).map_err(|e| format!("write {}: {e}", opts.json.display()))?;
     println!("json: {}", opts.json.display());
     drop(tmp);
+    // A row sshkeep could not answer is a broken agent, not a slow one: fail the run, so
+    // the quick run in CI catches it. Missed targets are reported above, not failed.
+    let broken = rows.iter().filter(|r| r.values[SSHKEEP].is_err()).count();
+    if broken > 0 {
+        return Err(format!("{broken} rows failed for sshkeep (see errors above)"));
+    }
     Ok(())
 }
