@@ -1897,7 +1897,9 @@ fn run() -> Result<(), String> {
     // the quick run in CI catches it. Missed targets are reported above, not failed.
     let broken = rows.iter().filter(|r| r.values[SSHKEEP].is_err()).count();
     if broken > 0 {
-        return Err(format!("{broken} rows failed for sshkeep (see errors above)"));
+        return Err(format!(
+            "{broken} rows failed for sshkeep (see errors above)"
+        ));
     }
     Ok(())
 }

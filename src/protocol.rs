@@ -554,6 +554,25 @@ impl Response<'_> {
     }
 }
 
+/// Whether a request is one of the few that take milliseconds rather than microseconds:
+/// an RSA signature or RSA key add, or a lock or unlock (bcrypt-pbkdf). Read from the raw
+/// frame body, before any decoding work, so the server can schedule it: it runs at most
+/// one slow request per pass, after all quick ones.
+pub fn is_slow(body: &[u8]) -> bool {
+    let mut r = Reader::new(body);
+    match r.u8() {
+        Ok(msg::SSH_AGENTC_SIGN_REQUEST) => r
+            .string()
+            .and_then(|blob| Reader::new(blob).string())
+            .is_ok_and(|kind| kind.starts_with(b"ssh-rsa")),
+        Ok(msg::SSH_AGENTC_ADD_IDENTITY | msg::SSH_AGENTC_ADD_ID_CONSTRAINED) => {
+            r.string().is_ok_and(|kind| kind.starts_with(b"ssh-rsa"))
+        }
+        Ok(msg::SSH_AGENTC_LOCK | msg::SSH_AGENTC_UNLOCK) => true,
+        _ => false,
+    }
+}
+
 /// What the framing layer found at the front of a connection's input buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -911,5 +930,31 @@ mod tests {
         for cut in 0..ok.len() {
             assert!(parse_userauth_request(&ok[..cut], &key).is_none());
         }
+    }
+
+    #[test]
+    fn slow_requests_are_recognised() {
+        let sign = |blob: &[u8]| {
+            let mut b = vec![13];
+            put_string(&mut b, blob);
+            put_string(&mut b, b"data");
+            b.extend_from_slice(&0u32.to_be_bytes());
+            b
+        };
+        let blob = |kind: &[u8]| {
+            let mut v = Vec::new();
+            put_string(&mut v, kind);
+            v
+        };
+        assert!(is_slow(&sign(&blob(b"ssh-rsa"))));
+        assert!(is_slow(&sign(&blob(b"ssh-rsa-cert-v01@openssh.com"))));
+        assert!(!is_slow(&sign(&blob(b"ssh-ed25519"))));
+        assert!(!is_slow(&sign(b"")));
+        assert!(is_slow(&body(17, &[b"ssh-rsa"])));
+        assert!(!is_slow(&body(25, &[b"ecdsa-sha2-nistp256"])));
+        assert!(is_slow(&[22]));
+        assert!(is_slow(&[23]));
+        assert!(!is_slow(&[11]));
+        assert!(!is_slow(&[]));
     }
 }

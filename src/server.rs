@@ -124,6 +124,8 @@ struct Conn {
     state: ConnState,
     /// The client closed its end; answer what is buffered, then close.
     eof: bool,
+    /// A slow request waits at the head of the input for its turn.
+    backlog: bool,
 }
 
 /// A running askpass and the signature that waits for it.
@@ -160,6 +162,8 @@ pub struct Server<'a> {
     prompts: Vec<Prompt>,
     accept_paused_until: Option<Instant>,
     next_parent_check: Instant,
+    /// Where the search for the next backlogged connection starts (round robin).
+    next_slow: usize,
 }
 
 fn timeout_ms(now: Instant, deadline: Option<Instant>) -> libc::c_int {
@@ -211,6 +215,7 @@ impl<'a> Server<'a> {
             prompts: Vec::new(),
             accept_paused_until: None,
             next_parent_check: Instant::now() + PARENT_CHECK,
+            next_slow: 0,
         })
     }
 
@@ -260,6 +265,10 @@ impl<'a> Server<'a> {
             }
             for (i, c) in self.conns.iter().enumerate() {
                 let Some(c) = c else { continue };
+                if c.backlog {
+                    // Slow work is waiting: look at the sockets, but do not sleep.
+                    deadline = Some(now);
+                }
                 let mut events: libc::c_short = 0;
                 match &c.state {
                     ConnState::Ready => {
@@ -302,6 +311,27 @@ impl<'a> Server<'a> {
             }
             self.finish_prompts(now);
             self.fire_timers(now);
+            self.run_one_slow(now);
+        }
+    }
+
+    /// Run the slow request (an RSA signature, a lock) of one backlogged connection, taking
+    /// turns. Quick requests never wait behind more than one slow one: each pass answers
+    /// every quick request first, then at most one slow request.
+    fn run_one_slow(&mut self, now: Instant) {
+        let n = self.conns.len();
+        for k in 0..n {
+            let i = (self.next_slow + k) % n;
+            if self
+                .conns
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.backlog)
+            {
+                self.next_slow = i + 1;
+                self.process(i, now, true);
+                return;
+            }
         }
     }
 
@@ -403,6 +433,7 @@ impl<'a> Server<'a> {
             session: Session::default(),
             state: ConnState::Ready,
             eof: false,
+            backlog: false,
         };
         match self.conns.iter().position(Option::is_none) {
             Some(i) => {
@@ -452,14 +483,17 @@ impl<'a> Server<'a> {
             self.close(i);
             return;
         }
-        self.process(i, now);
+        self.process(i, now, false);
     }
 
-    /// Answer every whole frame in a connection's input, then try to write.
-    fn process(&mut self, i: usize, now: Instant) {
+    /// Answer the whole frames in a connection's input, then try to write. A slow request
+    /// (`protocol::is_slow`) runs only when `slow_ok`, and then only one; otherwise it waits
+    /// at the head of the input for `run_one_slow`.
+    fn process(&mut self, i: usize, now: Instant, mut slow_ok: bool) {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
+        conn.backlog = false;
         while matches!(conn.state, ConnState::Ready) && conn.output.len() < OUTPUT_HIGH_WATER {
             let len = match protocol::frame(&conn.input.0) {
                 Frame::Incomplete => break,
@@ -471,6 +505,13 @@ impl<'a> Server<'a> {
                 Frame::Complete(len) => len,
             };
             let end = 4usize.saturating_add(len);
+            if protocol::is_slow(conn.input.0.get(4..end).unwrap_or_default()) {
+                if !slow_ok {
+                    conn.backlog = true;
+                    break;
+                }
+                slow_ok = false;
+            }
             let req = conn.input.0.get(4..end).map(Request::decode);
             conn.input.consume(end);
             let reply = match req {
@@ -520,7 +561,11 @@ impl<'a> Server<'a> {
             return;
         }
         let incomplete = !conn.input.0.is_empty();
-        if conn.eof && matches!(conn.state, ConnState::Ready) && conn.output.is_empty() {
+        if conn.eof
+            && !conn.backlog
+            && matches!(conn.state, ConnState::Ready)
+            && conn.output.is_empty()
+        {
             if incomplete {
                 debug!("client closed with a partial frame");
             }
@@ -592,7 +637,7 @@ impl<'a> Server<'a> {
             {
                 reply.encode(&mut conn.output);
                 conn.state = ConnState::Ready;
-                self.process(slot, now);
+                self.process(slot, now, false);
             }
         }
     }
@@ -610,7 +655,7 @@ impl<'a> Server<'a> {
                 {
                     conn.output.extend_from_slice(&reply);
                 }
-                self.process(i, now);
+                self.process(i, now, false);
             }
         }
     }
