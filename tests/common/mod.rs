@@ -1,0 +1,881 @@
+//! Shared fixtures for the integration tests: they start the real agent binary and drive it with
+//! OpenSSH's real clients (`ssh-add`, `ssh-keygen`, `ssh`) and with raw protocol frames.
+//!
+//! Every test can be proved against OpenSSH's own agent:
+//! `AGENT_UNDER_TEST=/usr/bin/ssh-agent cargo test --test clients`. Without that variable the agent
+//! under test is this crate's `sshkeep` binary. Tests of deliberate sshkeep differences start with
+//! `if !common::sshkeep_only() { return; }`.
+//!
+//! API (include with `mod common;` and `use common::*;`):
+//!
+//! - [`TempDir`]: `TempDir::new()`, `.path()`, `.join(name)`; a fresh directory (mode 0700) under
+//!   `std::env::temp_dir()` with a short name (Unix socket paths are limited to 108 bytes), removed
+//!   with its contents on drop.
+//! - [`agent_bin`] (`AGENT_UNDER_TEST` or the `sshkeep` binary), [`is_sshkeep`], [`sshkeep_only`]
+//!   (false and prints "skipped: sshkeep-only" when another agent is under test).
+//! - [`Agent`]: `Agent::start(&["-t", "10"])` runs `<bin> -D -a <tmp>/agent.sock <args>` with stdout and
+//!   stderr captured to files and returns once the socket accepts connections; `start_env` adds
+//!   environment variables (the agent gets none of `SSH_ASKPASS`, `SSH_ASKPASS_REQUIRE`, `DISPLAY`,
+//!   `WAYLAND_DISPLAY`, `SSH_AUTH_SOCK`, `SSH_AGENT_PID` unless given). `.sock()`, `.sock_str()`,
+//!   `.pid()`, `.dir()` (its temp dir, free for keys), `.stdout_text()`, `.stderr_text()`,
+//!   `.is_running()`, `.stop()` (SIGTERM, returns the exit status). Drop sends SIGTERM, then SIGKILL
+//!   after a deadline, and waits.
+//! - [`run`]`(cmd, args, env)`: runs a program with stdin on `/dev/null` and returns its `Output`;
+//!   the variables listed above are removed from its environment unless `env` gives them.
+//!   [`ssh_add`]`(agent, args)` and [`ssh_add_env`] run `ssh-add` against an agent.
+//!   [`stdout`]/[`stderr`] give an `Output`'s text; [`expect_ok`] panics (with both) unless it succeeded.
+//! - Keys: [`keygen`]`(dir, kind)` with kind `ed25519`, `ecdsa-256`, `ecdsa-384`, `ecdsa-521`,
+//!   `rsa-2048`, `rsa-3072`, `rsa-4096` or `dsa`, returns the private key's path (the public key is
+//!   beside it with `.pub`; file `id_<kind>[_n]`, comment `<file name>@sshkeep-test`). RSA-4096 comes
+//!   from a per-process cache: every call gives the same key material under a new comment.
+//!   [`keygen_named`] chooses file name and comment. [`fingerprint`]`(path)` is the line
+//!   `ssh-keygen -lf` prints (as `ssh-add -l` prints it), [`pub_line`] the `.pub` contents without
+//!   the newline, [`pub_blob`] the decoded key blob, [`certify`]`(ca, key_pub, principals)` signs a
+//!   user certificate and returns the `-cert.pub` path.
+//! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes.
+//!   [`pid_alive`]`(pid)` (false for zombies), [`KillOnDrop`]`(pid)` SIGTERMs a background agent
+//!   (e.g. one started with `-s`) when a test ends, however it ends.
+//! - Raw protocol: [`RawClient`] (`connect`, `send_frame`, `send_raw`, `try_send_raw`, `recv_frame`,
+//!   `request`, `is_closed`, `set_timeout`, `stream`), encoders [`string`], [`u32`] and [`frame`],
+//!   [`Reader`] to parse replies, [`parse_identities`], [`base64_encode`]/[`base64_decode`], message
+//!   numbers (`SSH_AGENT_FAILURE`, ...).
+//! - [`Sshd`]: `Sshd::start(&[key_pub], trusted_user_ca, &["extra config line"])` runs
+//!   `/usr/sbin/sshd -D -e` on a free port of 127.0.0.1 with its own config, host key and
+//!   `AuthorizedKeysFile` (or `none` when no key is given); `.ssh(agent, &["-o", ".."], "cmd")` logs in
+//!   as root with only the agent's keys. [`can_run_sshd`] is false (and says why) when not root.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// How long a fixture waits for a process to come up or go away before giving up.
+pub const START_DEADLINE: Duration = Duration::from_secs(10);
+/// How long `Drop` waits after SIGTERM before SIGKILL.
+const STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Variables that change how OpenSSH's tools and the agent behave; removed unless a test gives them.
+const SCRUBBED_ENV: &[&str] = &[
+    "SSH_AUTH_SOCK",
+    "SSH_AGENT_PID",
+    "SSH_ASKPASS",
+    "SSH_ASKPASS_REQUIRE",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+];
+
+// Agent protocol message numbers (RFC 9987).
+pub const SSH_AGENT_FAILURE: u8 = 5;
+pub const SSH_AGENT_SUCCESS: u8 = 6;
+pub const SSH_AGENTC_REMOVE_ALL_RSA_IDENTITIES: u8 = 9;
+pub const SSH_AGENTC_REQUEST_IDENTITIES: u8 = 11;
+pub const SSH_AGENT_IDENTITIES_ANSWER: u8 = 12;
+pub const SSH_AGENTC_SIGN_REQUEST: u8 = 13;
+pub const SSH_AGENT_SIGN_RESPONSE: u8 = 14;
+pub const SSH_AGENTC_ADD_IDENTITY: u8 = 17;
+pub const SSH_AGENTC_REMOVE_IDENTITY: u8 = 18;
+pub const SSH_AGENTC_REMOVE_ALL_IDENTITIES: u8 = 19;
+pub const SSH_AGENTC_LOCK: u8 = 22;
+pub const SSH_AGENTC_UNLOCK: u8 = 23;
+pub const SSH_AGENTC_ADD_ID_CONSTRAINED: u8 = 25;
+pub const SSH_AGENTC_EXTENSION: u8 = 27;
+pub const SSH_AGENT_EXTENSION_FAILURE: u8 = 28;
+pub const SSH_AGENT_EXTENSION_RESPONSE: u8 = 29;
+pub const SSH_AGENT_RSA_SHA2_256: u32 = 2;
+pub const SSH_AGENT_RSA_SHA2_512: u32 = 4;
+/// AGENT_MAX_LEN: the largest frame body an agent accepts.
+pub const MAX_MESSAGE_LEN: usize = 256 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Temporary directories
+
+/// A fresh private directory, removed with its contents on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let base = std::env::temp_dir();
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let path = base.join(format!("skt{}-{n}-{:x}", std::process::id(), nanos & 0xfff));
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+                    return TempDir(path);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("cannot create a directory in {}: {e}", base.display()),
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        TempDir::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent under test
+
+/// The agent binary: `$AGENT_UNDER_TEST`, or this crate's `sshkeep`.
+pub fn agent_bin() -> PathBuf {
+    match std::env::var_os("AGENT_UNDER_TEST") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_sshkeep")),
+    }
+}
+
+/// True when the agent under test is sshkeep (no `AGENT_UNDER_TEST`).
+pub fn is_sshkeep() -> bool {
+    std::env::var_os("AGENT_UNDER_TEST").is_none_or(|p| p.is_empty())
+}
+
+/// For tests of deliberate sshkeep differences: false (with a note) when another agent is under test.
+pub fn sshkeep_only() -> bool {
+    let yes = is_sshkeep();
+    if !yes {
+        println!("skipped: sshkeep-only");
+    }
+    yes
+}
+
+/// Polls `cond` every few milliseconds until it holds (true) or `deadline` has passed (false).
+pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may contain spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// SIGTERMs process `pid` on drop unless it is gone already (0 = nothing to do).
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0 != 0 && pid_alive(self.0) {
+            let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGTERM);
+        }
+    }
+}
+
+/// Sends SIGTERM, waits up to [`STOP_DEADLINE`], then SIGKILLs; returns the exit status.
+fn terminate(child: &mut Child) -> ExitStatus {
+    if let Ok(Some(status)) = child.try_wait() {
+        return status;
+    }
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let mut status = None;
+    wait_until(STOP_DEADLINE, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    match status {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            child.wait().unwrap()
+        }
+    }
+}
+
+/// A running agent (`<bin> -D -a <dir>/agent.sock <args>`), stopped on drop.
+pub struct Agent {
+    child: Child,
+    sock: PathBuf,
+    status: Option<ExitStatus>,
+    // Last field: dropped after the process is gone.
+    dir: TempDir,
+}
+
+impl Agent {
+    pub fn start(args: &[&str]) -> Agent {
+        Agent::start_env(args, &[])
+    }
+
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let dir = TempDir::new();
+        let sock = dir.join("agent.sock");
+        let mut cmd = Command::new(agent_bin());
+        cmd.arg("-D").arg("-a").arg(&sock).args(args);
+        scrub_env(&mut cmd, env);
+        cmd.stdin(Stdio::null())
+            .stdout(fs::File::create(dir.join("agent.stdout")).unwrap())
+            .stderr(fs::File::create(dir.join("agent.stderr")).unwrap());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", agent_bin().display()));
+        let mut agent = Agent {
+            child,
+            sock,
+            status: None,
+            dir,
+        };
+        let up = wait_until(START_DEADLINE, || {
+            UnixStream::connect(&agent.sock).is_ok() || !agent.is_running()
+        });
+        if !up || !agent.is_running() {
+            panic!(
+                "agent {} {:?} did not come up (status {:?})\nstdout: {}\nstderr: {}",
+                agent_bin().display(),
+                args,
+                agent.status,
+                agent.stdout_text(),
+                agent.stderr_text()
+            );
+        }
+        agent
+    }
+
+    pub fn sock(&self) -> &Path {
+        &self.sock
+    }
+
+    pub fn sock_str(&self) -> &str {
+        self.sock.to_str().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The agent's private temp dir (holds the socket and the captured output; free for keys).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        fs::read_to_string(self.dir.join("agent.stdout")).unwrap_or_default()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        fs::read_to_string(self.dir.join("agent.stderr")).unwrap_or_default()
+    }
+
+    /// Whether the process is still running (reaps it when it has exited).
+    pub fn is_running(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status.is_none()
+    }
+
+    /// The exit status once the process has exited.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.is_running();
+        self.status
+    }
+
+    /// SIGTERM (then SIGKILL after a deadline); returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        if let Some(s) = self.exit_status() {
+            return s;
+        }
+        let s = terminate(&mut self.child);
+        self.status = Some(s);
+        s
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running OpenSSH's tools
+
+fn scrub_env(cmd: &mut Command, env: &[(&str, &str)]) {
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+}
+
+/// Runs `cmd args` with stdin on /dev/null; [`SCRUBBED_ENV`] is removed unless `env` gives it.
+pub fn run(cmd: impl AsRef<std::ffi::OsStr>, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let cmd = cmd.as_ref();
+    let mut c = Command::new(cmd);
+    c.args(args).stdin(Stdio::null());
+    scrub_env(&mut c, env);
+    c.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// `ssh-add args` against `agent`.
+pub fn ssh_add(agent: &Agent, args: &[&str]) -> Output {
+    ssh_add_env(agent, args, &[])
+}
+
+/// `ssh-add args` against `agent`, with more environment variables.
+pub fn ssh_add_env(agent: &Agent, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut all = vec![("SSH_AUTH_SOCK", agent.sock_str())];
+    all.extend_from_slice(env);
+    run("ssh-add", args, &all)
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Panics with the output unless the command succeeded; returns it for chaining.
+#[track_caller]
+pub fn expect_ok(out: &Output) -> &Output {
+    assert!(
+        out.status.success(),
+        "command failed: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+/// `ssh-keygen` arguments for a key kind.
+fn kind_args(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "ed25519" => &["-t", "ed25519"],
+        "ecdsa-256" | "ecdsa" => &["-t", "ecdsa", "-b", "256"],
+        "ecdsa-384" => &["-t", "ecdsa", "-b", "384"],
+        "ecdsa-521" => &["-t", "ecdsa", "-b", "521"],
+        "rsa-2048" => &["-t", "rsa", "-b", "2048"],
+        "rsa-3072" | "rsa" => &["-t", "rsa", "-b", "3072"],
+        "rsa-4096" => &["-t", "rsa", "-b", "4096"],
+        "dsa" => &["-t", "dsa"],
+        _ => panic!("unknown key kind {kind}"),
+    }
+}
+
+/// Generates a key of `kind` in `dir` under a free name `id_<kind>[_n]`; returns the private key path.
+pub fn keygen(dir: &Path, kind: &str) -> PathBuf {
+    let mut name = format!("id_{kind}");
+    let mut n = 1;
+    while dir.join(&name).exists() {
+        n += 1;
+        name = format!("id_{kind}_{n}");
+    }
+    let comment = format!("{name}@sshkeep-test");
+    keygen_named(dir, kind, &name, &comment)
+}
+
+/// Generates a key of `kind` as `dir/name` (and `name.pub`) with `comment`.
+pub fn keygen_named(dir: &Path, kind: &str, name: &str, comment: &str) -> PathBuf {
+    let path = dir.join(name);
+    if kind == "rsa-4096" {
+        // Generating RSA-4096 takes about a second: make one per process and copy it.
+        static CACHE: OnceLock<Vec<u8>> = OnceLock::new();
+        let private = CACHE.get_or_init(|| {
+            let tmp = TempDir::new();
+            let p = generate(tmp.path(), kind, "rsa4096", "cached");
+            fs::read(p).unwrap()
+        });
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .unwrap();
+        f.write_all(private).unwrap();
+        drop(f);
+        // -c rewrites the comment of the private key file and writes the .pub beside it.
+        let p = path.to_str().unwrap();
+        expect_ok(&run(
+            "ssh-keygen",
+            &["-q", "-c", "-C", comment, "-f", p],
+            &[],
+        ));
+        return path;
+    }
+    generate(dir, kind, name, comment)
+}
+
+fn generate(dir: &Path, kind: &str, name: &str, comment: &str) -> PathBuf {
+    let path = dir.join(name);
+    let mut args = vec!["-q", "-N", "", "-C", comment, "-f", path.to_str().unwrap()];
+    args.extend_from_slice(kind_args(kind));
+    expect_ok(&run("ssh-keygen", &args, &[]));
+    path
+}
+
+/// `path` with `.pub` appended (the public key beside a private key).
+pub fn pub_path(key: &Path) -> PathBuf {
+    let mut s = key.as_os_str().to_owned();
+    s.push(".pub");
+    PathBuf::from(s)
+}
+
+/// `path` with `-cert.pub` appended (the certificate `ssh-add` looks for beside a private key).
+pub fn cert_path(key: &Path) -> PathBuf {
+    let mut s = key.as_os_str().to_owned();
+    s.push("-cert.pub");
+    PathBuf::from(s)
+}
+
+/// The line `ssh-keygen -lf path` prints, as `ssh-add -l` prints it: `256 SHA256:... comment (ED25519)`.
+pub fn fingerprint(path: &Path) -> String {
+    let out = run("ssh-keygen", &["-lf", path.to_str().unwrap()], &[]);
+    stdout(expect_ok(&out)).trim_end().to_string()
+}
+
+/// A public key file's single line (type, base64, comment), without the newline.
+pub fn pub_line(pub_file: &Path) -> String {
+    fs::read_to_string(pub_file).unwrap().trim_end().to_string()
+}
+
+/// The key blob of a public key (or certificate) file.
+pub fn pub_blob(pub_file: &Path) -> Vec<u8> {
+    let line = pub_line(pub_file);
+    let b64 = line.split_whitespace().nth(1).unwrap();
+    base64_decode(b64).unwrap()
+}
+
+/// Signs `key_pub` as a user certificate for `principals` (comma-separated) with the private key
+/// `ca`; returns the certificate's path (`<key>-cert.pub`).
+pub fn certify(ca: &Path, key_pub: &Path, principals: &str) -> PathBuf {
+    let out = run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-s",
+            ca.to_str().unwrap(),
+            "-I",
+            "sshkeep-test-cert",
+            "-n",
+            principals,
+            key_pub.to_str().unwrap(),
+        ],
+        &[],
+    );
+    expect_ok(&out);
+    let s = key_pub.to_str().unwrap();
+    PathBuf::from(format!("{}-cert.pub", s.strip_suffix(".pub").unwrap_or(s)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire encoding
+
+/// An SSH `string`: u32 big-endian length, then the bytes.
+pub fn string(b: &[u8]) -> Vec<u8> {
+    let mut v = u32(b.len() as u32);
+    v.extend_from_slice(b);
+    v
+}
+
+/// A u32, big-endian.
+pub fn u32(n: u32) -> Vec<u8> {
+    n.to_be_bytes().to_vec()
+}
+
+/// A whole frame: length, type, body.
+pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = u32(body.len() as u32 + 1);
+    v.push(kind);
+    v.extend_from_slice(body);
+    v
+}
+
+/// Parses SSH wire data; panics on short input (tests only).
+pub struct Reader<'a>(pub &'a [u8]);
+
+impl<'a> Reader<'a> {
+    pub fn u8(&mut self) -> u8 {
+        let (b, rest) = self.0.split_first().expect("short data");
+        self.0 = rest;
+        *b
+    }
+
+    pub fn u32(&mut self) -> u32 {
+        let (b, rest) = self.0.split_at(4);
+        self.0 = rest;
+        u32::from_be_bytes(b.try_into().unwrap())
+    }
+
+    pub fn string(&mut self) -> &'a [u8] {
+        let n = self.u32() as usize;
+        let (b, rest) = self.0.split_at(n);
+        self.0 = rest;
+        b
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The (key blob, comment) pairs of an IDENTITIES_ANSWER frame (type byte first).
+pub fn parse_identities(reply: &[u8]) -> Vec<(Vec<u8>, String)> {
+    let mut r = Reader(reply);
+    assert_eq!(
+        r.u8(),
+        SSH_AGENT_IDENTITIES_ANSWER,
+        "not an identities answer: {reply:?}"
+    );
+    let n = r.u32();
+    let ids = (0..n)
+        .map(|_| {
+            let blob = r.string().to_vec();
+            let comment = String::from_utf8(r.string().to_vec()).unwrap();
+            (blob, comment)
+        })
+        .collect();
+    assert!(r.is_empty(), "trailing bytes in identities answer");
+    ids
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = B64.iter().position(|&x| x == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw protocol client
+
+/// A raw connection to an agent socket. Reads time out (5 s by default) instead of hanging.
+pub struct RawClient {
+    stream: UnixStream,
+    pending: Vec<u8>,
+}
+
+impl RawClient {
+    pub fn connect(sock: &Path) -> RawClient {
+        let stream = UnixStream::connect(sock).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        RawClient {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn set_timeout(&self, t: Duration) {
+        self.stream.set_read_timeout(Some(t)).unwrap();
+    }
+
+    pub fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    /// Sends `payload` (type byte first) with its length prefix.
+    pub fn send_frame(&mut self, payload: &[u8]) {
+        let mut v = u32(payload.len() as u32);
+        v.extend_from_slice(payload);
+        self.send_raw(&v);
+    }
+
+    /// Sends bytes as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.try_send_raw(bytes).unwrap();
+    }
+
+    /// Sends bytes as they are; the agent may have closed the connection already.
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        (&self.stream).write_all(bytes)
+    }
+
+    /// Reads into `pending`; Ok(false) at end of stream.
+    fn fill(&mut self) -> io::Result<bool> {
+        let mut buf = [0u8; 65536];
+        let n = (&self.stream).read(&mut buf)?;
+        self.pending.extend_from_slice(&buf[..n]);
+        Ok(n > 0)
+    }
+
+    /// The next reply frame (type byte first), or None on end of stream, error or timeout.
+    pub fn recv_frame(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if self.pending.len() >= 4 {
+                let n = u32::from_be_bytes(self.pending[..4].try_into().unwrap()) as usize;
+                if self.pending.len() >= 4 + n {
+                    let f = self.pending[4..4 + n].to_vec();
+                    self.pending.drain(..4 + n);
+                    return Some(f);
+                }
+            }
+            match self.fill() {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Sends a request and returns the reply frame; panics when there is none.
+    #[track_caller]
+    pub fn request(&mut self, kind: u8, body: &[u8]) -> Vec<u8> {
+        self.send_raw(&frame(kind, body));
+        self.recv_frame()
+            .unwrap_or_else(|| panic!("no reply to request type {kind}"))
+    }
+
+    /// True when the agent has closed the connection (waits up to the read timeout for it).
+    /// Bytes that arrive meanwhile are kept for `recv_frame`.
+    pub fn is_closed(&mut self) -> bool {
+        loop {
+            match self.fill() {
+                Ok(true) => {}
+                Ok(false) => return true,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A throwaway sshd on 127.0.0.1
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// Whether sshd tests can run here (as root, with sshd installed); says why not when they cannot.
+pub fn can_run_sshd() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: sshd tests log in as root and need to run as root");
+        return false;
+    }
+    if !Path::new(SSHD).exists() {
+        println!("skipped: {SSHD} is not installed");
+        return false;
+    }
+    true
+}
+
+/// A running `sshd -D -e` on 127.0.0.1 with its own config, stopped on drop.
+pub struct Sshd {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Sshd {
+    /// Starts sshd accepting `authorized_keys` (public key files; none → `AuthorizedKeysFile none`),
+    /// trusting `trusted_user_ca` (a CA public key file) for user certificates, with `extra_config`
+    /// lines placed first in the config (sshd keeps the first value of an option).
+    pub fn start(
+        authorized_keys: &[&Path],
+        trusted_user_ca: Option<&Path>,
+        extra_config: &[&str],
+    ) -> Sshd {
+        // Privilege separation directory: sshd refuses to start without it.
+        let _ = fs::create_dir_all("/run/sshd");
+        let mut dir = TempDir::new();
+        let host_key = generate(dir.path(), "ed25519", "host_key", "host");
+        let mut akf = String::from("none");
+        if !authorized_keys.is_empty() {
+            let mut text = String::new();
+            for k in authorized_keys {
+                text.push_str(&pub_line(k));
+                text.push('\n');
+            }
+            let p = dir.join("authorized_keys");
+            fs::write(&p, text).unwrap();
+            akf = p.to_str().unwrap().to_string();
+        }
+        let mut last_log = String::new();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let mut cfg = String::new();
+            for line in extra_config {
+                cfg.push_str(line);
+                cfg.push('\n');
+            }
+            cfg.push_str(&format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\n\
+                 PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 StrictModes no\nUsePAM no\nUseDNS no\nPrintMotd no\nPrintLastLog no\n\
+                 LogLevel DEBUG1\nAuthorizedKeysFile {akf}\n",
+                host_key.display()
+            ));
+            if let Some(ca) = trusted_user_ca {
+                cfg.push_str(&format!("TrustedUserCAKeys {}\n", ca.display()));
+            }
+            let cfg_path = dir.join("sshd_config");
+            fs::write(&cfg_path, cfg).unwrap();
+            let log = dir.join("sshd.log");
+            let child = Command::new(SSHD)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&cfg_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let mut sshd = Sshd { child, port, dir };
+            let listening = format!("Server listening on 127.0.0.1 port {port}.");
+            let mut exited = false;
+            wait_until(START_DEADLINE, || {
+                exited = sshd.child.try_wait().ok().flatten().is_some();
+                exited || sshd.log_text().contains(&listening)
+            });
+            if !exited && sshd.log_text().contains(&listening) {
+                return sshd;
+            }
+            last_log = sshd.log_text();
+            terminate(&mut sshd.child);
+            dir = std::mem::take(&mut sshd.dir);
+            if !last_log.contains("Address already in use") {
+                break;
+            }
+        }
+        panic!("sshd did not start:\n{last_log}");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// sshd's log (DEBUG1), for diagnosis.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+
+    /// `ssh <opts> -p PORT root@127.0.0.1 <cmd>` authenticating only with `agent`'s keys.
+    pub fn ssh(&self, agent: &Agent, opts: &[&str], cmd: &str) -> Output {
+        let port = self.port.to_string();
+        let mut args = vec![
+            "-F",
+            "none",
+            "-o",
+            "IdentityFile=none",
+            "-o",
+            "IdentitiesOnly=no",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "PreferredAuthentications=publickey",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+        ];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&["-p", &port, "root@127.0.0.1", cmd]);
+        run("ssh", &args, &[("SSH_AUTH_SOCK", agent.sock_str())])
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// A port of 127.0.0.1 free a moment ago (bind :0, read it, release it).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub fn port_open(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
