@@ -10,6 +10,8 @@ use crate::keys::{FingerprintHash, PrivateKey};
 use crate::lock::{self, LockHash};
 use crate::log;
 use crate::protocol::{self, Constraints, EXT_QUERY, Extension, Request, Response};
+#[cfg(test)]
+use zeroize::Zeroizing;
 
 /// Most identities held at once. OpenSSH clients refuse a list of more than 2048 keys
 /// (authfd.c MAX_AGENT_IDENTITIES), so a larger table would break `ssh-add -l` and `ssh`.
@@ -390,6 +392,302 @@ impl Agent {
                     self.expiries.insert((d, slot));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::testkeys;
+    use crate::protocol::Reader;
+
+    const SUCCESS: [u8; 5] = [0, 0, 0, 1, 6];
+    const FAILURE: [u8; 5] = [0, 0, 0, 1, 5];
+
+    /// A fresh key's ADD body and public blob.
+    fn body(kind: &str) -> (Vec<u8>, Vec<u8>) {
+        let body = testkeys::add_body(kind);
+        let blob = testkeys::public_blob(&body);
+        (body, blob)
+    }
+
+    fn add(body: &[u8], comment: &str, constraints: Constraints) -> Request {
+        Request::AddIdentity {
+            key: PrivateKey::decode(&mut Reader::new(body)).unwrap(),
+            comment: comment.as_bytes().to_vec(),
+            constraints,
+        }
+    }
+
+    fn encoded(r: Reply<'_>) -> Vec<u8> {
+        match r {
+            Reply::Now(resp) => {
+                let mut v = Vec::new();
+                resp.encode(&mut v);
+                v
+            }
+            other => panic!("expected an immediate reply, got {other:?}"),
+        }
+    }
+
+    fn req(a: &mut Agent, r: Request, now: Instant) -> Vec<u8> {
+        encoded(a.handle(&mut Session::default(), r, now))
+    }
+
+    fn listed(a: &mut Agent, now: Instant) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match a.handle(&mut Session::default(), Request::RequestIdentities, now) {
+            Reply::Now(Response::Identities(ids)) => {
+                ids.iter().map(|(b, c)| (b.to_vec(), c.to_vec())).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn blobs(a: &mut Agent, now: Instant) -> Vec<Vec<u8>> {
+        listed(a, now).into_iter().map(|(b, _)| b).collect()
+    }
+
+    fn sign(blob: &[u8]) -> Request {
+        Request::Sign {
+            key: blob.to_vec(),
+            data: b"data".to_vec(),
+            flags: 0,
+        }
+    }
+
+    fn lifetime(secs: u32) -> Constraints {
+        Constraints {
+            lifetime: Some(secs),
+            ..Constraints::default()
+        }
+    }
+
+    #[test]
+    fn insertion_order_replace_in_place_and_remove() {
+        let t = Instant::now();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k1, b1) = body("ed25519");
+        let (k2, b2) = body("ecdsa256");
+        let (k3, b3) = body("ecdsa384");
+        assert_eq!(
+            req(&mut a, add(&k1, "one", Constraints::default()), t),
+            SUCCESS
+        );
+        assert_eq!(
+            req(&mut a, add(&k2, "two", Constraints::default()), t),
+            SUCCESS
+        );
+        assert_eq!(
+            req(&mut a, add(&k3, "three", Constraints::default()), t),
+            SUCCESS
+        );
+        assert_eq!(blobs(&mut a, t), [b1.clone(), b2.clone(), b3.clone()]);
+        // Re-adding the second key keeps its place and takes the new comment and constraints.
+        assert_eq!(req(&mut a, add(&k2, "deux", lifetime(5)), t), SUCCESS);
+        let l = listed(&mut a, t);
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[1], (b2.clone(), b"deux".to_vec()));
+        a.reap(t + Duration::from_secs(5));
+        assert_eq!(
+            blobs(&mut a, t + Duration::from_secs(5)),
+            [b1.clone(), b3.clone()]
+        );
+        assert_eq!(
+            req(&mut a, Request::RemoveIdentity { key: b1.clone() }, t),
+            SUCCESS
+        );
+        assert_eq!(req(&mut a, Request::RemoveIdentity { key: b1 }, t), FAILURE);
+        assert_eq!(blobs(&mut a, t), [b3]);
+        assert_eq!(req(&mut a, Request::RemoveAllIdentities, t), SUCCESS);
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn sign_with_held_keys_only() {
+        let t = Instant::now();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, b) = body("ed25519");
+        assert_eq!(req(&mut a, sign(&b), t), FAILURE);
+        req(&mut a, add(&k, "k", Constraints::default()), t);
+        let sig = req(&mut a, sign(&b), t);
+        assert_eq!(sig.get(4), Some(&14));
+        assert_eq!(req(&mut a, sign(b"not a key"), t), FAILURE);
+    }
+
+    #[test]
+    fn lifetimes_expire_on_the_injected_clock() {
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        let mut a = Agent::new(Some(100), FingerprintHash::Sha256);
+        let (k1, b1) = body("ed25519");
+        let (k2, b2) = body("ed25519");
+        let (k3, b3) = body("ed25519");
+        req(&mut a, add(&k1, "short", lifetime(10)), t);
+        req(&mut a, add(&k2, "default", Constraints::default()), t);
+        req(&mut a, add(&k3, "zero", lifetime(0)), t);
+        // A zero lifetime is gone before the next request is served.
+        assert_eq!(blobs(&mut a, t), [b1.clone(), b2.clone()]);
+        assert_eq!(a.reap(t + s(9)), Some(t + s(10)));
+        assert_eq!(req(&mut a, sign(&b1), t + s(10)), FAILURE);
+        assert_eq!(blobs(&mut a, t + s(10)), vec![b2.clone()]);
+        // `-t` applied to the key added without a lifetime.
+        assert_eq!(a.reap(t + s(99)), Some(t + s(100)));
+        assert_eq!(a.reap(t + s(100)), None);
+        assert!(a.is_empty());
+        let _ = b3;
+    }
+
+    #[test]
+    fn lock_matrix() {
+        let t = Instant::now();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, b) = body("ed25519");
+        req(&mut a, add(&k, "k", Constraints::default()), t);
+        let pw = |p: &str| Zeroizing::new(p.as_bytes().to_vec());
+        // Empty passphrases and unlocking an unlocked agent are refused.
+        assert_eq!(req(&mut a, Request::Lock(pw("")), t), FAILURE);
+        assert_eq!(req(&mut a, Request::Unlock(pw("x")), t), FAILURE);
+        assert_eq!(req(&mut a, Request::Lock(pw("secret")), t), SUCCESS);
+        assert!(a.is_locked());
+        // Locked: empty list, everything else refused, keys still held.
+        assert!(listed(&mut a, t).is_empty());
+        assert_eq!(req(&mut a, sign(&b), t), FAILURE);
+        assert_eq!(req(&mut a, Request::Lock(pw("secret")), t), FAILURE);
+        assert_eq!(req(&mut a, Request::RemoveAllIdentities, t), FAILURE);
+        assert_eq!(
+            req(&mut a, Request::Extension(Extension::Query), t),
+            FAILURE
+        );
+        assert_eq!(a.len(), 1);
+        // Wrong passphrases: delayed failures, growing by 0.1 s.
+        for n in 1..=3u32 {
+            match a.handle(&mut Session::default(), Request::Unlock(pw("wrong")), t) {
+                Reply::Delayed(d, Response::Failure) => {
+                    assert_eq!(d, Duration::from_millis(100) * n)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(req(&mut a, Request::Unlock(pw("secret")), t), SUCCESS);
+        assert_eq!(blobs(&mut a, t), vec![b.clone()]);
+        // The counter was reset by the success.
+        req(&mut a, Request::Lock(pw("again")), t);
+        match a.handle(&mut Session::default(), Request::Unlock(pw("nope")), t) {
+            Reply::Delayed(d, _) => assert_eq!(d, Duration::from_millis(100)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_expire_while_locked() {
+        let t = Instant::now();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, _) = body("ed25519");
+        req(&mut a, add(&k, "k", lifetime(1)), t);
+        req(&mut a, Request::Lock(Zeroizing::new(b"pw".to_vec())), t);
+        assert_eq!(a.reap(t + Duration::from_secs(1)), None);
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn confirm_asks_and_rechecks() {
+        let t = Instant::now();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, b) = body("ed25519");
+        let confirm = Constraints {
+            confirm: true,
+            ..Constraints::default()
+        };
+        req(&mut a, add(&k, "work key", confirm), t);
+        let ask = |a: &mut Agent| match a.handle(&mut Session::default(), sign(&b), t) {
+            Reply::Confirm(p) => p,
+            other => panic!("{other:?}"),
+        };
+        let p = ask(&mut a);
+        assert!(
+            p.prompt
+                .starts_with("Allow use of key work key?\nKey fingerprint SHA256:")
+        );
+        assert!(p.prompt.ends_with('.'));
+        assert_eq!(a.confirmed(p, false, t), Response::Failure);
+        let p = ask(&mut a);
+        assert!(matches!(a.confirmed(p, true, t), Response::Signature(_)));
+        // Removed while the question was open: refused.
+        let p = ask(&mut a);
+        req(&mut a, Request::RemoveAllIdentities, t);
+        assert_eq!(a.confirmed(p, true, t), Response::Failure);
+    }
+
+    #[test]
+    fn extensions_and_unknown_messages() {
+        let t = Instant::now();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        assert!(matches!(
+            a.handle(
+                &mut Session::default(),
+                Request::Extension(Extension::Query),
+                t
+            ),
+            Reply::Now(Response::Query(&["query"]))
+        ));
+        let other = Request::Extension(Extension::Other("x@example.com".into()));
+        assert_eq!(req(&mut a, other, t), FAILURE);
+        assert_eq!(req(&mut a, Request::Unknown(200), t), FAILURE);
+    }
+
+    #[test]
+    fn holes_are_compacted_and_order_kept() {
+        let t = Instant::now();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let keys: Vec<_> = (0..100).map(|_| body("ed25519")).collect();
+        for (k, _) in &keys {
+            req(&mut a, add(k, "k", Constraints::default()), t);
+        }
+        for (i, (_, b)) in keys.iter().enumerate() {
+            if i % 10 != 0 {
+                assert_eq!(
+                    req(&mut a, Request::RemoveIdentity { key: b.clone() }, t),
+                    SUCCESS
+                );
+            }
+        }
+        let want: Vec<_> = keys.iter().step_by(10).map(|(_, b)| b.clone()).collect();
+        assert_eq!(blobs(&mut a, t), want);
+        assert!(a.slots.len() < 40);
+        for b in &want {
+            assert_eq!(req(&mut a, sign(b), t).get(4), Some(&14));
+        }
+    }
+
+    #[test]
+    fn identity_count_is_capped() {
+        let t = Instant::now();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        for _ in 0..MAX_IDENTITIES {
+            let (k, _) = body("ed25519");
+            assert_eq!(
+                req(&mut a, add(&k, "k", Constraints::default()), t),
+                SUCCESS
+            );
+        }
+        let (k, _) = body("ed25519");
+        assert_eq!(
+            req(&mut a, add(&k, "k", Constraints::default()), t),
+            FAILURE
+        );
+        assert_eq!(a.len(), MAX_IDENTITIES);
+    }
+
+    #[test]
+    fn identity_list_stays_under_the_message_limit() {
+        let t = Instant::now();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let big = "c".repeat(100 * 1024);
+        for i in 0..3 {
+            let (k, _) = body("ed25519");
+            let want = if i < 2 { SUCCESS } else { FAILURE };
+            assert_eq!(req(&mut a, add(&k, &big, Constraints::default()), t), want);
         }
     }
 }

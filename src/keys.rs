@@ -1,10 +1,41 @@
 //! Keys: the only module that names `ssh-key` and crypto types. Decodes and validates
 //! private keys from ADD requests, converts each once into a ready-to-sign form, signs
 //! with the requested flags, computes fingerprints and verifies signatures.
+//!
+//! The private fields of an ADD request are read straight from the request buffer with
+//! the protocol `Reader` (borrowed slices, no copies), so the only copies of secret bytes
+//! made here are the backend signing keys and a few `Zeroizing` temporaries. `ssh-key`
+//! parses certificates and public keys and verifies signatures; the signing backends are
+//! `ed25519-dalek`, `p256`/`p384`/`p521` and `rsa`, each built once when the key is added.
 
 use std::fmt;
 
-use crate::protocol::Reader;
+use rsa::BoxedUint;
+use rsa::traits::SignatureScheme;
+use signature::{Signer, Verifier};
+use ssh_key::encoding::Decode;
+use ssh_key::encoding::base64::{Base64Unpadded, Encoding};
+use ssh_key::encoding::bigint::ConcatenatingMul;
+use ssh_key::sha2::{Digest, Sha256, Sha384, Sha512};
+use zeroize::Zeroizing;
+
+use crate::protocol::{DecodeError, Reader, put_string};
+
+/// Smallest RSA modulus accepted, in bits (OpenSSH: SSH_RSA_MINIMUM_MODULUS_SIZE).
+const RSA_MIN_BITS: usize = 1024;
+/// Largest RSA modulus accepted, in bits: the `rsa` crate's `RsaPublicKey::MAX_SIZE`
+/// (OpenSSH allows 16384, but nobody uses keys that signing would take seconds with).
+const RSA_MAX_BITS: usize = 8192;
+
+/// SSH_AGENT_RSA_SHA2_256 and SSH_AGENT_RSA_SHA2_512 (RFC 9987 §3.6.1).
+const FLAG_RSA_SHA2_256: u32 = 0x02;
+const FLAG_RSA_SHA2_512: u32 = 0x04;
+
+const UNSUPPORTED: KeyError = KeyError("unsupported key type");
+const TRUNCATED: KeyError = KeyError("truncated key");
+const INVALID: KeyError = KeyError("invalid key encoding");
+const MISMATCH: KeyError = KeyError("private key does not match public key");
+const BAD_CERT: KeyError = KeyError("invalid certificate");
 
 /// Why a key was refused. Never carries key material.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +53,12 @@ impl fmt::Display for KeyError {
     }
 }
 
+impl From<DecodeError> for KeyError {
+    fn from(_: DecodeError) -> Self {
+        TRUNCATED
+    }
+}
+
 /// Hash for fingerprints in logs and confirm prompts (`-E`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FingerprintHash {
@@ -34,16 +71,203 @@ pub enum FingerprintHash {
 }
 
 impl FingerprintHash {
+    const ALL: [FingerprintHash; 5] = [
+        FingerprintHash::Md5,
+        FingerprintHash::Sha1,
+        FingerprintHash::Sha256,
+        FingerprintHash::Sha384,
+        FingerprintHash::Sha512,
+    ];
+
     /// OpenSSH's `ssh_digest_alg_by_name`: case-insensitive names.
     pub fn from_name(name: &str) -> Option<FingerprintHash> {
-        let _ = name;
-        todo!()
+        Self::ALL
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(name))
     }
+
+    /// The name as OpenSSH prints it in front of a fingerprint (`ssh_digest_alg_name`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FingerprintHash::Md5 => "MD5",
+            FingerprintHash::Sha1 => "SHA1",
+            FingerprintHash::Sha256 => "SHA256",
+            FingerprintHash::Sha384 => "SHA384",
+            FingerprintHash::Sha512 => "SHA512",
+        }
+    }
+}
+
+/// The supported key types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ed25519,
+    P256,
+    P384,
+    P521,
+    Rsa,
+}
+
+impl Kind {
+    const ALL: [Kind; 5] = [Kind::Ed25519, Kind::P256, Kind::P384, Kind::P521, Kind::Rsa];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ed25519 => "ssh-ed25519",
+            Kind::P256 => "ecdsa-sha2-nistp256",
+            Kind::P384 => "ecdsa-sha2-nistp384",
+            Kind::P521 => "ecdsa-sha2-nistp521",
+            Kind::Rsa => "ssh-rsa",
+        }
+    }
+
+    fn cert_name(self) -> &'static str {
+        match self {
+            Kind::Ed25519 => "ssh-ed25519-cert-v01@openssh.com",
+            Kind::P256 => "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+            Kind::P384 => "ecdsa-sha2-nistp384-cert-v01@openssh.com",
+            Kind::P521 => "ecdsa-sha2-nistp521-cert-v01@openssh.com",
+            Kind::Rsa => "ssh-rsa-cert-v01@openssh.com",
+        }
+    }
+
+    /// The key type for a wire name, and whether it names a certificate. Only the
+    /// canonical names: DSA, FIDO (`sk-`) and everything else are refused.
+    fn from_name(name: &[u8]) -> Option<(Kind, bool)> {
+        Self::ALL.into_iter().find_map(|k| {
+            if name == k.name().as_bytes() {
+                Some((k, false))
+            } else if name == k.cert_name().as_bytes() {
+                Some((k, true))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The ECDSA curve identifier and the size of the curve's order in bits.
+    fn curve(self) -> Option<(&'static str, usize)> {
+        match self {
+            Kind::P256 => Some(("nistp256", 256)),
+            Kind::P384 => Some(("nistp384", 384)),
+            Kind::P521 => Some(("nistp521", 521)),
+            Kind::Ed25519 | Kind::Rsa => None,
+        }
+    }
+}
+
+/// The public half of a key, borrowed from the request (or from the certificate in it).
+/// Integers are unsigned big-endian magnitudes without leading zeros.
+enum Public<'a> {
+    Ed25519 { pk: &'a [u8] },
+    Ecdsa { q: &'a [u8] },
+    Rsa { e: &'a [u8], n: &'a [u8] },
+}
+
+impl Public<'_> {
+    /// Read the public fields as `sshkey_private_serialize` writes them for a plain key
+    /// (RSA: `n, e`; ECDSA: `curve, Q`; Ed25519: `pk`).
+    fn read_add<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, KeyError> {
+        Ok(match kind {
+            Kind::Ed25519 => Public::Ed25519 { pk: r.string()? },
+            Kind::P256 | Kind::P384 | Kind::P521 => Public::read_ecdsa(kind, r)?,
+            Kind::Rsa => {
+                let n = mpint(r)?;
+                let e = mpint(r)?;
+                Public::Rsa { e, n }
+            }
+        })
+    }
+
+    /// Read the public fields as a public key blob or certificate holds them
+    /// (RSA: `e, n`; the others as in an ADD request).
+    fn read_blob<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, KeyError> {
+        Ok(match kind {
+            Kind::Rsa => {
+                let e = mpint(r)?;
+                let n = mpint(r)?;
+                Public::Rsa { e, n }
+            }
+            _ => Public::read_add(kind, r)?,
+        })
+    }
+
+    fn read_ecdsa<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, KeyError> {
+        let (curve, _) = kind.curve().ok_or(UNSUPPORTED)?;
+        // OpenSSH: the curve name must match the key type (SSH_ERR_EC_CURVE_MISMATCH).
+        if r.string()? != curve.as_bytes() {
+            return Err(INVALID);
+        }
+        Ok(Public::Ecdsa { q: r.string()? })
+    }
+
+    /// The public key blob (`sshkey_to_blob` of the plain key).
+    fn blob(&self, kind: Kind) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_string(&mut out, kind.name().as_bytes());
+        match self {
+            Public::Ed25519 { pk } => put_string(&mut out, pk),
+            Public::Ecdsa { q } => {
+                let (curve, _) = kind.curve().unwrap_or(("", 0));
+                put_string(&mut out, curve.as_bytes());
+                put_string(&mut out, q);
+            }
+            Public::Rsa { e, n } => {
+                put_mpint(&mut out, e);
+                put_mpint(&mut out, n);
+            }
+        }
+        out
+    }
+}
+
+/// The signing backend, built once when the key is added. Each wipes itself on drop:
+/// `ed25519_dalek::SigningKey` (feature "zeroize"), `ecdsa::SigningKey` and
+/// `rsa::RsaPrivateKey` implement `Drop` with `zeroize`.
+// XXX: `rsa` 0.10.0-rc.19 wipes d, the primes, dp and dq, but not its CRT Montgomery
+// parameters (which hold p and q, behind an `Arc`) nor qinv ("TODO: once these have
+// landed in crypto-bigint"), nor the big-integer temporaries of validation and signing.
+enum Backend {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
+    Rsa(rsa::RsaPrivateKey),
+}
+
+/// Read the ECDSA private scalar `d` (an mpint) from `$r` and build the signing key of
+/// curve `$krate` (field bytes `$len`, order bits `$bits`); its public point must be `$q`.
+macro_rules! ecdsa_key {
+    ($krate:ident, $len:literal, $bits:literal, $q:expr, $r:expr) => {{
+        let d = mpint($r)?;
+        // OpenSSH sshkey_ec_validate_private: a scalar of half the order's size or less
+        // is refused as too small.
+        if bit_len(d) <= $bits / 2 {
+            return Err(INVALID);
+        }
+        let pad = ($len as usize).checked_sub(d.len()).ok_or(INVALID)?;
+        let mut scalar = Zeroizing::new([0u8; $len]);
+        scalar.get_mut(pad..).ok_or(INVALID)?.copy_from_slice(d);
+        let key = $krate::ecdsa::SigningKey::from_slice(scalar.as_slice()).map_err(|_| INVALID)?;
+        if key.verifying_key().to_sec1_point(false).as_bytes() != *$q {
+            return Err(MISMATCH);
+        }
+        key
+    }};
 }
 
 /// A private key, validated and converted once into a ready-to-sign form.
 /// Wiped on drop; its `Debug` prints no secret.
-pub struct PrivateKey {}
+pub struct PrivateKey {
+    /// Boxed: the P-521 key is large, and requests carrying a key move around.
+    backend: Box<Backend>,
+    /// The wire key type name (a certificate's for a certificate).
+    name: &'static str,
+    /// The identity blob: the certificate exactly as received, or the public key blob.
+    blob: Vec<u8>,
+    /// For a certificate, the blob of its plain public key (fingerprints hash this).
+    plain: Option<Vec<u8>>,
+}
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,29 +279,380 @@ impl PrivateKey {
     /// Decode the key part of an ADD request body: the key type name and the private
     /// fields (`sshkey_private_serialize` layout, certificates included), leaving the
     /// reader just after them (at the comment).
+    ///
+    /// The private half must match the public half (and a certificate's key), as
+    /// OpenSSH's `sshkey_private_deserialize` and `cert_parse` require; the certificate's
+    /// CA signature must verify. The private fields are read in place from the request
+    /// (which the caller wipes); the only copies are the backend key and wiped temporaries.
     pub fn decode(r: &mut Reader<'_>) -> Result<PrivateKey, KeyError> {
-        let _ = r;
-        todo!()
+        let (kind, is_cert) = Kind::from_name(r.string()?).ok_or(UNSUPPORTED)?;
+        let (public, cert) = if is_cert {
+            let cert = r.string()?;
+            (check_cert(kind, cert)?, Some(cert))
+        } else {
+            (Public::read_add(kind, r)?, None)
+        };
+        let backend = match (&public, kind) {
+            (Public::Ed25519 { pk }, Kind::Ed25519) => {
+                // A certificate's private part repeats the public key before the secret.
+                if is_cert && r.string()? != *pk {
+                    return Err(MISMATCH);
+                }
+                Backend::Ed25519(ed25519_key(pk, r.string()?)?)
+            }
+            (Public::Ecdsa { q }, Kind::P256) => Backend::P256(ecdsa_key!(p256, 32, 256, q, r)),
+            (Public::Ecdsa { q }, Kind::P384) => Backend::P384(ecdsa_key!(p384, 48, 384, q, r)),
+            (Public::Ecdsa { q }, Kind::P521) => Backend::P521(ecdsa_key!(p521, 66, 521, q, r)),
+            (Public::Rsa { e, n }, Kind::Rsa) => {
+                let d = mpint(r)?;
+                let _iqmp = mpint(r)?; // recomputed by `rsa` from p and q
+                let p = mpint(r)?;
+                let q = mpint(r)?;
+                Backend::Rsa(rsa_key(n, e, d, p, q)?)
+            }
+            _ => return Err(UNSUPPORTED),
+        };
+        let backend = Box::new(backend);
+        let plain = public.blob(kind);
+        Ok(match cert {
+            Some(cert) => PrivateKey {
+                backend,
+                name: kind.cert_name(),
+                blob: cert.to_vec(),
+                plain: Some(plain),
+            },
+            None => PrivateKey {
+                backend,
+                name: kind.name(),
+                blob: plain,
+                plain: None,
+            },
+        })
     }
 
     /// The public key blob as listed by REQUEST_IDENTITIES (the certificate blob for certificates).
     pub fn public_blob(&self) -> &[u8] {
-        todo!()
+        &self.blob
+    }
+
+    /// The wire key type name, e.g. "ssh-ed25519" or "ssh-ed25519-cert-v01@openssh.com".
+    pub fn key_type_name(&self) -> &str {
+        self.name
     }
 
     /// Sign `data`. `flags` selects the RSA hash (2: rsa-sha2-256, 4: rsa-sha2-512, else SHA-1);
     /// other bits are ignored, as OpenSSH ignores them. Returns the signature blob
     /// (`string algorithm, string signature`).
+    ///
+    /// A certificate signs with its key under the plain key's algorithm name, as OpenSSH's
+    /// agent does. ECDSA is deterministic (RFC 6979); RSA is blinded.
     pub fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, KeyError> {
-        let _ = (data, flags);
-        todo!()
+        const FAILED: KeyError = KeyError("signing failed");
+        let mut out = Vec::new();
+        match &*self.backend {
+            Backend::Ed25519(k) => {
+                put_string(&mut out, Kind::Ed25519.name().as_bytes());
+                put_string(&mut out, &k.sign(data).to_bytes());
+            }
+            Backend::P256(k) => {
+                let sig: p256::ecdsa::Signature = k.try_sign(data).map_err(|_| FAILED)?;
+                let (r, s) = sig.split_bytes();
+                put_ecdsa_signature(&mut out, Kind::P256, &r, &s);
+            }
+            Backend::P384(k) => {
+                let sig: p384::ecdsa::Signature = k.try_sign(data).map_err(|_| FAILED)?;
+                let (r, s) = sig.split_bytes();
+                put_ecdsa_signature(&mut out, Kind::P384, &r, &s);
+            }
+            Backend::P521(k) => {
+                let sig: p521::ecdsa::Signature = k.try_sign(data).map_err(|_| FAILED)?;
+                let (r, s) = sig.split_bytes();
+                put_ecdsa_signature(&mut out, Kind::P521, &r, &s);
+            }
+            Backend::Rsa(k) => {
+                // OpenSSH agent_decode_alg: 0x02 is checked first, then 0x04, else SHA-1.
+                // Blinding: a failing OS RNG fails the signature instead of panicking.
+                let mut rng = getrandom::SysRng;
+                let (alg, sig) = if flags & FLAG_RSA_SHA2_256 != 0 {
+                    let digest = Sha256::digest(data);
+                    let scheme = rsa::Pkcs1v15Sign::new::<Sha256>();
+                    ("rsa-sha2-256", scheme.sign(Some(&mut rng), k, &digest))
+                } else if flags & FLAG_RSA_SHA2_512 != 0 {
+                    let digest = Sha512::digest(data);
+                    let scheme = rsa::Pkcs1v15Sign::new::<Sha512>();
+                    ("rsa-sha2-512", scheme.sign(Some(&mut rng), k, &digest))
+                } else {
+                    let digest = sha1::Sha1::digest(data);
+                    let scheme = rsa::Pkcs1v15Sign::new::<sha1::Sha1>();
+                    ("ssh-rsa", scheme.sign(Some(&mut rng), k, &digest))
+                };
+                let sig = sig.map_err(|_| FAILED)?;
+                put_string(&mut out, alg.as_bytes());
+                put_string(&mut out, &sig);
+            }
+        }
+        Ok(out)
     }
 
     /// The fingerprint as `ssh-add -l` / `ssh-keygen -l` print it (of the plain key for a certificate).
     pub fn fingerprint(&self, hash: FingerprintHash) -> String {
-        let _ = hash;
-        todo!()
+        fingerprint(self.plain.as_deref().unwrap_or(&self.blob), hash)
     }
+}
+
+/// Verify an SSH signature blob (`string algorithm, string signature`) over `data` by the
+/// public key blob `public_blob` (for a certificate, by the certificate's key), as
+/// OpenSSH's `sshkey_verify` does: any RSA signature algorithm (ssh-rsa, rsa-sha2-256,
+/// rsa-sha2-512) for an RSA key, RSA keys under 1024 bits refused, no trailing bytes.
+/// Never panics; anything malformed is `false`.
+pub fn verify(public_blob: &[u8], data: &[u8], signature_blob: &[u8]) -> bool {
+    verify_by(public_blob, true, data, signature_blob).is_ok()
+}
+
+fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<(), KeyError> {
+    let name = Reader::new(key).string()?;
+    let key = if name.ends_with(b"-cert-v01@openssh.com") {
+        if !allow_cert {
+            return Err(BAD_CERT);
+        }
+        let cert = ssh_key::Certificate::from_bytes(key).map_err(|_| INVALID)?;
+        cert.public_key().clone()
+    } else {
+        let mut rest = key;
+        let key = ssh_key::public::KeyData::decode(&mut rest).map_err(|_| INVALID)?;
+        if !rest.is_empty() {
+            return Err(INVALID);
+        }
+        key
+    };
+    if let ssh_key::public::KeyData::Rsa(rsa) = &key {
+        let n = rsa.n().as_positive_bytes().ok_or(INVALID)?;
+        if bit_len(n) < RSA_MIN_BITS {
+            return Err(KeyError("rsa key too small"));
+        }
+    }
+    let mut rest = sig;
+    let sig = ssh_key::Signature::decode(&mut rest).map_err(|_| INVALID)?;
+    if !rest.is_empty() {
+        return Err(INVALID);
+    }
+    key.verify(data, &sig)
+        .map_err(|_| KeyError("signature does not verify"))
+}
+
+/// Walk a certificate blob as OpenSSH's `cert_parse` does: its type must be `kind`'s, it
+/// must parse completely, and its CA signature must verify. Returns the certified key.
+fn check_cert(kind: Kind, blob: &[u8]) -> Result<Public<'_>, KeyError> {
+    let mut c = Reader::new(blob);
+    if c.string()? != kind.cert_name().as_bytes() {
+        return Err(BAD_CERT);
+    }
+    let _nonce = c.string()?;
+    let public = Public::read_blob(kind, &mut c)?;
+    let _serial = c.bytes(8)?;
+    let _type = c.u32()?;
+    let _key_id = c.string()?;
+    let _principals = c.string()?;
+    let _valid_after = c.bytes(8)?;
+    let _valid_before = c.bytes(8)?;
+    let _critical_options = c.string()?;
+    let _extensions = c.string()?;
+    let _reserved = c.string()?;
+    let ca = c.string()?;
+    let signed_len = blob.len().saturating_sub(c.rest().len());
+    let signature = c.string()?;
+    if !c.is_empty() {
+        return Err(BAD_CERT);
+    }
+    // The fields skipped above must be well formed too (cert type, principals, options).
+    ssh_key::Certificate::from_bytes(blob).map_err(|_| BAD_CERT)?;
+    // OpenSSH refuses a certificate whose CA signature does not verify, and a CA key that
+    // is itself a certificate.
+    let signed = blob.get(..signed_len).ok_or(BAD_CERT)?;
+    verify_by(ca, false, signed, signature)
+        .map_err(|_| KeyError("invalid certificate signature"))?;
+    Ok(public)
+}
+
+/// Build the Ed25519 signing key from `sk` (seed ‖ pk, 64 bytes) and check that it
+/// derives the public key `pk`.
+fn ed25519_key(pk: &[u8], sk: &[u8]) -> Result<ed25519_dalek::SigningKey, KeyError> {
+    if pk.len() != ed25519_dalek::PUBLIC_KEY_LENGTH || sk.len() != ed25519_dalek::KEYPAIR_LENGTH {
+        return Err(INVALID);
+    }
+    let (seed, sk_pk) = sk.split_at(ed25519_dalek::SECRET_KEY_LENGTH);
+    let mut secret = Zeroizing::new([0u8; ed25519_dalek::SECRET_KEY_LENGTH]);
+    secret.copy_from_slice(seed);
+    let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+    if key.verifying_key().as_bytes().as_slice() != pk || sk_pk != pk {
+        return Err(MISMATCH);
+    }
+    Ok(key)
+}
+
+/// Build the RSA key from its components (magnitudes) and validate it: the size is
+/// checked first, then `p·q = n`, then `rsa`'s own checks (`d·e ≡ 1 mod p-1, q-1`).
+fn rsa_key(
+    n: &[u8],
+    e: &[u8],
+    d: &[u8],
+    p: &[u8],
+    q: &[u8],
+) -> Result<rsa::RsaPrivateKey, KeyError> {
+    let bits = bit_len(n);
+    if bits < RSA_MIN_BITS {
+        return Err(KeyError("rsa key too small"));
+    }
+    if bits > RSA_MAX_BITS {
+        return Err(KeyError("rsa key too large"));
+    }
+    // Every other component is smaller than n; bounding them bounds the work below.
+    if [e, d, p, q].iter().any(|x| x.len() > n.len()) {
+        return Err(INVALID);
+    }
+    let precision = n
+        .len()
+        .checked_mul(8)
+        .and_then(|b| u32::try_from(b).ok())
+        .ok_or(INVALID)?;
+    let n = BoxedUint::from_be_slice_vartime(n);
+    let e = BoxedUint::from_be_slice_vartime(e);
+    // d gets n's precision, as the private operation resizes the input to d's.
+    let d = Zeroizing::new(BoxedUint::from_be_slice(d, precision).map_err(|_| INVALID)?);
+    let p = Zeroizing::new(BoxedUint::from_be_slice_vartime(p));
+    let q = Zeroizing::new(BoxedUint::from_be_slice_vartime(q));
+    // Checked here because `rsa` drops the components unwiped when its constructor fails
+    // this check; after it, a failed validation drops a whole `RsaPrivateKey`, which wipes.
+    let product = Zeroizing::new(p.concatenating_mul(&*q));
+    if *product != n {
+        return Err(MISMATCH);
+    }
+    rsa::RsaPrivateKey::from_components(n, e, (*d).clone(), vec![(*p).clone(), (*q).clone()])
+        .map_err(|_| MISMATCH)
+}
+
+/// Read an SSH `mpint` that must not be negative, as OpenSSH's
+/// `sshbuf_get_bignum2_bytes_direct` does (leading zeros are tolerated and stripped).
+fn mpint<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], KeyError> {
+    let b = r.string()?;
+    if b.first().is_some_and(|&x| x & 0x80 != 0) {
+        return Err(INVALID);
+    }
+    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    b.get(start..).ok_or(INVALID)
+}
+
+/// Append an `mpint` holding the magnitude `m` (big-endian, any leading zeros).
+fn put_mpint(out: &mut Vec<u8>, m: &[u8]) {
+    let start = m.iter().position(|&x| x != 0).unwrap_or(m.len());
+    let m = m.get(start..).unwrap_or_default();
+    if m.first().is_some_and(|&x| x & 0x80 != 0) {
+        let len = u32::try_from(m.len().saturating_add(1)).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.push(0);
+        out.extend_from_slice(m);
+    } else {
+        put_string(out, m);
+    }
+}
+
+/// Append an ECDSA signature blob: the algorithm, then `string(mpint r, mpint s)` (RFC 5656).
+fn put_ecdsa_signature(out: &mut Vec<u8>, kind: Kind, r: &[u8], s: &[u8]) {
+    let mut inner = Vec::new();
+    put_mpint(&mut inner, r);
+    put_mpint(&mut inner, s);
+    put_string(out, kind.name().as_bytes());
+    put_string(out, &inner);
+}
+
+/// The number of significant bits of a magnitude without leading zeros.
+fn bit_len(m: &[u8]) -> usize {
+    match m.first() {
+        None => 0,
+        Some(&top) => m
+            .len()
+            .saturating_sub(1)
+            .saturating_mul(8)
+            .saturating_add(8 - top.leading_zeros() as usize),
+    }
+}
+
+/// OpenSSH's `sshkey_fingerprint(key, alg, SSH_FP_DEFAULT)` of a public key blob:
+/// hex with colons for MD5, unpadded base64 for the others.
+fn fingerprint(blob: &[u8], hash: FingerprintHash) -> String {
+    let digest: Vec<u8> = match hash {
+        FingerprintHash::Md5 => md5(blob).to_vec(),
+        FingerprintHash::Sha1 => sha1::Sha1::digest(blob).to_vec(),
+        FingerprintHash::Sha256 => Sha256::digest(blob).to_vec(),
+        FingerprintHash::Sha384 => Sha384::digest(blob).to_vec(),
+        FingerprintHash::Sha512 => Sha512::digest(blob).to_vec(),
+    };
+    let body = match hash {
+        FingerprintHash::Md5 => digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+        _ => Base64Unpadded::encode_string(&digest),
+    };
+    format!("{}:{body}", hash.name())
+}
+
+/// MD5 (RFC 1321), only for `-E md5` fingerprints of public keys: no crate in the tree has it.
+fn md5(data: &[u8]) -> [u8; 16] {
+    const SHIFTS: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
+    // floor(abs(sin(i + 1)) * 2^32)
+    const K: [u32; 64] = [
+        0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613,
+        0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193,
+        0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d,
+        0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed,
+        0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122,
+        0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa,
+        0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244,
+        0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+        0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
+        0xeb86d391,
+    ];
+    let mut msg = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_le_bytes());
+
+    let mut state: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
+    for block in msg.chunks_exact(64) {
+        let mut m = [0u32; 16];
+        for (w, b) in m.iter_mut().zip(block.chunks_exact(4)) {
+            *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        let [mut a, mut b, mut c, mut d] = state;
+        for (i, &k) in K.iter().enumerate() {
+            // i < 64, so every index below is in bounds.
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let shift = SHIFTS[(i / 16) * 4 + i % 4];
+            let f = f.wrapping_add(a).wrapping_add(k).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(shift));
+        }
+        for (s, v) in state.iter_mut().zip([a, b, c, d]) {
+            *s = s.wrapping_add(v);
+        }
+    }
+    let mut out = [0u8; 16];
+    for (o, s) in out.chunks_exact_mut(4).zip(state) {
+        o.copy_from_slice(&s.to_le_bytes());
+    }
+    out
 }
 
 /// OpenSSH's lock hash: `bcrypt_pbkdf(passphrase, salt, 32 bytes, 1 round)`.
@@ -88,4 +663,875 @@ pub fn bcrypt_pbkdf(passphrase: &[u8], salt: &[u8], out: &mut [u8]) -> Result<()
     };
     kdf.derive(passphrase, out)
         .map_err(|_| KeyError("bcrypt-pbkdf failed"))
+}
+
+/// Test keys for other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod testkeys {
+    use std::sync::OnceLock;
+
+    use getrandom::SysRng;
+    use getrandom::rand_core::UnwrapErr;
+    use ssh_key::EcdsaCurve;
+    use ssh_key::encoding::{Decode, Encode};
+    use ssh_key::private::{EcdsaKeypair, Ed25519Keypair, KeypairData, RsaKeypair};
+    use ssh_key::public::KeyData;
+
+    /// The key part of an ADD body (what `PrivateKey::decode` consumes) for a freshly
+    /// generated key of `kind`: "ed25519", "ecdsa256", "ecdsa384", "ecdsa521" or "rsa2048"
+    /// (RSA is generated once per test binary: it is slow).
+    pub fn add_body(kind: &str) -> Vec<u8> {
+        let mut rng = UnwrapErr(SysRng);
+        let kp: KeypairData = match kind {
+            "ed25519" => Ed25519Keypair::random(&mut rng).into(),
+            "ecdsa256" => EcdsaKeypair::random(&mut rng, EcdsaCurve::NistP256)
+                .unwrap()
+                .into(),
+            "ecdsa384" => EcdsaKeypair::random(&mut rng, EcdsaCurve::NistP384)
+                .unwrap()
+                .into(),
+            "ecdsa521" => EcdsaKeypair::random(&mut rng, EcdsaCurve::NistP521)
+                .unwrap()
+                .into(),
+            "rsa2048" => {
+                static RSA: OnceLock<Vec<u8>> = OnceLock::new();
+                return RSA
+                    .get_or_init(|| {
+                        let kp: KeypairData = RsaKeypair::random(&mut UnwrapErr(SysRng), 2048)
+                            .unwrap()
+                            .into();
+                        kp.encode_vec().unwrap()
+                    })
+                    .clone();
+            }
+            other => panic!("unknown test key kind {other:?}"),
+        };
+        kp.encode_vec().unwrap()
+    }
+
+    /// The public key blob of the key in `add_body` (decoded independently of `keys`).
+    pub fn public_blob(add_body: &[u8]) -> Vec<u8> {
+        let kp = KeypairData::decode(&mut &add_body[..]).unwrap();
+        KeyData::try_from(&kp).unwrap().encode_vec().unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::io::{ErrorKind, Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use ssh_key::encoding::base64::Base64;
+
+    use super::*;
+
+    const KINDS: [&str; 5] = ["ed25519", "ecdsa256", "ecdsa384", "ecdsa521", "rsa2048"];
+
+    fn decode(body: &[u8]) -> Result<PrivateKey, KeyError> {
+        PrivateKey::decode(&mut Reader::new(body))
+    }
+
+    /// Split a body made only of SSH strings into its strings.
+    fn fields(body: &[u8]) -> Vec<Vec<u8>> {
+        let mut r = Reader::new(body);
+        let mut out = Vec::new();
+        while !r.is_empty() {
+            out.push(r.string().unwrap().to_vec());
+        }
+        out
+    }
+
+    fn join(fields: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in fields {
+            put_string(&mut out, f);
+        }
+        out
+    }
+
+    fn sig_alg(sig: &[u8]) -> String {
+        String::from_utf8(Reader::new(sig).string().unwrap().to_vec()).unwrap()
+    }
+
+    /// Verify with ssh-key's verifier, independently of `verify`.
+    fn ssh_key_verifies(blob: &[u8], data: &[u8], sig: &[u8]) -> bool {
+        let key = if sig_alg(blob).contains("-cert-") {
+            ssh_key::Certificate::from_bytes(blob)
+                .unwrap()
+                .public_key()
+                .clone()
+        } else {
+            ssh_key::public::KeyData::decode(&mut &blob[..]).unwrap()
+        };
+        let sig = ssh_key::Signature::try_from(sig).unwrap();
+        key.verify(data, &sig).is_ok()
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn random_bytes(n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        getrandom::fill(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn every_type_decodes_signs_and_verifies() {
+        for kind in KINDS {
+            let body = testkeys::add_body(kind);
+            let key = decode(&body).unwrap();
+            assert_eq!(key.public_blob(), testkeys::public_blob(&body), "{kind}");
+            assert_eq!(sig_alg(key.public_blob()), key.key_type_name());
+            let data = b"data to be signed";
+            let sig = key.sign(data, 0).unwrap();
+            let want = if kind == "rsa2048" {
+                "ssh-rsa"
+            } else {
+                key.key_type_name()
+            };
+            assert_eq!(sig_alg(&sig), want);
+            assert!(verify(key.public_blob(), data, &sig), "{kind}");
+            assert!(ssh_key_verifies(key.public_blob(), data, &sig), "{kind}");
+            assert!(!verify(key.public_blob(), b"other data", &sig), "{kind}");
+            // Another key of the same type does not verify it.
+            let other = testkeys::public_blob(&testkeys::add_body(kind));
+            if other != key.public_blob() {
+                assert!(!verify(&other, data, &sig), "{kind}");
+            }
+        }
+    }
+
+    #[test]
+    fn reader_is_left_at_the_comment() {
+        for kind in KINDS {
+            let mut body = testkeys::add_body(kind);
+            put_string(&mut body, b"a comment");
+            body.extend_from_slice(&[1, 0, 0, 2, 0x58]);
+            let mut r = Reader::new(&body);
+            PrivateKey::decode(&mut r).unwrap();
+            assert_eq!(r.string().unwrap(), b"a comment");
+            assert_eq!(r.rest(), &[1, 0, 0, 2, 0x58]);
+        }
+    }
+
+    #[test]
+    fn rsa_flags_select_the_algorithm() {
+        let key = decode(&testkeys::add_body("rsa2048")).unwrap();
+        let data = b"flags";
+        for (flags, alg) in [
+            (0, "ssh-rsa"),
+            (1, "ssh-rsa"),
+            (2, "rsa-sha2-256"),
+            (4, "rsa-sha2-512"),
+            (6, "rsa-sha2-256"),
+            (8, "ssh-rsa"),
+            (0xffff_fff9, "ssh-rsa"),
+        ] {
+            let sig = key.sign(data, flags).unwrap();
+            assert_eq!(sig_alg(&sig), alg, "flags {flags}");
+            assert!(verify(key.public_blob(), data, &sig), "flags {flags}");
+            assert!(ssh_key_verifies(key.public_blob(), data, &sig));
+            // The signature is as long as the modulus (OpenSSH pads it).
+            assert_eq!(fields(&sig)[1].len(), 256);
+        }
+        // Flags do not matter for the other types.
+        let ed = decode(&testkeys::add_body("ed25519")).unwrap();
+        assert_eq!(
+            ed.sign(data, 0xffff_ffff).unwrap(),
+            ed.sign(data, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn signatures_are_deterministic() {
+        for kind in KINDS {
+            let key = decode(&testkeys::add_body(kind)).unwrap();
+            for flags in [0, 2, 4] {
+                let a = key.sign(b"same data", flags).unwrap();
+                let b = key.sign(b"same data", flags).unwrap();
+                assert_eq!(a, b, "{kind} {flags}");
+                assert_ne!(a, key.sign(b"other data", flags).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_private_halves_are_refused() {
+        let flip_last = |body: &[u8], field: usize| {
+            let mut f = fields(body);
+            let last = f[field].last_mut().unwrap();
+            *last ^= 1;
+            join(&f)
+        };
+        // Ed25519: [name, pk, seed ‖ pk]
+        let ed = testkeys::add_body("ed25519");
+        assert_eq!(decode(&flip_last(&ed, 1)).unwrap_err(), MISMATCH);
+        assert_eq!(decode(&flip_last(&ed, 2)).unwrap_err(), MISMATCH);
+        let mut f = fields(&ed);
+        f[2][0] ^= 1; // the seed
+        assert_eq!(decode(&join(&f)).unwrap_err(), MISMATCH);
+        // ECDSA: [name, curve, Q, d]
+        for kind in ["ecdsa256", "ecdsa384", "ecdsa521"] {
+            let body = testkeys::add_body(kind);
+            assert_eq!(
+                decode(&flip_last(&body, 3)).unwrap_err(),
+                MISMATCH,
+                "{kind}"
+            );
+            // A public point that is not on the curve or not the key's.
+            assert!(decode(&flip_last(&body, 2)).is_err(), "{kind}");
+            let mut f = fields(&body);
+            f[1] = b"nistp999".to_vec();
+            assert!(decode(&join(&f)).is_err(), "{kind}");
+        }
+        // RSA: [name, n, e, d, iqmp, p, q]
+        let rsa = testkeys::add_body("rsa2048");
+        for field in [1, 2, 3, 5, 6] {
+            assert!(decode(&flip_last(&rsa, field)).is_err(), "field {field}");
+        }
+        assert_eq!(decode(&flip_last(&rsa, 5)).unwrap_err(), MISMATCH);
+        assert_eq!(decode(&flip_last(&rsa, 3)).unwrap_err(), MISMATCH);
+        // p and q swapped is the same key; iqmp is not used.
+        let mut f = fields(&rsa);
+        f.swap(5, 6);
+        assert!(decode(&join(&f)).is_ok());
+        // Keys of one type under another's name.
+        let mut f = fields(&testkeys::add_body("ecdsa256"));
+        f[0] = b"ecdsa-sha2-nistp384".to_vec();
+        assert!(decode(&join(&f)).is_err());
+    }
+
+    #[test]
+    fn rsa_size_limits() {
+        // A valid 512-bit key, made with `openssl genrsa 512`.
+        let n = hex(
+            "00925bda6651e578cb05eeb974211826bcc52d6f34d6f83548929d2a7368981a309fccc92b291b5a09bae1f8b10177459c6a37a4466ee588c40d6135cedab42b9d",
+        );
+        let d = hex(
+            "4941a6805e6f90557663b5f9b572e438ca2ce2a3bd11c181d0b8cffdb215a7cd7af8db4c19f818ccfcaf4e6545b7a332c75434cdcb9287a738345d465de98795",
+        );
+        let p = hex("00c1d14abf657f6d742001490f151d6231124a2345668689070acc7398a6d9db07");
+        let q = hex("00c150a89850e4e5177c646f725124822f1958a57110fbfe5be36c1c5e1692873b");
+        let iqmp = hex("00b865c9d0c7b649f6409b71dd1c50ae224d1f35f3f6a25198ecfb2cb8de2e1305");
+        let e = vec![1, 0, 1];
+        let body = join(&[b"ssh-rsa".to_vec(), n, e.clone(), d, iqmp, p, q]);
+        assert_eq!(decode(&body).unwrap_err().reason(), "rsa key too small");
+        // Over 8192 bits: refused before any arithmetic.
+        let mut big = vec![0x7f; 1026];
+        big[1025] |= 1;
+        let body = join(&[
+            b"ssh-rsa".to_vec(),
+            big.clone(),
+            e,
+            big.clone(),
+            big.clone(),
+            big.clone(),
+            big,
+        ]);
+        assert_eq!(decode(&body).unwrap_err().reason(), "rsa key too large");
+    }
+
+    #[test]
+    fn truncated_bodies_are_refused() {
+        for kind in KINDS {
+            let body = testkeys::add_body(kind);
+            assert_truncations_fail(&body);
+        }
+    }
+
+    fn assert_truncations_fail(body: &[u8]) {
+        for i in 0..body.len() {
+            assert!(decode(&body[..i]).is_err(), "truncated at {i}");
+        }
+        // A string length that runs past the end anywhere.
+        let mut f = body.to_vec();
+        f.truncate(4);
+        f[0] = 0xff;
+        assert!(decode(&f).is_err());
+    }
+
+    #[test]
+    fn unsupported_types_are_refused() {
+        let ed = fields(&testkeys::add_body("ed25519"));
+        for name in [
+            "ssh-dss",
+            "ssh-dss-cert-v01@openssh.com",
+            "sk-ssh-ed25519@openssh.com",
+            "sk-ecdsa-sha2-nistp256@openssh.com",
+            "sk-ssh-ed25519-cert-v01@openssh.com",
+            "rsa-sha2-256",
+            "rsa-sha2-256-cert-v01@openssh.com",
+            "ED25519",
+            "ssh-ed448",
+            "",
+            "x",
+        ] {
+            let mut f = ed.clone();
+            f[0] = name.as_bytes().to_vec();
+            assert_eq!(decode(&join(&f)).unwrap_err(), UNSUPPORTED, "{name}");
+        }
+        // A DSA key's real layout: p q g y x.
+        let dsa = join(&[
+            b"ssh-dss".to_vec(),
+            vec![1; 128],
+            vec![1; 20],
+            vec![1; 128],
+            vec![1; 128],
+            vec![1; 20],
+        ]);
+        assert_eq!(decode(&dsa).unwrap_err(), UNSUPPORTED);
+    }
+
+    #[test]
+    fn negative_and_malformed_integers_are_refused() {
+        let rsa = fields(&testkeys::add_body("rsa2048"));
+        let mut f = rsa.clone();
+        f[2] = vec![0x81, 0, 1]; // negative e
+        assert!(decode(&join(&f)).is_err());
+        // Leading zeros are tolerated, as OpenSSH does, and the blob is canonical.
+        let mut f = rsa.clone();
+        f[2] = vec![0, 0, 1, 0, 1];
+        f[5].insert(0, 0);
+        let key = decode(&join(&f)).unwrap();
+        assert_eq!(
+            key.public_blob(),
+            decode(&join(&rsa)).unwrap().public_blob()
+        );
+        // An ECDSA scalar longer than the field.
+        let mut f = fields(&testkeys::add_body("ecdsa256"));
+        f[3] = vec![1; 33];
+        assert!(decode(&join(&f)).is_err());
+        // Zero and tiny scalars (OpenSSH: "private key too small").
+        f[3] = vec![];
+        assert!(decode(&join(&f)).is_err());
+        f[3] = vec![1; 16];
+        assert!(decode(&join(&f)).is_err());
+        // Wrong Ed25519 lengths.
+        let mut f = fields(&testkeys::add_body("ed25519"));
+        f[2].pop();
+        assert!(decode(&join(&f)).is_err());
+    }
+
+    #[test]
+    fn fingerprint_hash_names() {
+        for (name, h) in [
+            ("md5", FingerprintHash::Md5),
+            ("MD5", FingerprintHash::Md5),
+            ("sha1", FingerprintHash::Sha1),
+            ("Sha256", FingerprintHash::Sha256),
+            ("SHA384", FingerprintHash::Sha384),
+            ("sha512", FingerprintHash::Sha512),
+        ] {
+            assert_eq!(FingerprintHash::from_name(name), Some(h));
+        }
+        for bad in ["", "sha", "sha-256", "sha224", "md4", " sha256"] {
+            assert_eq!(FingerprintHash::from_name(bad), None, "{bad}");
+        }
+        assert_eq!(FingerprintHash::default(), FingerprintHash::Sha256);
+    }
+
+    #[test]
+    fn md5_rfc1321_test_suite() {
+        for (input, want) in [
+            ("", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("a", "0cc175b9c0f1b6a831c399e269772661"),
+            ("abc", "900150983cd24fb0d6963f7d28e17f72"),
+            ("message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
+            (
+                "abcdefghijklmnopqrstuvwxyz",
+                "c3fcd3d76192e4007dfb496cca67e13b",
+            ),
+            (
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                "d174ab98d277d9f5a5611c2c9f419d9f",
+            ),
+            (
+                "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+                "57edf4a22be3c955ac49da2e2107b67a",
+            ),
+        ] {
+            assert_eq!(md5(input.as_bytes()).to_vec(), hex(want), "{input:?}");
+        }
+        // Lengths around the padding boundary.
+        let fifty_five = md5(&[b'a'; 55]);
+        let fifty_six = md5(&[b'a'; 56]);
+        assert_eq!(fifty_five.to_vec(), hex("ef1772b6dff9a122358552954ad0df65"));
+        assert_eq!(fifty_six.to_vec(), hex("3b0c8ac703f828b04c6c197006d17218"));
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        for kind in KINDS {
+            let key = decode(&testkeys::add_body(kind)).unwrap();
+            assert_eq!(format!("{key:?}"), "PrivateKey([redacted])");
+        }
+    }
+
+    #[test]
+    fn verify_never_panics_on_garbage() {
+        let body = testkeys::add_body("ecdsa256");
+        let key = decode(&body).unwrap();
+        let blob = key.public_blob().to_vec();
+        let sig = key.sign(b"x", 0).unwrap();
+        assert!(verify(&blob, b"x", &sig));
+        for i in 0..blob.len() {
+            assert!(!verify(&blob[..i], b"x", &sig));
+            let mut b = blob.clone();
+            b[i] ^= 0x40;
+            let _ = verify(&b, b"x", &sig);
+        }
+        for i in 0..sig.len() {
+            assert!(!verify(&blob, b"x", &sig[..i]));
+            let mut s = sig.clone();
+            s[i] ^= 0x40;
+            assert!(!verify(&blob, b"x", &s));
+        }
+        let mut trailing = sig.clone();
+        trailing.push(0);
+        assert!(!verify(&blob, b"x", &trailing));
+        let mut trailing = blob.clone();
+        trailing.push(0);
+        assert!(!verify(&trailing, b"x", &sig));
+        for n in [0, 1, 4, 11, 64, 300, 2000] {
+            let g = random_bytes(n);
+            assert!(!verify(&g, b"x", &sig));
+            assert!(!verify(&blob, b"x", &g));
+            assert!(!verify(&g, b"x", &g));
+        }
+        // Well-formed names with garbage after them.
+        for name in [
+            "ssh-ed25519",
+            "ssh-rsa",
+            "ecdsa-sha2-nistp521",
+            "ssh-rsa-cert-v01@openssh.com",
+            "sk-ssh-ed25519@openssh.com",
+            "ssh-dss",
+        ] {
+            let mut g = Vec::new();
+            put_string(&mut g, name.as_bytes());
+            g.extend_from_slice(&random_bytes(100));
+            assert!(!verify(&g, b"x", &sig));
+            let mut s = Vec::new();
+            put_string(&mut s, name.as_bytes());
+            put_string(&mut s, &random_bytes(64));
+            assert!(!verify(&blob, b"x", &s));
+        }
+        // A key/signature type mismatch.
+        let ed = decode(&testkeys::add_body("ed25519")).unwrap();
+        assert!(!verify(&blob, b"x", &ed.sign(b"x", 0).unwrap()));
+        assert!(!verify(ed.public_blob(), b"x", &sig));
+    }
+
+    // ---- Against OpenSSH: keys made by ssh-keygen, frames sent by ssh-add, a real ssh-agent.
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "sshkeep-keys-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::create_dir(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn have_openssh() -> bool {
+        match Command::new("ssh-keygen").arg("-?").output() {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                eprintln!("ssh-keygen not found: skipping the OpenSSH comparison");
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn run(cmd: &mut Command) -> String {
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `ssh-keygen -t type [-b bits]` without a passphrase; returns the private key path.
+    fn keygen(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+        let path = dir.join(name);
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-N", "", "-C", name, "-f"])
+            .arg(&path)
+            .args(args));
+        path
+    }
+
+    fn pub_path(key: &Path, suffix: &str) -> PathBuf {
+        let mut s = key.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    }
+
+    /// The binary blob of an OpenSSH public key or certificate file.
+    fn file_blob(path: &Path) -> Vec<u8> {
+        let text = fs::read_to_string(path).unwrap();
+        let b64 = text.split_whitespace().nth(1).unwrap();
+        Base64::decode_vec(b64).unwrap()
+    }
+
+    /// The fingerprint `ssh-keygen -l -E hash` prints for a key file.
+    fn keygen_fingerprint(path: &Path, hash: &str) -> String {
+        let out = run(Command::new("ssh-keygen")
+            .args(["-l", "-E", hash, "-f"])
+            .arg(path));
+        out.split_whitespace().nth(1).unwrap().to_string()
+    }
+
+    fn read_frame(s: &mut UnixStream) -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        match s.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
+            Err(e) => panic!("read: {e}"),
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut body).unwrap();
+        Some(body)
+    }
+
+    fn write_frame(s: &mut UnixStream, body: &[u8]) {
+        let mut f = Vec::new();
+        put_string(&mut f, body);
+        s.write_all(&f).unwrap();
+    }
+
+    /// Run `ssh-add args` against a tiny listener and return every ADD frame it sent
+    /// (message type first). Everything is answered SUCCESS, or an empty identity list.
+    fn ssh_add_frames(dir: &Path, args: &[&Path]) -> Vec<Vec<u8>> {
+        let sock = dir.join("capture.sock");
+        let _ = fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut child = Command::new("ssh-add")
+            .args(args)
+            .env("SSH_AUTH_SOCK", &sock)
+            .env("SSH_ASKPASS_REQUIRE", "never")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(child.try_wait().unwrap().is_none(), "ssh-add exited early");
+                    assert!(Instant::now() < deadline, "ssh-add never connected");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut adds = Vec::new();
+        while let Some(frame) = read_frame(&mut stream) {
+            match frame.first() {
+                Some(17) | Some(25) => {
+                    adds.push(frame);
+                    write_frame(&mut stream, &[6]);
+                }
+                Some(11) => write_frame(&mut stream, &[12, 0, 0, 0, 0]),
+                _ => write_frame(&mut stream, &[5]),
+            }
+        }
+        assert!(child.wait().unwrap().success(), "ssh-add failed");
+        adds
+    }
+
+    /// Decode the key of an ADD frame; the comment must follow it.
+    fn decode_frame(frame: &[u8], comment: &str) -> Result<PrivateKey, KeyError> {
+        let mut r = Reader::new(&frame[1..]);
+        let key = PrivateKey::decode(&mut r)?;
+        assert_eq!(r.string().unwrap(), comment.as_bytes());
+        assert!(r.is_empty());
+        Ok(key)
+    }
+
+    /// A real `ssh-agent -D`, killed when dropped.
+    struct Agent {
+        child: std::process::Child,
+        sock: PathBuf,
+    }
+
+    impl Agent {
+        fn start(dir: &Path) -> Agent {
+            let sock = dir.join("agent.sock");
+            let child = Command::new("ssh-agent")
+                .arg("-D")
+                .arg("-a")
+                .arg(&sock)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let agent = Agent { child, sock };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while UnixStream::connect(&agent.sock).is_err() {
+                assert!(Instant::now() < deadline, "ssh-agent did not start");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            agent
+        }
+
+        fn add(&self, key: &Path) {
+            run(Command::new("ssh-add")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &self.sock)
+                .stderr(Stdio::null()));
+        }
+
+        fn sign(&self, blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
+            let mut req = vec![13];
+            put_string(&mut req, blob);
+            put_string(&mut req, data);
+            req.extend_from_slice(&flags.to_be_bytes());
+            let mut s = UnixStream::connect(&self.sock).unwrap();
+            write_frame(&mut s, &req);
+            let reply = read_frame(&mut s).unwrap();
+            assert_eq!(reply[0], 14, "ssh-agent refused to sign");
+            Reader::new(&reply[1..]).string().unwrap().to_vec()
+        }
+    }
+
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Check a signature by `ssh-keygen -Y check-novalidate`: wrap `key`'s signature of an
+    /// SSHSIG envelope for `message` (PROTOCOL.sshsig) and let OpenSSH verify it.
+    fn openssh_accepts(dir: &Path, key: &PrivateKey, flags: u32) -> bool {
+        openssh_accepts_for(dir, key, flags, b"a message for ssh-keygen -Y")
+    }
+
+    /// As `openssh_accepts`, but OpenSSH is shown `shown` instead of the signed message.
+    fn openssh_accepts_for(dir: &Path, key: &PrivateKey, flags: u32, shown: &[u8]) -> bool {
+        let message = b"a message for ssh-keygen -Y";
+        let mut signed = b"SSHSIG".to_vec();
+        put_string(&mut signed, b"file");
+        put_string(&mut signed, b"");
+        put_string(&mut signed, b"sha512");
+        put_string(&mut signed, &Sha512::digest(message));
+        let sig = key.sign(&signed, flags).unwrap();
+        let mut env = b"SSHSIG".to_vec();
+        env.extend_from_slice(&1u32.to_be_bytes());
+        put_string(&mut env, key.public_blob());
+        put_string(&mut env, b"file");
+        put_string(&mut env, b"");
+        put_string(&mut env, b"sha512");
+        put_string(&mut env, &sig);
+        let b64 = Base64::encode_string(&env);
+        let mut armored = String::from("-----BEGIN SSH SIGNATURE-----\n");
+        for line in b64.as_bytes().chunks(70) {
+            armored.push_str(std::str::from_utf8(line).unwrap());
+            armored.push('\n');
+        }
+        armored.push_str("-----END SSH SIGNATURE-----\n");
+        let sig_path = dir.join("message.sig");
+        let msg_path = dir.join("message");
+        fs::write(&sig_path, armored).unwrap();
+        fs::write(&msg_path, shown).unwrap();
+        Command::new("ssh-keygen")
+            .args(["-Y", "check-novalidate", "-n", "file", "-s"])
+            .arg(&sig_path)
+            .stdin(fs::File::open(&msg_path).unwrap())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// ssh-keygen keys of every type, each with a certificate (CAs of three types), added
+    /// through real `ssh-add` frames: blobs, names, fingerprints, signatures and the
+    /// certificate checks, all against OpenSSH.
+    #[test]
+    fn openssh_keys_and_certificates() {
+        if !have_openssh() {
+            return;
+        }
+        let tmp = TempDir::new();
+        let dir = tmp.0.as_path();
+        let cas = [
+            keygen(dir, "ca_ed25519", &["-t", "ed25519"]),
+            keygen(dir, "ca_ecdsa", &["-t", "ecdsa", "-b", "384"]),
+            keygen(dir, "ca_rsa", &["-t", "rsa", "-b", "2048"]),
+        ];
+        let agent = Agent::start(dir);
+        let types: [(&str, &[&str], &str); 6] = [
+            ("ed25519", &["-t", "ed25519"], "ssh-ed25519"),
+            (
+                "ecdsa256",
+                &["-t", "ecdsa", "-b", "256"],
+                "ecdsa-sha2-nistp256",
+            ),
+            (
+                "ecdsa384",
+                &["-t", "ecdsa", "-b", "384"],
+                "ecdsa-sha2-nistp384",
+            ),
+            (
+                "ecdsa521",
+                &["-t", "ecdsa", "-b", "521"],
+                "ecdsa-sha2-nistp521",
+            ),
+            ("rsa2048", &["-t", "rsa", "-b", "2048"], "ssh-rsa"),
+            ("rsa1024", &["-t", "rsa", "-b", "1024"], "ssh-rsa"),
+        ];
+        let mut certs = Vec::new();
+        for (i, (name, args, type_name)) in types.into_iter().enumerate() {
+            let path = keygen(dir, name, args);
+            let ca = &cas[i % cas.len()];
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-s"])
+                .arg(ca)
+                .args(["-I", "key id", "-n", "user,other", "-V", "+1d"])
+                .arg(pub_path(&path, ".pub")));
+            let frames = ssh_add_frames(dir, &[&path]);
+            assert_eq!(
+                frames.len(),
+                2,
+                "{name}: ssh-add sends the key, then the certificate"
+            );
+            let plain = decode_frame(&frames[0], name).unwrap();
+            let cert = decode_frame(&frames[1], name).unwrap();
+            let cert_type = format!("{type_name}-cert-v01@openssh.com");
+            assert_eq!(plain.key_type_name(), type_name);
+            assert_eq!(cert.key_type_name(), cert_type);
+            assert_eq!(plain.public_blob(), file_blob(&pub_path(&path, ".pub")));
+            assert_eq!(cert.public_blob(), file_blob(&pub_path(&path, "-cert.pub")));
+            assert_eq!(&frames[1][5..5 + cert_type.len()], cert_type.as_bytes());
+            for hash in ["md5", "sha1", "sha256", "sha384", "sha512"] {
+                let want = keygen_fingerprint(&pub_path(&path, ".pub"), hash);
+                let h = FingerprintHash::from_name(hash).unwrap();
+                assert_eq!(plain.fingerprint(h), want, "{name} {hash}");
+                assert_eq!(cert.fingerprint(h), want, "{name} {hash} (certificate)");
+            }
+            // Certificates sign as their key, under the plain algorithm names.
+            let data = b"data for a certificate";
+            for flags in [0, 2, 4] {
+                let sig = cert.sign(data, flags).unwrap();
+                assert_eq!(sig, plain.sign(data, flags).unwrap(), "{name} {flags}");
+                assert!(verify(cert.public_blob(), data, &sig));
+                assert!(verify(plain.public_blob(), data, &sig));
+                assert!(ssh_key_verifies(cert.public_blob(), data, &sig));
+            }
+            assert!(openssh_accepts(dir, &plain, 4), "{name}");
+            assert!(openssh_accepts(dir, &cert, 2), "{name} (certificate)");
+            assert!(!openssh_accepts_for(dir, &plain, 4, b"another message"));
+            // The real agent signs the same way (ECDSA: OpenSSH's is randomised, so
+            // check that each side's signatures verify).
+            agent.add(&path);
+            for key in [&plain, &cert] {
+                for flags in [0, 2, 4] {
+                    let theirs = agent.sign(key.public_blob(), data, flags);
+                    let ours = key.sign(data, flags).unwrap();
+                    assert_eq!(sig_alg(&theirs), sig_alg(&ours), "{name} {flags}");
+                    assert!(verify(key.public_blob(), data, &theirs), "{name} {flags}");
+                    if !name.starts_with("ecdsa") {
+                        assert_eq!(theirs, ours, "{name} {flags}");
+                    }
+                }
+            }
+            let body = &frames[1][1..];
+            let mut r = Reader::new(body);
+            PrivateKey::decode(&mut r).unwrap();
+            assert_truncations_fail(&body[..body.len() - r.rest().len()]);
+            certs.push((frames[1].clone(), frames[0].clone()));
+        }
+        // A certificate whose signed part was altered, or whose signature was: refused.
+        let (cert_frame, _) = &certs[0];
+        let mut r = Reader::new(&cert_frame[1..]);
+        let name = r.string().unwrap().to_vec();
+        let blob = r.string().unwrap().to_vec();
+        let rest = r.rest().to_vec();
+        let rebuild = |blob: &[u8]| {
+            let mut b = Vec::new();
+            put_string(&mut b, &name);
+            put_string(&mut b, blob);
+            b.extend_from_slice(&rest);
+            b
+        };
+        assert!(decode(&rebuild(&blob)).is_ok());
+        let serial_at = 4 + name.len() + 4 + 32 + 4 + 32; // type, nonce, pk
+        for at in [serial_at, blob.len() - 1] {
+            let mut b = blob.clone();
+            b[at] ^= 1;
+            assert_eq!(
+                decode(&rebuild(&b)).unwrap_err().reason(),
+                "invalid certificate signature",
+                "byte {at}"
+            );
+        }
+        // A certificate with trailing bytes, or under another type's name.
+        let mut b = blob.clone();
+        b.push(0);
+        assert!(decode(&rebuild(&b)).is_err());
+        let mut f = fields(&rebuild(&blob));
+        f[0] = b"ecdsa-sha2-nistp256-cert-v01@openssh.com".to_vec();
+        assert!(decode(&join(&f)).is_err());
+        // A certificate carrying another key's private part: refused.
+        let other = fields(&testkeys::add_body("ed25519"));
+        let mut f = fields(&rebuild(&blob));
+        f[2] = other[1].clone();
+        f[3] = other[2].clone();
+        assert_eq!(decode(&join(&f)).unwrap_err(), MISMATCH);
+        for (cert_frame, plain_frame) in &certs[1..] {
+            // ECDSA: [name, cert, d]; RSA: [name, cert, d, iqmp, p, q].
+            let mut f = fields(&cert_frame[1..]);
+            f.truncate(f.len() - 1); // drop the comment
+            let last = f.last_mut().unwrap();
+            *last.last_mut().unwrap() ^= 1;
+            assert_eq!(decode(&join(&f)).unwrap_err(), MISMATCH);
+            assert!(decode(&plain_frame[1..]).is_ok());
+        }
+    }
+
+    #[test]
+    fn openssh_dsa_keys_are_refused() {
+        if !have_openssh() {
+            return;
+        }
+        let tmp = TempDir::new();
+        let path = keygen(&tmp.0, "dsa", &["-t", "dsa"]);
+        let frames = ssh_add_frames(&tmp.0, &[&path]);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(decode_frame(&frames[0], "dsa").unwrap_err(), UNSUPPORTED);
+    }
 }

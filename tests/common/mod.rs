@@ -23,7 +23,7 @@
 //! - [`run`]`(cmd, args, env)`: runs a program with stdin on `/dev/null` and returns its `Output`;
 //!   the variables listed above are removed from its environment unless `env` gives them.
 //!   [`ssh_add`]`(agent, args)` and [`ssh_add_env`] run `ssh-add` against an agent.
-//!   [`stdout`]/[`stderr`] give an `Output`'s text; [`expect_ok`] panics (with both) unless it succeeded.
+//!   [`scrub_env`] does the same to any `Command`. [`stdout`]/[`stderr`] give an `Output`'s text; [`expect_ok`] panics (with both) unless it succeeded.
 //! - Keys: [`keygen`]`(dir, kind)` with kind `ed25519`, `ecdsa-256`, `ecdsa-384`, `ecdsa-521`,
 //!   `rsa-2048`, `rsa-3072`, `rsa-4096` or `dsa`, returns the private key's path (the public key is
 //!   beside it with `.pub`; file `id_<kind>[_n]`, comment `<file name>@sshkeep-test`). RSA-4096 comes
@@ -334,7 +334,8 @@ impl Drop for Agent {
 // ---------------------------------------------------------------------------------------------
 // Running OpenSSH's tools
 
-fn scrub_env(cmd: &mut Command, env: &[(&str, &str)]) {
+/// Removes [`SCRUBBED_ENV`] from `cmd`'s environment, then sets `env`.
+pub fn scrub_env(cmd: &mut Command, env: &[(&str, &str)]) {
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
     }
