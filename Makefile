@@ -24,8 +24,9 @@ all:
 
 # Unit tests and the integration tests in tests/, which start the real binary and drive it
 # with ssh-add, ssh-keygen and ssh against a throwaway sshd on 127.0.0.1.
+# Not --all-targets: that would also run the benchmark, which `make bench` runs on purpose.
 test:
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --lib --bins --tests
 	$(MANDOC_LINT) $(MAN)
 
 lint: check-unsafe
@@ -37,10 +38,11 @@ lint: check-unsafe
 check-unsafe:
 	! grep -rnE 'unsafe *(\{|fn|impl|extern)' src | grep -v '^src/sys.rs'
 
-# Builds every binary (the agent and the benchmark driver), then runs the benchmark.
+# Builds the release agent, then runs benches/agents.rs, which starts sshkeep and OpenSSH's
+# ssh-agent side by side. BENCH_ARGS: --quick, --openssh PATH, --sshkeep PATH, --json PATH.
 bench:
-	$(CARGO) build --release --locked --bins
-	./target/release/sshkeep-bench $(BENCH_ARGS)
+	$(CARGO) build --release --locked
+	$(CARGO) bench --locked --bench agents -- $(BENCH_ARGS)
 
 # Does not build: `sudo make install` should not run cargo as root.
 install:

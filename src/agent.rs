@@ -6,10 +6,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::keys;
 use crate::keys::{FingerprintHash, PrivateKey};
 use crate::lock::{self, LockHash};
 use crate::log;
-use crate::protocol::{self, Constraints, EXT_QUERY, Extension, Request, Response};
+use crate::protocol::{
+    self, Constraints, DestConstraint, EXT_SESSION_BIND, Extension, Hop, Request, Response,
+    SessionBind,
+};
 #[cfg(test)]
 use zeroize::Zeroizing;
 
@@ -17,8 +21,12 @@ use zeroize::Zeroizing;
 /// (authfd.c MAX_AGENT_IDENTITIES), so a larger table would break `ssh-add -l` and `ssh`.
 pub const MAX_IDENTITIES: usize = 2048;
 
-/// Extensions `query` reports.
-const SUPPORTED_EXTENSIONS: &[&str] = &[EXT_QUERY];
+/// Extensions `query` reports (OpenSSH lists session-bind only).
+const SUPPORTED_EXTENSIONS: &[&str] = &[EXT_SESSION_BIND];
+/// Most session bindings on one connection (OpenSSH: AGENT_MAX_SESSION_IDS).
+const MAX_SESSION_IDS: usize = 16;
+/// Longest session id accepted in a bind (OpenSSH: AGENT_MAX_SID_LEN).
+const MAX_SID_LEN: usize = 128;
 
 /// Why a request was refused; logged under `-d`, answered with FAILURE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +40,8 @@ struct Identity {
     death: Option<Instant>,
     /// Every signature needs the user's confirmation (`ssh-add -c`).
     confirm: bool,
+    /// Where the key may be used (`ssh-add -h`); empty: anywhere.
+    destinations: Vec<DestConstraint>,
 }
 
 impl Identity {
@@ -51,10 +61,31 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// Per-connection protocol state (session bindings live here). The server keeps one per
-/// connection and passes it to `handle`.
+/// Per-connection protocol state: the session bindings `ssh` recorded on this connection
+/// (OpenSSH PROTOCOL.agent). The server keeps one per connection and passes it to `handle`.
 #[derive(Debug, Default)]
-pub struct Session {}
+pub struct Session {
+    bindings: Vec<Binding>,
+    /// A bind was tried on this connection, even one that failed: the connection is
+    /// remote, and a failed bind must not leave it looking local (OpenSSH 9.6).
+    bind_attempted: bool,
+}
+
+/// One hop of the path a request came along: the host it reached and its session.
+#[derive(Debug)]
+struct Binding {
+    host_key: Vec<u8>,
+    session_id: Vec<u8>,
+    /// Bound for agent forwarding (true) or for authentication at that host (false).
+    forwarded: bool,
+}
+
+impl Session {
+    /// Whether the request came through a forwarded agent.
+    fn is_forwarded(&self) -> bool {
+        self.bindings.iter().any(|b| b.forwarded)
+    }
+}
 
 /// What the server should do with a request's answer.
 #[derive(Debug)]
@@ -97,6 +128,8 @@ pub struct Agent {
     unlock_failures: u32,
     default_lifetime: Option<u32>,
     fingerprint_hash: FingerprintHash,
+    /// `--confirm-forwarded`: every signature over a forwarded connection is confirmed.
+    confirm_forwarded: bool,
 }
 
 impl Agent {
@@ -110,7 +143,13 @@ impl Agent {
             unlock_failures: 0,
             default_lifetime,
             fingerprint_hash,
+            confirm_forwarded: false,
         }
+    }
+
+    /// Ask for confirmation of every signature requested through a forwarded agent.
+    pub fn set_confirm_forwarded(&mut self, on: bool) {
+        self.confirm_forwarded = on;
     }
 
     pub fn len(&self) -> usize {
@@ -128,15 +167,18 @@ impl Agent {
     /// Answer one request. Expired keys are removed first, so none is ever served.
     pub fn handle(&mut self, session: &mut Session, req: Request, now: Instant) -> Reply<'_> {
         self.reap(now);
-        let _ = session;
         let locked = self.lock.is_some();
         let result = match (locked, req) {
             // OpenSSH: a locked agent lists no keys rather than failing.
             (true, Request::RequestIdentities) => Ok(Reply::Now(Response::Identities(Vec::new()))),
             (true, Request::Unlock(pw)) => Ok(self.unlock(&pw)),
+            // OpenSSH 10.5: binds go on while locked, so new connections stay bound.
+            (true, Request::Extension(Extension::SessionBind(b))) => {
+                Ok(Reply::Now(session_bind(session, b)))
+            }
             (true, _) => Err(Refused("agent is locked")),
-            (false, Request::RequestIdentities) => Ok(Reply::Now(self.request_identities())),
-            (false, Request::Sign { key, data, flags }) => self.sign(key, data, flags),
+            (false, Request::RequestIdentities) => Ok(Reply::Now(self.request_identities(session))),
+            (false, Request::Sign { key, data, flags }) => self.sign(session, key, data, flags),
             (
                 false,
                 Request::AddIdentity {
@@ -144,12 +186,14 @@ impl Agent {
                     comment,
                     constraints,
                 },
-            ) => self.add(key, comment, constraints, now).map(Reply::Now),
-            (false, Request::RemoveIdentity { key }) => self.remove(&key).map(Reply::Now),
-            (false, Request::RemoveAllIdentities) => Ok(Reply::Now(self.remove_all())),
+            ) => self
+                .add(session, key, comment, constraints, now)
+                .map(Reply::Now),
+            (false, Request::RemoveIdentity { key }) => self.remove(session, &key).map(Reply::Now),
+            (false, Request::RemoveAllIdentities) => Ok(Reply::Now(self.remove_visible(session))),
             (false, Request::Lock(pw)) => self.lock(&pw).map(Reply::Now),
             (false, Request::Unlock(_)) => Err(Refused("agent is not locked")),
-            (false, Request::Extension(ext)) => self.extension(ext).map(Reply::Now),
+            (false, Request::Extension(ext)) => self.extension(session, ext).map(Reply::Now),
             (false, Request::Unknown(kind)) => {
                 debug!("unknown message {kind}");
                 Err(Refused("unsupported message"))
@@ -161,24 +205,67 @@ impl Agent {
         })
     }
 
-    fn request_identities(&self) -> Response<'_> {
+    /// Keys hidden from this connection by their destination constraints are not listed.
+    fn request_identities(&self, session: &Session) -> Response<'_> {
         Response::Identities(
             self.slots
                 .iter()
                 .flatten()
+                .filter(|id| permitted(id, session, None).is_ok())
                 .map(|id| (id.key.public_blob(), id.comment.as_slice()))
                 .collect(),
         )
     }
 
-    fn sign(&mut self, key: Vec<u8>, data: Vec<u8>, flags: u32) -> Result<Reply<'_>, Refused> {
+    fn sign(
+        &mut self,
+        session: &Session,
+        key: Vec<u8>,
+        data: Vec<u8>,
+        flags: u32,
+    ) -> Result<Reply<'_>, Refused> {
         let id = self.lookup(&key).ok_or(Refused("key not found"))?;
-        if id.confirm {
-            let prompt = format!(
+        let mut extra = None;
+        if !id.destinations.is_empty() {
+            // OpenSSH process_sign_request2: a constrained key signs only well-formed
+            // userauth requests for the session most recently bound on this connection.
+            let last = session.bindings.last().ok_or(Refused(
+                "destination-constrained key on an unbound connection",
+            ))?;
+            let req = protocol::parse_userauth_request(&data, &key).ok_or(Refused(
+                "destination-constrained key asked to sign a non-userauth request",
+            ))?;
+            permitted(id, session, Some(&req.user))?;
+            if !crate::lock::ct_eq(req.session_id, &last.session_id) {
+                return Err(Refused("session id is not the one last bound"));
+            }
+            if session.bindings.len() > 1 && req.host_key.is_none() {
+                return Err(Refused("no host key in a forwarded signature request"));
+            }
+            if req
+                .host_key
+                .is_some_and(|hk| hk != last.host_key.as_slice())
+            {
+                return Err(Refused("host key differs from the one last bound"));
+            }
+            extra = Some(format!(
+                "public key authentication request for user \"{}\" to listed host",
+                req.user
+            ));
+        }
+        let forwarded = self.confirm_forwarded && session.is_forwarded();
+        if id.confirm || forwarded {
+            let mut prompt = format!(
                 "Allow use of key {}?\nKey fingerprint {}.",
                 String::from_utf8_lossy(&id.comment),
                 id.key.fingerprint(self.fingerprint_hash)
             );
+            let forward_line =
+                forwarded.then_some("requested through a forwarded agent connection");
+            for line in extra.iter().map(String::as_str).chain(forward_line) {
+                prompt.push('\n');
+                prompt.push_str(line);
+            }
             return Ok(Reply::Confirm(PendingSign {
                 prompt,
                 key,
@@ -217,6 +304,7 @@ impl Agent {
 
     fn add(
         &mut self,
+        session: &Session,
         key: PrivateKey,
         comment: Vec<u8>,
         constraints: Constraints,
@@ -241,10 +329,15 @@ impl Agent {
             comment,
             death,
             confirm: constraints.confirm,
+            destinations: constraints.destinations,
         };
         let blob = new.key.public_blob();
         match self.index.get(blob).copied() {
             Some(slot) => {
+                // A key hidden from this connection cannot be replaced through it.
+                if let Some(old) = self.slots.get(slot).and_then(Option::as_ref) {
+                    permitted(old, session, None)?;
+                }
                 // OpenSSH replaces an existing key in place: same position, new comment
                 // and constraints. The old key is wiped as it drops.
                 let old_len = self
@@ -288,14 +381,41 @@ impl Agent {
         Ok(Response::Success)
     }
 
-    fn remove(&mut self, key: &[u8]) -> Result<Response<'static>, Refused> {
+    fn remove(&mut self, session: &Session, key: &[u8]) -> Result<Response<'static>, Refused> {
         let slot = self
             .index
             .get(key)
             .copied()
             .ok_or(Refused("key not found"))?;
+        if let Some(id) = self.slots.get(slot).and_then(Option::as_ref) {
+            // A hidden key cannot be removed either (OpenSSH).
+            permitted(id, session, None)?;
+        }
         self.remove_slot(slot);
         Ok(Response::Success)
+    }
+
+    /// REMOVE_ALL_IDENTITIES: every key this connection may see. OpenSSH removes hidden
+    /// keys too, so anyone on a host the agent is forwarded to can wipe keys it was never
+    /// allowed to use; here they stay.
+    fn remove_visible(&mut self, session: &Session) -> Response<'static> {
+        let hidden = |id: &Identity| permitted(id, session, None).is_err();
+        if !self.slots.iter().flatten().any(hidden) {
+            return self.remove_all();
+        }
+        let visible: Vec<Vec<u8>> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|id| !hidden(id))
+            .map(|id| id.key.public_blob().to_vec())
+            .collect();
+        for blob in visible {
+            if let Some(slot) = self.index.get(&blob).copied() {
+                self.remove_slot(slot);
+            }
+        }
+        Response::Success
     }
 
     /// Remove (and wipe) every identity. Also what SIGUSR1 does.
@@ -332,12 +452,14 @@ impl Agent {
         Reply::Delayed(lock::unlock_delay(self.unlock_failures), Response::Failure)
     }
 
-    fn extension(&mut self, ext: Extension) -> Result<Response<'static>, Refused> {
+    fn extension(
+        &mut self,
+        session: &mut Session,
+        ext: Extension,
+    ) -> Result<Response<'static>, Refused> {
         match ext {
             Extension::Query => Ok(Response::Query(SUPPORTED_EXTENSIONS)),
-            // TODO(#6): session binding and destination constraints. Until then a bind is
-            // refused, which OpenSSH clients accept (they log it and carry on).
-            Extension::SessionBind(_) => Ok(Response::ExtensionFailure),
+            Extension::SessionBind(b) => Ok(session_bind(session, b)),
             // RFC 9987: an unsupported extension gets an empty SSH_AGENT_FAILURE.
             Extension::Other(name) => {
                 debug!("unsupported extension {name:?}");
@@ -394,6 +516,175 @@ impl Agent {
             }
         }
     }
+}
+
+/// `session-bind@openssh.com` (OpenSSH process_ext_session_bind): record which host, in
+/// which session, this connection speaks for. Failures answer SSH_AGENT_EXTENSION_FAILURE.
+fn session_bind(session: &mut Session, b: SessionBind) -> Response<'static> {
+    match try_session_bind(session, b) {
+        Ok(()) => Response::Success,
+        Err(Refused(why)) => {
+            debug!("session-bind refused: {why}");
+            Response::ExtensionFailure
+        }
+    }
+}
+
+fn try_session_bind(session: &mut Session, b: SessionBind) -> Result<(), Refused> {
+    session.bind_attempted = true;
+    if b.session_id.len() > MAX_SID_LEN {
+        return Err(Refused("session id too long"));
+    }
+    if !keys::is_public_key(&b.host_key) {
+        return Err(Refused("invalid host key"));
+    }
+    if !keys::verify(&b.host_key, &b.session_id, &b.signature) {
+        return Err(Refused(
+            "host key signature over the session id does not verify",
+        ));
+    }
+    for old in &session.bindings {
+        if !old.forwarded {
+            return Err(Refused("connection already bound for authentication"));
+        }
+        let sid_match = crate::lock::ct_eq(&old.session_id, &b.session_id);
+        if sid_match && old.host_key == b.host_key {
+            return Ok(()); // already recorded
+        }
+        if sid_match {
+            return Err(Refused("session id recorded against a different host key"));
+        }
+    }
+    if session.bindings.len() >= MAX_SESSION_IDS {
+        return Err(Refused("too many session ids"));
+    }
+    session.bindings.push(Binding {
+        host_key: b.host_key,
+        session_id: b.session_id,
+        forwarded: b.forwarding,
+    });
+    Ok(())
+}
+
+/// OpenSSH's `identity_permitted`: may this connection see (`user` = None) or sign with
+/// (`user` = the target user) this identity? Every recorded hop must be allowed by some
+/// destination constraint, starting from this machine.
+fn permitted(id: &Identity, session: &Session, user: Option<&str>) -> Result<(), Refused> {
+    if id.destinations.is_empty() {
+        return Ok(()); // unconstrained
+    }
+    if session.bind_attempted && session.bindings.is_empty() {
+        return Err(Refused("previous session bind failed on this connection"));
+    }
+    let Some(last) = session.bindings.len().checked_sub(1) else {
+        return Ok(()); // local use
+    };
+    let mut from: Option<&[u8]> = None;
+    for (i, b) in session.bindings.iter().enumerate() {
+        let test_user = if i == last {
+            // The user is given only for signatures: never sign on a forwarding hop.
+            if b.forwarded && user.is_some() {
+                return Err(Refused("tried to sign on a forwarding hop"));
+            }
+            user
+        } else if !b.forwarded {
+            return Err(Refused("tried to forward through a signing bind"));
+        } else {
+            None
+        };
+        if !permitted_by(&id.destinations, from, Some(&b.host_key), test_user) {
+            return Err(Refused("not permitted for this destination"));
+        }
+        from = Some(&b.host_key);
+    }
+    // After a forwarding hop, show only keys that may be used beyond it.
+    if let Some(b) = session.bindings.last()
+        && b.forwarded
+        && user.is_none()
+        && !permitted_by(&id.destinations, Some(&b.host_key), None, None)
+    {
+        return Err(Refused("key permitted at this host but not beyond"));
+    }
+    Ok(())
+}
+
+/// OpenSSH's `permitted_by_dest_constraints`.
+fn permitted_by(
+    destinations: &[DestConstraint],
+    from: Option<&[u8]>,
+    to: Option<&[u8]>,
+    user: Option<&str>,
+) -> bool {
+    destinations.iter().any(|d| {
+        let from_ok = match from {
+            None => d.from.hostname.is_none() && d.from.keys.is_empty(),
+            Some(k) => match_key_hop(k, &d.from),
+        };
+        let to_ok = to.is_none_or(|k| match_key_hop(k, &d.to));
+        let user_ok = match (&d.to.user, user) {
+            (Some(pattern), Some(u)) => match_pattern(u.as_bytes(), pattern.as_bytes()),
+            _ => true,
+        };
+        from_ok && to_ok && user_ok
+    })
+}
+
+/// OpenSSH's `match_key_hop`: a plain host key must be listed as itself; a host
+/// certificate must be signed by a listed CA and valid for the hop's host name.
+fn match_key_hop(key: &[u8], hop: &Hop) -> bool {
+    if !keys::is_certificate(key) {
+        return hop.keys.iter().any(|k| !k.is_ca && k.blob == key);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    hop.keys
+        .iter()
+        .any(|k| k.is_ca && keys::host_cert_matches(key, &k.blob, hop.hostname.as_deref(), now))
+}
+
+/// OpenSSH's `match_pattern`: `*` matches any run of bytes, `?` any one byte. It runs a
+/// set of states over the pattern, so a hostile pattern cannot make it slow.
+fn match_pattern(s: &[u8], pattern: &[u8]) -> bool {
+    // states[i]: the first i pattern bytes can match the input read so far.
+    let star_closure = |states: &mut [bool]| {
+        for (i, &p) in pattern.iter().enumerate() {
+            if p == b'*'
+                && states.get(i) == Some(&true)
+                && let Some(next) = states.get_mut(i + 1)
+            {
+                *next = true;
+            }
+        }
+    };
+    let mut states = vec![false; pattern.len() + 1];
+    if let Some(first) = states.first_mut() {
+        *first = true;
+    }
+    star_closure(&mut states);
+    for &c in s {
+        let mut next = vec![false; pattern.len() + 1];
+        for (i, &p) in pattern.iter().enumerate() {
+            if states.get(i) != Some(&true) {
+                continue;
+            }
+            let to = match p {
+                b'*' => i,
+                b'?' => i + 1,
+                _ if p == c => i + 1,
+                _ => continue,
+            };
+            if let Some(n) = next.get_mut(to) {
+                *n = true;
+            }
+        }
+        star_closure(&mut next);
+        if !next.contains(&true) {
+            return false;
+        }
+        states = next;
+    }
+    states.last() == Some(&true)
 }
 
 #[cfg(test)]
@@ -629,7 +920,7 @@ mod tests {
                 Request::Extension(Extension::Query),
                 t
             ),
-            Reply::Now(Response::Query(&["query"]))
+            Reply::Now(Response::Query(&["session-bind@openssh.com"]))
         ));
         let other = Request::Extension(Extension::Other("x@example.com".into()));
         assert_eq!(req(&mut a, other, t), FAILURE);
@@ -689,5 +980,311 @@ mod tests {
             let want = if i < 2 { SUCCESS } else { FAILURE };
             assert_eq!(req(&mut a, add(&k, &big, Constraints::default()), t), want);
         }
+    }
+
+    // --- session binding and destination constraints
+
+    /// A host: its key (to sign binds with) and public blob.
+    fn host() -> (PrivateKey, Vec<u8>) {
+        let (body, blob) = body("ed25519");
+        (PrivateKey::decode(&mut Reader::new(&body)).unwrap(), blob)
+    }
+
+    fn bind(
+        s: &mut Session,
+        host: &(PrivateKey, Vec<u8>),
+        sid: &[u8],
+        fwd: bool,
+    ) -> Response<'static> {
+        let b = SessionBind {
+            host_key: host.1.clone(),
+            session_id: sid.to_vec(),
+            signature: host.0.sign(sid, 0).unwrap(),
+            forwarding: fwd,
+        };
+        session_bind(s, b)
+    }
+
+    fn hop(name: &str, key: &[u8]) -> Hop {
+        Hop {
+            user: None,
+            hostname: Some(name.into()),
+            keys: vec![protocol::HopKey {
+                blob: key.to_vec(),
+                is_ca: false,
+            }],
+        }
+    }
+
+    fn restricted(dests: Vec<DestConstraint>) -> Constraints {
+        Constraints {
+            destinations: dests,
+            ..Constraints::default()
+        }
+    }
+
+    /// A publickey userauth request as ssh builds it for `key`.
+    fn userauth(sid: &[u8], user: &str, key: &[u8], hostkey: Option<&[u8]>) -> Vec<u8> {
+        let mut d = Vec::new();
+        protocol::put_string(&mut d, sid);
+        d.push(50);
+        protocol::put_string(&mut d, user.as_bytes());
+        protocol::put_string(&mut d, b"ssh-connection");
+        let method: &[u8] = if hostkey.is_some() {
+            b"publickey-hostbound-v00@openssh.com"
+        } else {
+            b"publickey"
+        };
+        protocol::put_string(&mut d, method);
+        d.push(1);
+        protocol::put_string(&mut d, b"ssh-ed25519");
+        protocol::put_string(&mut d, key);
+        if let Some(h) = hostkey {
+            protocol::put_string(&mut d, h);
+        }
+        d
+    }
+
+    fn sign_data(a: &mut Agent, s: &mut Session, key: &[u8], data: Vec<u8>) -> Vec<u8> {
+        encoded(a.handle(
+            s,
+            Request::Sign {
+                key: key.to_vec(),
+                data,
+                flags: 0,
+            },
+            Instant::now(),
+        ))
+    }
+
+    #[test]
+    fn session_bind_rules() {
+        let a_host = host();
+        let b_host = host();
+        let mut s = Session::default();
+        // A forged signature is refused, and the connection counts as remote after it.
+        let forged = SessionBind {
+            host_key: a_host.1.clone(),
+            session_id: b"sid".to_vec(),
+            signature: b_host.0.sign(b"sid", 0).unwrap(),
+            forwarding: true,
+        };
+        assert_eq!(session_bind(&mut s, forged), Response::ExtensionFailure);
+        assert!(s.bind_attempted && s.bindings.is_empty());
+        let mut s = Session::default();
+        assert_eq!(bind(&mut s, &a_host, b"sid1", true), Response::Success);
+        // The same id with the same key is a no-op; with another key it is refused.
+        assert_eq!(bind(&mut s, &a_host, b"sid1", true), Response::Success);
+        assert_eq!(
+            bind(&mut s, &b_host, b"sid1", true),
+            Response::ExtensionFailure
+        );
+        assert_eq!(s.bindings.len(), 1);
+        // An authentication binding cannot be followed by another.
+        assert_eq!(bind(&mut s, &b_host, b"sid2", false), Response::Success);
+        assert_eq!(
+            bind(&mut s, &a_host, b"sid3", true),
+            Response::ExtensionFailure
+        );
+        // Long session ids and too many bindings are refused.
+        let mut s = Session::default();
+        assert_eq!(
+            bind(&mut s, &a_host, &[7u8; 129], true),
+            Response::ExtensionFailure
+        );
+        for i in 0..16u8 {
+            assert_eq!(bind(&mut s, &a_host, &[i; 32], true), Response::Success);
+        }
+        assert_eq!(
+            bind(&mut s, &a_host, &[99; 32], true),
+            Response::ExtensionFailure
+        );
+    }
+
+    #[test]
+    fn destination_constraints_hide_and_restrict() {
+        let t = Instant::now();
+        let a_host = host();
+        let b_host = host();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (free_k, free_b) = body("ed25519");
+        let (only_a, only_a_b) = body("ed25519");
+        let (via_a_to_b, via_b) = body("ed25519");
+        req(&mut a, add(&free_k, "free", Constraints::default()), t);
+        let to_a = DestConstraint {
+            from: Hop::default(),
+            to: hop("a", &a_host.1),
+        };
+        req(
+            &mut a,
+            add(&only_a, "only a", restricted(vec![to_a.clone()])),
+            t,
+        );
+        let a_to_b = DestConstraint {
+            from: hop("a", &a_host.1),
+            to: hop("b", &b_host.1),
+        };
+        req(
+            &mut a,
+            add(&via_a_to_b, "a>b", restricted(vec![to_a.clone(), a_to_b])),
+            t,
+        );
+
+        // Local use (no binding): everything is visible.
+        assert_eq!(blobs(&mut a, t).len(), 3);
+
+        // Authenticating to A: free and only-a sign; the A>B key may sign at A too.
+        let mut s = Session::default();
+        assert_eq!(bind(&mut s, &a_host, b"sidA", false), Response::Success);
+        let l = a.request_identities(&s);
+        assert!(matches!(l, Response::Identities(ref v) if v.len() == 3));
+        let sig = sign_data(
+            &mut a,
+            &mut s,
+            &only_a_b,
+            userauth(b"sidA", "root", &only_a_b, None),
+        );
+        assert_eq!(sig.get(4), Some(&14));
+        // Not a userauth request, wrong session id: refused.
+        assert_eq!(
+            sign_data(&mut a, &mut s, &only_a_b, b"data".to_vec()),
+            FAILURE
+        );
+        assert_eq!(
+            sign_data(
+                &mut a,
+                &mut s,
+                &only_a_b,
+                userauth(b"other", "root", &only_a_b, None)
+            ),
+            FAILURE
+        );
+
+        // Authenticating to B directly: only the unconstrained key is visible and usable.
+        let mut s = Session::default();
+        assert_eq!(bind(&mut s, &b_host, b"sidB", false), Response::Success);
+        match a.request_identities(&s) {
+            Response::Identities(v) => assert_eq!(v.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            sign_data(
+                &mut a,
+                &mut s,
+                &only_a_b,
+                userauth(b"sidB", "root", &only_a_b, None)
+            ),
+            FAILURE
+        );
+        // Hidden keys cannot be removed, and remove-all leaves them.
+        assert_eq!(
+            encoded(a.handle(
+                &mut s,
+                Request::RemoveIdentity {
+                    key: only_a_b.clone()
+                },
+                t
+            )),
+            FAILURE
+        );
+
+        // Forwarded to A, then on to B: the A>B key signs (hostbound), only-a does not.
+        let mut s = Session::default();
+        assert_eq!(bind(&mut s, &a_host, b"sidA", true), Response::Success);
+        match a.request_identities(&s) {
+            // After a forwarding hop only keys usable beyond A are listed.
+            Response::Identities(v) => assert_eq!(v.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(bind(&mut s, &b_host, b"sidAB", false), Response::Success);
+        let ok = userauth(b"sidAB", "root", &via_b, Some(&b_host.1));
+        assert_eq!(sign_data(&mut a, &mut s, &via_b, ok).get(4), Some(&14));
+        let no_hostkey = userauth(b"sidAB", "root", &via_b, None);
+        assert_eq!(sign_data(&mut a, &mut s, &via_b, no_hostkey), FAILURE);
+        let wrong_hostkey = userauth(b"sidAB", "root", &via_b, Some(&a_host.1));
+        assert_eq!(sign_data(&mut a, &mut s, &via_b, wrong_hostkey), FAILURE);
+        let only = userauth(b"sidAB", "root", &only_a_b, Some(&b_host.1));
+        assert_eq!(sign_data(&mut a, &mut s, &only_a_b, only), FAILURE);
+        // Remove-all from here removes only what this connection sees.
+        assert_eq!(
+            encoded(a.handle(&mut s, Request::RemoveAllIdentities, t)),
+            SUCCESS
+        );
+        assert_eq!(blobs(&mut a, t), vec![only_a_b.clone()]);
+        let _ = free_b;
+
+        // A failed bind makes the connection remote: constrained keys are hidden.
+        let mut s = Session::default();
+        let bad = SessionBind {
+            host_key: a_host.1.clone(),
+            session_id: b"x".to_vec(),
+            signature: b"junk".to_vec(),
+            forwarding: false,
+        };
+        session_bind(&mut s, bad);
+        match a.request_identities(&s) {
+            Response::Identities(v) => assert!(v.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn user_patterns_are_checked_at_the_last_hop() {
+        let a_host = host();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, blob) = body("ed25519");
+        let mut to = hop("a", &a_host.1);
+        to.user = Some("dep?oy*".into());
+        let c = restricted(vec![DestConstraint {
+            from: Hop::default(),
+            to,
+        }]);
+        req(&mut a, add(&k, "k", c), Instant::now());
+        let mut s = Session::default();
+        bind(&mut s, &a_host, b"sid", false);
+        let good = userauth(b"sid", "deploy-bot", &blob, None);
+        assert_eq!(sign_data(&mut a, &mut s, &blob, good).get(4), Some(&14));
+        let bad = userauth(b"sid", "root", &blob, None);
+        assert_eq!(sign_data(&mut a, &mut s, &blob, bad), FAILURE);
+    }
+
+    #[test]
+    fn confirm_forwarded_asks_only_for_forwarded_use() {
+        let t = Instant::now();
+        let a_host = host();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        a.set_confirm_forwarded(true);
+        let (k, b) = body("ed25519");
+        req(&mut a, add(&k, "k", Constraints::default()), t);
+        // Local: signs at once.
+        assert_eq!(req(&mut a, sign(&b), t).get(4), Some(&14));
+        // Through a forwarded connection (even after a later authentication bind): asks.
+        let mut s = Session::default();
+        bind(&mut s, &a_host, b"sid", true);
+        bind(&mut s, &host(), b"sid2", false);
+        match a.handle(&mut s, sign(&b), t) {
+            Reply::Confirm(p) => assert!(
+                p.prompt
+                    .ends_with("\nrequested through a forwarded agent connection")
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pattern_matching() {
+        let m = |s: &str, p: &str| match_pattern(s.as_bytes(), p.as_bytes());
+        assert!(m("", ""));
+        assert!(!m("a", ""));
+        assert!(m("root", "root"));
+        assert!(m("root", "r*"));
+        assert!(m("root", "*"));
+        assert!(m("", "*"));
+        assert!(m("root", "r??t"));
+        assert!(!m("root", "r?t"));
+        assert!(m("a-b-c", "a*b*c"));
+        assert!(!m("a-b-c", "a*b*d"));
+        assert!(m("aaa", "*a*a*a*"));
+        assert!(!m(&"a".repeat(200), &format!("{}b", "*a".repeat(100))));
     }
 }

@@ -286,12 +286,15 @@ impl Flags {
         match c {
             b'a' => self.bind_address = Some(PathBuf::from(optarg)),
             b'E' => {
-                self.fingerprint_hash = hash_by_name(optarg.as_bytes()).ok_or_else(|| {
-                    fatal(format!(
-                        "Invalid hash algorithm \"{}\"",
-                        vis(optarg.as_bytes())
-                    ))
-                })?;
+                self.fingerprint_hash = std::str::from_utf8(optarg.as_bytes())
+                    .ok()
+                    .and_then(FingerprintHash::from_name)
+                    .ok_or_else(|| {
+                        fatal(format!(
+                            "Invalid hash algorithm \"{}\"",
+                            vis(optarg.as_bytes())
+                        ))
+                    })?;
             }
             b'O' => self.hardware_option(optarg.as_bytes())?,
             b'P' => {
@@ -393,20 +396,6 @@ fn shell_from_env(shell: Option<&OsStr>) -> Shell {
         Some(s) if s.as_bytes().ends_with(b"csh") => Shell::Csh,
         _ => Shell::Bourne,
     }
-}
-
-/// OpenSSH's `ssh_digest_alg_by_name`: `strcasecmp` against its digest names.
-fn hash_by_name(name: &[u8]) -> Option<FingerprintHash> {
-    [
-        (&b"MD5"[..], FingerprintHash::Md5),
-        (b"SHA1", FingerprintHash::Sha1),
-        (b"SHA256", FingerprintHash::Sha256),
-        (b"SHA384", FingerprintHash::Sha384),
-        (b"SHA512", FingerprintHash::Sha512),
-    ]
-    .into_iter()
-    .find(|(known, _)| name.eq_ignore_ascii_case(known))
-    .map(|(_, hash)| hash)
 }
 
 /// A pid for `--exit-with`: decimal digits only, 1 to INT_MAX.

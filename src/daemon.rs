@@ -155,25 +155,32 @@ fn strtonum_pid(s: &[u8]) -> Result<i32, &'static str> {
     i32::try_from(value).map_err(|_| "too large")
 }
 
-/// Quote a socket path for the shell snippet. Plain paths print as they are (byte for byte
-/// what OpenSSH prints); anything else is double-quoted, as OpenSSH 10.3 does for white
-/// space, with `\`, `"`, `$` and `` ` `` escaped so the shell takes the path literally
-/// (OpenSSH 10.3 also backslash-escapes `'`, which inside double quotes keeps the backslash).
+/// Quote a socket path for the shell snippet as OpenSSH 10.3 does (`argv_assemble`): a
+/// path with white space is wrapped in double quotes, and `\`, `'` and `"` are
+/// backslash-escaped. OpenSSH stops there, which breaks on other shell characters; here
+/// every character the shell would interpret is escaped too, and inside double quotes only
+/// the characters that are special there (`\ " $` and backquote), so that `eval` always
+/// gives the path back. Paths OpenSSH handles correctly print byte for byte the same.
 pub fn shell_quote(path: &Path) -> String {
     let s = path.to_string_lossy();
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
-    if !s.is_empty() && s.chars().all(plain) {
-        return s.into_owned();
-    }
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
+    if s.is_empty() || s.contains([' ', '\t', '\n']) {
+        out.push('"');
+        for c in s.chars() {
+            if matches!(c, '\\' | '"' | '$' | '`') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        return out;
+    }
     for c in s.chars() {
-        if matches!(c, '\\' | '"' | '$' | '`') {
+        if "\\'\"$`;&|<>()*?[]#~{}!^".contains(c) {
             out.push('\\');
         }
         out.push(c);
     }
-    out.push('"');
     out
 }
 
@@ -464,7 +471,12 @@ fn serve(
             return ExitCode::from(EXIT_FATAL);
         }
     };
+    // Keep key memory out of swap where that cannot fail later.
+    if let Err(why) = sys::lock_all_memory() {
+        debug!("memory not locked against swap: {why}");
+    }
     let mut agent = Agent::new(opts.default_lifetime, opts.fingerprint_hash);
+    agent.set_confirm_forwarded(opts.confirm_forwarded);
     let Socket {
         listener, cleanup, ..
     } = socket;
@@ -522,13 +534,17 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(shell_quote(Path::new("/tmp/a.sock")), "/tmp/a.sock");
-        assert_eq!(shell_quote(Path::new("/tmp/a b")), "\"/tmp/a b\"");
-        assert_eq!(
-            shell_quote(Path::new("/t/$x`y\"z\\")),
-            "\"/t/\\$x\\`y\\\"z\\\\\""
-        );
-        assert_eq!(shell_quote(Path::new("/t/it's")), "\"/t/it's\"");
-        assert_eq!(shell_quote(Path::new("")), "\"\"");
+        let q = |p: &str| shell_quote(Path::new(p));
+        assert_eq!(q("/tmp/a.sock"), "/tmp/a.sock");
+        // OpenSSH 10.3's own output for these.
+        assert_eq!(q("/tmp/a b"), r#""/tmp/a b""#);
+        assert_eq!(q("/t/it's"), r"/t/it\'s");
+        assert_eq!(q(r#"/t/a"b\c"#), r#"/t/a\"b\\c"#);
+        // Where OpenSSH's output would not survive `eval`.
+        assert_eq!(q("/t/$x`y"), r"/t/\$x\`y");
+        assert_eq!(q("/t/a;b&c"), r"/t/a\;b\&c");
+        assert_eq!(q("/t/it's a"), r#""/t/it's a""#);
+        assert_eq!(q("/t/a b$c"), r#""/t/a b\$c""#);
+        assert_eq!(q(""), r#""""#);
     }
 }

@@ -13,9 +13,9 @@ use std::fmt;
 use rsa::BoxedUint;
 use rsa::traits::SignatureScheme;
 use signature::{Signer, Verifier};
-use ssh_key::encoding::Decode;
 use ssh_key::encoding::base64::{Base64Unpadded, Encoding};
 use ssh_key::encoding::bigint::ConcatenatingMul;
+use ssh_key::encoding::{Decode, Encode};
 use ssh_key::sha2::{Digest, Sha256, Sha384, Sha512};
 use zeroize::Zeroizing;
 
@@ -438,6 +438,47 @@ fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<()
     }
     key.verify(data, &sig)
         .map_err(|_| KeyError("signature does not verify"))
+}
+
+/// Whether `blob` is a well-formed public key or certificate of a supported type (OpenSSH
+/// parses host keys in destination constraints and session binds with `sshkey_froms`).
+pub fn is_public_key(blob: &[u8]) -> bool {
+    let Ok(name) = Reader::new(blob).string() else {
+        return false;
+    };
+    if name.ends_with(b"-cert-v01@openssh.com") {
+        return ssh_key::Certificate::from_bytes(blob).is_ok_and(|c| c.verify_signature().is_ok());
+    }
+    let mut rest = blob;
+    ssh_key::public::KeyData::decode(&mut rest).is_ok() && rest.is_empty()
+}
+
+/// Whether `blob` is an OpenSSH certificate.
+pub fn is_certificate(blob: &[u8]) -> bool {
+    Reader::new(blob)
+        .string()
+        .is_ok_and(|name| name.ends_with(b"-cert-v01@openssh.com"))
+}
+
+/// OpenSSH's `match_key_hop` for a host certificate against a CA key: the certificate is
+/// signed by exactly `ca` (and the signature verifies), it is a host certificate, it is
+/// valid at `now` (seconds since the epoch), and `hostname` is one of its principals (a
+/// certificate without principals is valid for any host, as `sshkey_cert_check_host`).
+pub fn host_cert_matches(cert: &[u8], ca: &[u8], hostname: Option<&str>, now: u64) -> bool {
+    let Ok(c) = ssh_key::Certificate::from_bytes(cert) else {
+        return false;
+    };
+    let Ok(signer) = c.signature_key().encode_vec() else {
+        return false;
+    };
+    if signer.as_slice() != ca || c.verify_signature().is_err() || !c.cert_type().is_host() {
+        return false;
+    }
+    if now < c.valid_after() || now >= c.valid_before() {
+        return false;
+    }
+    let principals = c.valid_principals();
+    principals.is_empty() || hostname.is_some_and(|h| principals.iter().any(|p| p == h))
 }
 
 /// Walk a certificate blob as OpenSSH's `cert_parse` does: its type must be `kind`'s, it

@@ -79,21 +79,14 @@ pub enum Exit {
     ParentGone,
 }
 
-/// A buffer for bytes that may be secret (ADD requests carry private keys): every byte it
-/// ever held is wiped, also when it grows, shrinks, or is dropped.
+/// A buffer for bytes that may be secret (ADD requests carry private keys). Freed and
+/// moved blocks are wiped by the allocator (`sys::WipingAlloc`); what `consume` leaves
+/// behind inside the allocation is wiped here.
 #[derive(Default)]
 struct SecretBuf(Vec<u8>);
 
 impl SecretBuf {
     fn append(&mut self, data: &[u8]) {
-        let need = self.0.len().saturating_add(data.len());
-        if need > self.0.capacity() {
-            // Grow by hand so the old allocation is wiped before it is freed.
-            let mut bigger = Vec::with_capacity(need.max(self.0.capacity().saturating_mul(2)));
-            bigger.extend_from_slice(&self.0);
-            self.0.zeroize();
-            self.0 = bigger;
-        }
         self.0.extend_from_slice(data);
     }
 
@@ -107,16 +100,9 @@ impl SecretBuf {
         }
         self.0.truncate(rest);
         if self.0.is_empty() && self.0.capacity() > 4 * READ_CHUNK {
-            // Give back the memory of a large frame (zeroize wipes the whole capacity).
-            self.0.zeroize();
+            // Give back the memory of a large frame.
             self.0 = Vec::new();
         }
-    }
-}
-
-impl Drop for SecretBuf {
-    fn drop(&mut self) {
-        self.0.zeroize();
     }
 }
 
@@ -138,6 +124,8 @@ struct Conn {
     state: ConnState,
     /// The client closed its end; answer what is buffered, then close.
     eof: bool,
+    /// A slow request waits at the head of the input for its turn.
+    backlog: bool,
 }
 
 /// A running askpass and the signature that waits for it.
@@ -174,6 +162,8 @@ pub struct Server<'a> {
     prompts: Vec<Prompt>,
     accept_paused_until: Option<Instant>,
     next_parent_check: Instant,
+    /// Where the search for the next backlogged connection starts (round robin).
+    next_slow: usize,
 }
 
 fn timeout_ms(now: Instant, deadline: Option<Instant>) -> libc::c_int {
@@ -225,6 +215,7 @@ impl<'a> Server<'a> {
             prompts: Vec::new(),
             accept_paused_until: None,
             next_parent_check: Instant::now() + PARENT_CHECK,
+            next_slow: 0,
         })
     }
 
@@ -274,6 +265,10 @@ impl<'a> Server<'a> {
             }
             for (i, c) in self.conns.iter().enumerate() {
                 let Some(c) = c else { continue };
+                if c.backlog {
+                    // Slow work is waiting: look at the sockets, but do not sleep.
+                    deadline = Some(now);
+                }
                 let mut events: libc::c_short = 0;
                 match &c.state {
                     ConnState::Ready => {
@@ -316,6 +311,27 @@ impl<'a> Server<'a> {
             }
             self.finish_prompts(now);
             self.fire_timers(now);
+            self.run_one_slow(now);
+        }
+    }
+
+    /// Run the slow request (an RSA signature, a lock) of one backlogged connection, taking
+    /// turns. Quick requests never wait behind more than one slow one: each pass answers
+    /// every quick request first, then at most one slow request.
+    fn run_one_slow(&mut self, now: Instant) {
+        let n = self.conns.len();
+        for k in 0..n {
+            let i = (self.next_slow + k) % n;
+            if self
+                .conns
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.backlog)
+            {
+                self.next_slow = i + 1;
+                self.process(i, now, true);
+                return;
+            }
         }
     }
 
@@ -417,6 +433,7 @@ impl<'a> Server<'a> {
             session: Session::default(),
             state: ConnState::Ready,
             eof: false,
+            backlog: false,
         };
         match self.conns.iter().position(Option::is_none) {
             Some(i) => {
@@ -428,9 +445,16 @@ impl<'a> Server<'a> {
         }
     }
 
+    /// Close a connection; an askpass still asking on its behalf is killed (and reaped
+    /// later), since its answer has nowhere to go.
     fn close(&mut self, i: usize) {
+        for p in &mut self.prompts {
+            if p.conn.is_some_and(|(slot, _)| slot == i) {
+                p.conn = None;
+                let _ = p.child.kill();
+            }
+        }
         if let Some(slot) = self.conns.get_mut(i) {
-            // Dropping the connection wipes its input buffer.
             *slot = None;
         }
     }
@@ -450,37 +474,44 @@ impl<'a> Server<'a> {
             } else if revents & libc::POLLHUP != 0 && revents & libc::POLLIN == 0 {
                 // Hung up while we wait to answer: the answer has nowhere to go.
                 if conn.output.is_empty() && !matches!(conn.state, ConnState::Ready) {
-                    self.drop_conn_prompts(i);
                     self.close(i);
                     return;
                 }
             }
         }
         if revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-            self.drop_conn_prompts(i);
             self.close(i);
             return;
         }
-        self.process(i, now);
+        self.process(i, now, false);
     }
 
-    /// Answer every whole frame in a connection's input, then try to write.
-    fn process(&mut self, i: usize, now: Instant) {
+    /// Answer the whole frames in a connection's input, then try to write. A slow request
+    /// (`protocol::is_slow`) runs only when `slow_ok`, and then only one; otherwise it waits
+    /// at the head of the input for `run_one_slow`.
+    fn process(&mut self, i: usize, now: Instant, mut slow_ok: bool) {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
+        conn.backlog = false;
         while matches!(conn.state, ConnState::Ready) && conn.output.len() < OUTPUT_HIGH_WATER {
             let len = match protocol::frame(&conn.input.0) {
                 Frame::Incomplete => break,
                 Frame::Invalid => {
                     debug!("bad frame length, closing connection");
-                    self.drop_conn_prompts(i);
                     self.close(i);
                     return;
                 }
                 Frame::Complete(len) => len,
             };
             let end = 4usize.saturating_add(len);
+            if protocol::is_slow(conn.input.0.get(4..end).unwrap_or_default()) {
+                if !slow_ok {
+                    conn.backlog = true;
+                    break;
+                }
+                slow_ok = false;
+            }
             let req = conn.input.0.get(4..end).map(Request::decode);
             conn.input.consume(end);
             let reply = match req {
@@ -526,25 +557,19 @@ impl<'a> Server<'a> {
         }
         if let Err(e) = write_out(conn) {
             debug!("write: {e}");
-            self.drop_conn_prompts(i);
             self.close(i);
             return;
         }
         let incomplete = !conn.input.0.is_empty();
-        if conn.eof && matches!(conn.state, ConnState::Ready) && conn.output.is_empty() {
+        if conn.eof
+            && !conn.backlog
+            && matches!(conn.state, ConnState::Ready)
+            && conn.output.is_empty()
+        {
             if incomplete {
                 debug!("client closed with a partial frame");
             }
             self.close(i);
-        }
-    }
-
-    fn drop_conn_prompts(&mut self, i: usize) {
-        for p in &mut self.prompts {
-            if p.conn.is_some_and(|(slot, _)| slot == i) {
-                p.conn = None;
-                let _ = p.child.kill();
-            }
         }
     }
 
@@ -612,7 +637,7 @@ impl<'a> Server<'a> {
             {
                 reply.encode(&mut conn.output);
                 conn.state = ConnState::Ready;
-                self.process(slot, now);
+                self.process(slot, now, false);
             }
         }
     }
@@ -630,7 +655,7 @@ impl<'a> Server<'a> {
                 {
                     conn.output.extend_from_slice(&reply);
                 }
-                self.process(i, now);
+                self.process(i, now, false);
             }
         }
     }

@@ -232,23 +232,22 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usi
 // ---------------------------------------------------------------------------------------
 // Memory holding secrets
 
-/// Keep `len` bytes at `ptr` out of core dumps and swap, best effort. Returns whether
-/// `mlock` succeeded (it is refused above RLIMIT_MEMLOCK).
-pub fn protect_memory(ptr: *const u8, len: usize) -> bool {
-    if len == 0 {
-        return true;
+/// Lock the whole process in memory, now and for every future allocation, so that no
+/// key reaches swap. Only done when nothing can make it fail later: with CAP_IPC_LOCK (root)
+/// or an unlimited RLIMIT_MEMLOCK. Under a finite limit, MCL_FUTURE would turn the limit into
+/// allocation failures, and an allocation failure aborts the agent with every key.
+/// Returns why it was not done.
+pub fn lock_all_memory() -> Result<(), String> {
+    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
+    let (soft, _) = getrlimit(Resource::RLIMIT_MEMLOCK).map_err(|e| e.to_string())?;
+    let root = nix::unistd::geteuid().is_root();
+    if !root && soft != RLIM_INFINITY {
+        return Err(format!("RLIMIT_MEMLOCK is {soft} bytes, not unlimited"));
     }
-    // Whole pages around the range.
-    let page = 4096usize;
-    let start = (ptr as usize) & !(page - 1);
-    let end = (ptr as usize).saturating_add(len);
-    let span = end.saturating_sub(start);
-    // SAFETY: madvise and mlock only change attributes of pages that are part of our
-    // own mapping (the range covers a live allocation); they do not touch the contents.
-    unsafe {
-        libc::madvise(start as *mut libc::c_void, span, libc::MADV_DONTDUMP);
-        libc::mlock(start as *const libc::c_void, span) == 0
-    }
+    // SAFETY: mlockall takes only flags and changes no memory contents. MCL_ONFAULT locks
+    // pages as they are touched instead of faulting in every reserved mapping at once.
+    let ret = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
+    cerr(ret).map(|_| ()).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -274,3 +273,42 @@ pub fn syslog(level: Level, msg: &str) {
     // exactly one string argument.
     unsafe { libc::syslog(prio, c"%s".as_ptr(), msg.as_ptr()) };
 }
+
+// ---------------------------------------------------------------------------------------
+// The allocator
+
+/// The system allocator, except that every block is wiped before it is freed. Key material
+/// lives in crates' own allocations (big-number limbs, precomputed tables, CRT parameters
+/// behind `Arc`s) that do not all wipe themselves; wiping on free is the one place that
+/// catches them all. `realloc` keeps the default (allocate, copy, free), so a moved block is
+/// wiped too.
+pub struct WipingAlloc;
+
+// SAFETY: every method forwards to `System` with the caller's own layout; `dealloc` only
+// writes zeros to the block the caller owns and is about to give back, within its size.
+unsafe impl std::alloc::GlobalAlloc for WipingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged; the caller upholds GlobalAlloc::alloc's contract.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: as above.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` points to a live block of `layout.size()` bytes that the caller
+        // owns (GlobalAlloc::dealloc's contract). Passing the pointer through `black_box`
+        // after the wipe makes the zeros observable, so the compiler cannot drop them as
+        // dead stores before `free`.
+        unsafe {
+            std::ptr::write_bytes(ptr, 0, layout.size());
+            std::hint::black_box(ptr);
+            std::alloc::System.dealloc(ptr, layout);
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: WipingAlloc = WipingAlloc;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::*;
 
 /// How long a command-line invocation may take before the test calls it hung.
-const RUN_DEADLINE: Duration = Duration::from_secs(10);
+const CMD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// One finished invocation of the agent binary.
 struct Run {
@@ -57,7 +57,7 @@ fn agent_pid_in(snippet: &str) -> Option<u32> {
 }
 
 /// Runs `<bin> args` with `env` (and the scrubbed environment of [`scrub_env`]), its output in
-/// files so a background agent holding them cannot stall the test; fails after [`RUN_DEADLINE`].
+/// files so a background agent holding them cannot stall the test; fails after [`CMD_DEADLINE`].
 fn agent_cmd(args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = TempDir::new();
     let mut cmd = Command::new(agent_bin());
@@ -68,7 +68,7 @@ fn agent_cmd(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut child = cmd.spawn().unwrap();
     let pid = child.id();
     let mut status = None;
-    let done = wait_until(RUN_DEADLINE, || {
+    let done = wait_until(CMD_DEADLINE, || {
         status = child.try_wait().unwrap();
         status.is_some()
     });

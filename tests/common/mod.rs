@@ -13,17 +13,20 @@
 //!   with its contents on drop.
 //! - [`agent_bin`] (`AGENT_UNDER_TEST` or the `sshkeep` binary), [`is_sshkeep`], [`sshkeep_only`]
 //!   (false and prints "skipped: sshkeep-only" when another agent is under test).
-//! - [`Agent`]: `Agent::start(&["-t", "10"])` runs `<bin> -D -a <tmp>/agent.sock <args>` with stdout and
-//!   stderr captured to files and returns once the socket accepts connections; `start_env` adds
-//!   environment variables (the agent gets none of `SSH_ASKPASS`, `SSH_ASKPASS_REQUIRE`, `DISPLAY`,
+//! - [`Agent`]: `Agent::start(&["-t", "10"])` runs `<bin> -D -a <tmp>/agent.sock <args>` with
+//!   stdout and stderr captured to files, and returns once the agent answers a request on its
+//!   socket (then it is in its main loop, signal handlers set). `start_env` adds environment
+//!   variables (the agent gets none of `SSH_ASKPASS`, `SSH_ASKPASS_REQUIRE`, `DISPLAY`,
 //!   `WAYLAND_DISPLAY`, `SSH_AUTH_SOCK`, `SSH_AGENT_PID` unless given). `.sock()`, `.sock_str()`,
 //!   `.pid()`, `.dir()` (its temp dir, free for keys), `.stdout_text()`, `.stderr_text()`,
-//!   `.is_running()`, `.stop()` (SIGTERM, returns the exit status). Drop sends SIGTERM, then SIGKILL
-//!   after a deadline, and waits.
+//!   `.is_running()`, `.exit_status()`, `.stop()` (SIGTERM, returns the exit status). Drop sends
+//!   SIGTERM, then SIGKILL after a deadline, and waits.
 //! - [`run`]`(cmd, args, env)`: runs a program with stdin on `/dev/null` and returns its `Output`;
-//!   the variables listed above are removed from its environment unless `env` gives them.
-//!   [`ssh_add`]`(agent, args)` and [`ssh_add_env`] run `ssh-add` against an agent.
-//!   [`scrub_env`] does the same to any `Command`. [`stdout`]/[`stderr`] give an `Output`'s text; [`expect_ok`] panics (with both) unless it succeeded.
+//!   the variables listed above are removed from its environment unless `env` gives them, and a
+//!   command still running after [`RUN_DEADLINE`] is killed and fails the test. [`scrub_env`]
+//!   cleans any `Command` the same way. [`ssh_add`]`(agent, args)` and [`ssh_add_env`] run
+//!   `ssh-add` against an agent. [`stdout`]/[`stderr`] give an `Output`'s text; [`expect_ok`]
+//!   panics (with both) unless it succeeded.
 //! - Keys: [`keygen`]`(dir, kind)` with kind `ed25519`, `ecdsa-256`, `ecdsa-384`, `ecdsa-521`,
 //!   `rsa-2048`, `rsa-3072`, `rsa-4096` or `dsa`, returns the private key's path (the public key is
 //!   beside it with `.pub`; file `id_<kind>[_n]`, comment `<file name>@sshkeep-test`). RSA-4096 comes
@@ -259,8 +262,10 @@ impl Agent {
             status: None,
             dir,
         };
+        // Up = it answers a request: then it is in its main loop, signal handlers installed
+        // (the socket accepts connections before that).
         let up = wait_until(START_DEADLINE, || {
-            UnixStream::connect(&agent.sock).is_ok() || !agent.is_running()
+            answers(&agent.sock) || !agent.is_running()
         });
         if !up || !agent.is_running() {
             panic!(
@@ -325,6 +330,21 @@ impl Agent {
     }
 }
 
+/// Whether an agent listens on `sock` and answers REQUEST_IDENTITIES.
+fn answers(sock: &Path) -> bool {
+    let Ok(stream) = UnixStream::connect(sock) else {
+        return false;
+    };
+    let mut c = RawClient {
+        stream,
+        pending: Vec::new(),
+    };
+    c.set_timeout(Duration::from_secs(1));
+    c.try_send_raw(&frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]))
+        .is_ok()
+        && c.recv_frame().is_some()
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
@@ -344,14 +364,39 @@ pub fn scrub_env(cmd: &mut Command, env: &[(&str, &str)]) {
     }
 }
 
+/// How long [`run`] lets a command take before it kills it and fails the test.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Runs `cmd args` with stdin on /dev/null; [`SCRUBBED_ENV`] is removed unless `env` gives it.
+/// Output goes through files (a background process keeping them open cannot stall the test); a
+/// command still running after [`RUN_DEADLINE`] is killed and the test fails.
 pub fn run(cmd: impl AsRef<std::ffi::OsStr>, args: &[&str], env: &[(&str, &str)]) -> Output {
     let cmd = cmd.as_ref();
+    let out = TempDir::new();
     let mut c = Command::new(cmd);
-    c.args(args).stdin(Stdio::null());
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(out.join("stdout")).unwrap())
+        .stderr(fs::File::create(out.join("stderr")).unwrap());
     scrub_env(&mut c, env);
-    c.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    let mut child = c
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut status = None;
+    wait_until(RUN_DEADLINE, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} {args:?} still running after {RUN_DEADLINE:?}");
+    };
+    Output {
+        status,
+        stdout: fs::read(out.join("stdout")).unwrap(),
+        stderr: fs::read(out.join("stderr")).unwrap(),
+    }
 }
 
 /// `ssh-add args` against `agent`.
