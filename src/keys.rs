@@ -569,6 +569,11 @@ fn rsa_key(
     if *product != n {
         return Err(MISMATCH);
     }
+    // n = p² passes the product check, and `rsa` accepts it: a square modulus is not an RSA
+    // key (anyone can take its square root).
+    if *p == *q {
+        return Err(KeyError("rsa primes are equal"));
+    }
     rsa::RsaPrivateKey::from_components(n, e, (*d).clone(), vec![(*p).clone(), (*q).clone()])
         .map_err(|_| MISMATCH)
 }
