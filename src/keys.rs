@@ -8,16 +8,18 @@
 //! parses certificates and public keys and verifies signatures; the signing backends are
 //! `ed25519-dalek`, `p256`/`p384`/`p521` and `rsa`, each built once when the key is added.
 
+use std::cell::Cell;
 use std::fmt;
 
 use rsa::BoxedUint;
-use rsa::traits::SignatureScheme;
+use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use signature::{Signer, Verifier};
 use ssh_key::encoding::base64::{Base64Unpadded, Encoding};
-use ssh_key::encoding::bigint::ConcatenatingMul;
+use ssh_key::encoding::bigint::modular::BoxedMontyForm;
+use ssh_key::encoding::bigint::{ConcatenatingMul, RandomMod, Resize};
 use ssh_key::encoding::{Decode, Encode};
 use ssh_key::sha2::{Digest, Sha256, Sha384, Sha512};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::protocol::{DecodeError, Reader, put_string};
 
@@ -232,7 +234,7 @@ enum Backend {
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
     P521(p521::ecdsa::SigningKey),
-    Rsa(rsa::RsaPrivateKey),
+    Rsa(RsaKey),
 }
 
 /// Read the ECDSA private scalar `d` (an mpint) from `$r` and build the signing key of
@@ -308,7 +310,7 @@ impl PrivateKey {
                 let _iqmp = mpint(r)?; // recomputed by `rsa` from p and q
                 let p = mpint(r)?;
                 let q = mpint(r)?;
-                Backend::Rsa(rsa_key(n, e, d, p, q)?)
+                Backend::Rsa(RsaKey::new(rsa_key(n, e, d, p, q)?)?)
             }
             _ => return Err(UNSUPPORTED),
         };
@@ -371,22 +373,26 @@ impl PrivateKey {
             }
             Backend::Rsa(k) => {
                 // OpenSSH agent_decode_alg: 0x02 is checked first, then 0x04, else SHA-1.
-                // Blinding: a failing OS RNG fails the signature instead of panicking.
-                let mut rng = getrandom::SysRng;
                 let (alg, sig) = if flags & FLAG_RSA_SHA2_256 != 0 {
                     let digest = Sha256::digest(data);
-                    let scheme = rsa::Pkcs1v15Sign::new::<Sha256>();
-                    ("rsa-sha2-256", scheme.sign(Some(&mut rng), k, &digest))
+                    (
+                        "rsa-sha2-256",
+                        k.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest),
+                    )
                 } else if flags & FLAG_RSA_SHA2_512 != 0 {
                     let digest = Sha512::digest(data);
-                    let scheme = rsa::Pkcs1v15Sign::new::<Sha512>();
-                    ("rsa-sha2-512", scheme.sign(Some(&mut rng), k, &digest))
+                    (
+                        "rsa-sha2-512",
+                        k.sign(rsa::Pkcs1v15Sign::new::<Sha512>(), &digest),
+                    )
                 } else {
                     let digest = sha1::Sha1::digest(data);
-                    let scheme = rsa::Pkcs1v15Sign::new::<sha1::Sha1>();
-                    ("ssh-rsa", scheme.sign(Some(&mut rng), k, &digest))
+                    (
+                        "ssh-rsa",
+                        k.sign(rsa::Pkcs1v15Sign::new::<sha1::Sha1>(), &digest),
+                    )
                 };
-                let sig = sig.map_err(|_| FAILED)?;
+                let sig = sig.ok_or(FAILED)?;
                 put_string(&mut out, alg.as_bytes());
                 put_string(&mut out, &sig);
             }
@@ -530,6 +536,146 @@ fn ed25519_key(pk: &[u8], sk: &[u8]) -> Result<ed25519_dalek::SigningKey, KeyErr
         return Err(MISMATCH);
     }
     Ok(key)
+}
+
+/// How many signatures one RSA blinding pair serves, squared after each, before a fresh
+/// one is drawn (OpenSSL: BN_BLINDING_COUNTER).
+const RSA_BLINDING_USES: u32 = 32;
+
+/// An RSA key ready to sign: `rsa`'s validated key and CRT values, and the blinding pair
+/// for the next signature.
+///
+/// Signing is `rsa`'s blinded RSASSA-PKCS1-v1_5 (`sign_with_rng`: CRT, then a check of the
+/// result against the public key, since a fault in one CRT half would leak a prime), with
+/// one change taken from OpenSSL's `BN_BLINDING`: `rsa` draws a fresh blinding factor `r`
+/// for every signature and inverts it mod n, a sixth of an RSA-2048 signature's time (a
+/// tenth at 4096); here a pair serves `RSA_BLINDING_USES` signatures and is squared after
+/// each (`r` → `r²`), so no two signatures share a factor. The signatures are the same:
+/// PKCS#1 v1.5 is deterministic. Temporaries are wiped by the allocator (`sys::WipingAlloc`).
+struct RsaKey {
+    key: rsa::RsaPrivateKey,
+    /// Taken for a signature and put back after it; empty after a failure (a fresh pair
+    /// is drawn next time). The agent is single-threaded: a `Cell` is enough.
+    blinding: Cell<Option<Blinding>>,
+}
+
+/// A blinding pair mod n, in Montgomery form: `a = r^e` and `ai = r^-1` for a secret
+/// random `r`. Wiped on drop.
+struct Blinding {
+    a: BoxedMontyForm,
+    ai: BoxedMontyForm,
+    uses: u32,
+}
+
+impl Drop for Blinding {
+    fn drop(&mut self) {
+        self.a.zeroize();
+        self.ai.zeroize();
+    }
+}
+
+impl Blinding {
+    /// Draw a fresh pair: `r` uniform in [0, n) and invertible (as `rsa`'s `blind`).
+    fn new(key: &rsa::RsaPrivateKey) -> Option<Blinding> {
+        let n = key.n_params();
+        // Only 0 and multiples of p or q have no inverse: never drawn by chance, but
+        // bounding the draws keeps a broken RNG from looping forever.
+        for _ in 0..8 {
+            let r = BoxedUint::try_random_mod_vartime(&mut getrandom::SysRng, key.n()).ok()?;
+            let r = BoxedMontyForm::new(r, n);
+            let Some(ai) = r.invert().into_option() else {
+                continue;
+            };
+            let e = key.e();
+            let a = r.pow_bounded_exp(e, e.bits());
+            return Some(Blinding { a, ai, uses: 0 });
+        }
+        None
+    }
+}
+
+impl RsaKey {
+    /// `key` must have its CRT values (`rsa` computes them for every valid two-prime key).
+    fn new(key: rsa::RsaPrivateKey) -> Result<RsaKey, KeyError> {
+        if key.primes().len() != 2 || key.dp().is_none() {
+            return Err(INVALID);
+        }
+        Ok(RsaKey {
+            key,
+            blinding: Cell::new(None),
+        })
+    }
+
+    /// Sign `digest` (already hashed with `scheme`'s hash): EMSA-PKCS1-v1_5 (RFC 8017
+    /// §9.2) as `rsa` pads it, then the blinded private operation. Returns the signature,
+    /// as long as the modulus; `None` if the RNG fails or the result does not verify.
+    fn sign(&self, scheme: rsa::Pkcs1v15Sign, digest: &[u8]) -> Option<Vec<u8>> {
+        let k = self.key.size();
+        let n = self.key.n_params();
+        // EM = 0x00 0x01 PS 0x00 T, T = DigestInfo prefix || digest, PS at least 8 0xff.
+        let t_len = scheme.prefix.len().checked_add(digest.len())?;
+        let ps_len = k.checked_sub(t_len.checked_add(3)?)?;
+        if ps_len < 8 || scheme.hash_len.is_some_and(|l| l != digest.len()) {
+            return None;
+        }
+        let mut em = Vec::with_capacity(k);
+        em.extend_from_slice(&[0x00, 0x01]);
+        em.resize(ps_len + 2, 0xff);
+        em.push(0x00);
+        em.extend_from_slice(&scheme.prefix);
+        em.extend_from_slice(digest);
+        let m = BoxedUint::from_be_slice(&em, n.bits_precision()).ok()?;
+
+        let mut blinding = match self.blinding.take() {
+            Some(b) if b.uses < RSA_BLINDING_USES => b,
+            _ => Blinding::new(&self.key)?,
+        };
+        // s = ((m·r^e)^d)·r^-1 = m^d mod n
+        let blinded = (BoxedMontyForm::new(m.clone(), n) * &blinding.a).retrieve();
+        let s = BoxedMontyForm::new(self.private_op(&blinded)?, n) * &blinding.ai;
+        let s = s.retrieve();
+        blinding.a = blinding.a.square();
+        blinding.ai = blinding.ai.square();
+        blinding.uses += 1;
+        self.blinding.set(Some(blinding));
+
+        // s^e must give m back (rsa: rsa_decrypt_and_check).
+        let e = self.key.e();
+        let check = BoxedMontyForm::new(s.clone(), n).pow_bounded_exp(e, e.bits());
+        if check.retrieve() != m {
+            return None;
+        }
+        let bytes = s.to_be_bytes();
+        Some(bytes.get(bytes.len().checked_sub(k)?..)?.to_vec())
+    }
+
+    /// c^d mod n by the CRT (c < n, at n's precision), as `rsa`'s `rsa_decrypt`.
+    fn private_op(&self, c: &BoxedUint) -> Option<BoxedUint> {
+        let key = &self.key;
+        let (Some(dp), Some(dq), Some(qinv), Some(p_params), Some(q_params), [_, q]) = (
+            key.dp(),
+            key.dq(),
+            key.qinv(),
+            key.p_params(),
+            key.q_params(),
+            key.primes(),
+        ) else {
+            return None;
+        };
+        let p_mod = p_params.modulus().as_nz_ref();
+        let q_mod = q_params.modulus().as_nz_ref();
+        // m1 = c^dp mod p, m2 = c^dq mod q
+        let mut m1 = BoxedMontyForm::new(c.rem(p_mod), p_params).pow(dp);
+        let m2 = BoxedMontyForm::new(c.rem(q_mod), q_params)
+            .pow(dq)
+            .retrieve();
+        // h = qinv·(m1 - m2) mod p; m = m2 + h·q
+        m1 -= &BoxedMontyForm::new(m2.rem(p_mod), p_params);
+        let h = (qinv * &m1).retrieve();
+        let bits = key.n_bits_precision();
+        let hq = h.concatenating_mul(q).try_resize(bits)?;
+        Some(m2.try_resize(bits)?.wrapping_add(&hq))
+    }
 }
 
 /// Build the RSA key from its components (magnitudes) and validate it: the size is
@@ -908,6 +1054,64 @@ mod tests {
                 let b = key.sign(b"same data", flags).unwrap();
                 assert_eq!(a, b, "{kind} {flags}");
                 assert_ne!(a, key.sign(b"other data", flags).unwrap());
+            }
+        }
+    }
+
+    /// RSA signatures are blinded, yet byte-identical to `rsa`'s unblinded PKCS#1 v1.5
+    /// ones: across blinding refreshes, with p and q in either order, and (with OpenSSH)
+    /// for primes of different sizes (`ssh-keygen -b 2049`: 1025 and 1024 bits).
+    #[test]
+    fn rsa_signatures_equal_unblinded_pkcs1() {
+        use ssh_key::private::KeypairData;
+        let mut bodies = vec![testkeys::add_body("rsa2048")];
+        let mut swapped = fields(&bodies[0]); // [name, n, e, d, iqmp, p, q]
+        swapped.swap(5, 6);
+        bodies.push(join(&swapped));
+        let tmp = TempDir::new();
+        if have_openssh() {
+            let path = keygen(tmp.0.as_path(), "rsa2049", &["-t", "rsa", "-b", "2049"]);
+            let key = ssh_key::PrivateKey::read_openssh_file(&path).unwrap();
+            bodies.push(key.key_data().encode_vec().unwrap());
+        }
+        for body in &bodies {
+            let key = decode(body).unwrap();
+            let kp = KeypairData::decode(&mut &body[..]).unwrap();
+            let reference = rsa::RsaPrivateKey::try_from(kp.rsa().unwrap()).unwrap();
+            let Backend::Rsa(rsa_key) = &*key.backend else {
+                panic!("not an RSA backend");
+            };
+            for i in 0..2 * RSA_BLINDING_USES + 2 {
+                let data = i.to_be_bytes();
+                let want = [
+                    (
+                        0,
+                        reference.sign(
+                            rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
+                            &sha1::Sha1::digest(data),
+                        ),
+                    ),
+                    (
+                        2,
+                        reference.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(data)),
+                    ),
+                    (
+                        4,
+                        reference.sign(rsa::Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(data)),
+                    ),
+                ];
+                for (flags, want) in want {
+                    let sig = key.sign(&data, flags).unwrap();
+                    assert_eq!(
+                        fields(&sig)[1],
+                        want.unwrap(),
+                        "signature {i}, flags {flags}"
+                    );
+                    // One pair per RSA_BLINDING_USES signatures, then a fresh one.
+                    let blinding = rsa_key.blinding.take().unwrap();
+                    assert_eq!(blinding.uses, (3 * i + flags / 2) % RSA_BLINDING_USES + 1);
+                    rsa_key.blinding.set(Some(blinding));
+                }
             }
         }
     }
