@@ -1016,7 +1016,7 @@ fn unknown_constraints_refuse_the_key() {
         ("confirm twice", vec![2, 2]),
         ("confirm then garbage", vec![2, 0xee]),
         (
-            "restrict-destination extension",
+            "restrict-destination with no hop",
             ext("restrict-destination-v00@openssh.com", &string(b"")),
         ),
         (
@@ -1045,6 +1045,125 @@ fn unknown_constraints_refuse_the_key() {
     // Control: the same key with known constraints is accepted (then removed).
     let ok = add_body(&key, "ok", &[1, 0, 0, 0, 60]);
     l.add_and_remove("lifetime constraint (control)", &ok, &m.ed.blob());
+
+    // Destination constraints (restrict-destination-v00@openssh.com): a hop is
+    // `string user, string hostname, string reserved, (string key, bool is_ca)*`; a constraint
+    // is `string(string from, string to, string reserved)`; the extension holds a list of them.
+    let hop = |user: &str, host: &str, reserved: &[u8], keys: &[(&[u8], u8)]| {
+        let mut h = cat(&[
+            &string(user.as_bytes()),
+            &string(host.as_bytes()),
+            &string(reserved),
+        ]);
+        for (k, ca) in keys {
+            h.extend(string(k));
+            h.push(*ca);
+        }
+        h
+    };
+    let constraint = |from: &[u8], to: &[u8], reserved: &[u8]| {
+        string(&cat(&[&string(from), &string(to), &string(reserved)]))
+    };
+    let dest = |list: &[u8]| ext("restrict-destination-v00@openssh.com", &string(list));
+    let host_key = m.ed2.blob();
+    let any = hop("", "", b"", &[]);
+    let to_host = hop("", "host.example", b"", &[(&host_key, 0)]);
+    let valid = constraint(&any, &to_host, b"");
+    let mut bad_cert = m.cert_ed.clone();
+    let last = bad_cert.len() - 5;
+    bad_cert[last] ^= 1;
+    let dest_cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "destination list truncated",
+            dest(&valid[..valid.len() - 3]),
+        ),
+        (
+            "destination hop key is garbage",
+            dest(&constraint(
+                &any,
+                &hop("", "host", b"", &[(b"garbage", 0)]),
+                b"",
+            )),
+        ),
+        (
+            "destination hop key is a certificate with a bad signature",
+            dest(&constraint(
+                &any,
+                &hop("", "host", b"", &[(&bad_cert, 0)]),
+                b"",
+            )),
+        ),
+        (
+            "destination hop key without its CA flag",
+            dest(&constraint(
+                &any,
+                &cat(&[&hop("", "host", b"", &[]), &string(&host_key)]),
+                b"",
+            )),
+        ),
+        (
+            "destination \"to\" without keys",
+            dest(&constraint(&any, &hop("", "host", b"", &[]), b"")),
+        ),
+        (
+            "destination \"to\" without a hostname",
+            dest(&constraint(&any, &hop("", "", b"", &[(&host_key, 0)]), b"")),
+        ),
+        (
+            "destination \"from\" with a user",
+            dest(&constraint(
+                &hop("root", "a", b"", &[(&host_key, 0)]),
+                &to_host,
+                b"",
+            )),
+        ),
+        (
+            "destination hop reserved field used",
+            dest(&constraint(
+                &any,
+                &hop("", "host", b"x", &[(&host_key, 0)]),
+                b"",
+            )),
+        ),
+        (
+            "destination constraint reserved field used",
+            dest(&constraint(&any, &to_host, b"x")),
+        ),
+        (
+            "destination hostname with a NUL",
+            dest(&constraint(
+                &any,
+                &hop("", "ho\0st", b"", &[(&host_key, 0)]),
+                b"",
+            )),
+        ),
+        (
+            "destination user pattern of 257 bytes",
+            dest(&constraint(
+                &any,
+                &hop(&"u".repeat(257), "host", b"", &[(&host_key, 0)]),
+                b"",
+            )),
+        ),
+        (
+            "destination constraint given twice",
+            cat(&[&dest(&valid), &dest(&valid)]),
+        ),
+        ("1025 destination constraints", dest(&valid.repeat(1025))),
+    ];
+    for (case, c) in &dest_cases {
+        l.expect_failure(
+            case,
+            &frame(
+                SSH_AGENTC_ADD_ID_CONSTRAINED,
+                &add_body(&key, "constrained", c),
+            ),
+        );
+    }
+    // Control: one valid destination constraint is accepted (and the key is listed to this
+    // unbound, local connection, as OpenSSH lists it).
+    let ok = add_body(&key, "ok", &dest(&valid));
+    l.add_and_remove("destination constraint (control)", &ok, &m.ed.blob());
     l.finish();
 }
 
@@ -1321,6 +1440,66 @@ fn client_that_never_reads() {
     drop(reader);
     drop(s);
     l.check("after the flooding client left");
+}
+
+/// A client that pipelines 300 RSA signatures (each milliseconds of work) does not make
+/// others wait behind them: a quick request waits for at most one slow one.
+#[test]
+fn slow_requests_do_not_starve_others() {
+    const SLOW: usize = 300;
+    let mut l = Loaded::start();
+    let ed = loaded_ed25519_blob(&l);
+    let rsa = pub_blob(&pub_path(&l.agent.dir().join("id_rsa-2048")));
+    let sign = |blob: &[u8], flags: u32| {
+        frame(
+            SSH_AGENTC_SIGN_REQUEST,
+            &cat(&[&string(blob), &string(b"slow"), &u32(flags)]),
+        )
+    };
+    // How long one RSA signature takes here (a debug build is slow).
+    let mut c = RawClient::connect(l.sock());
+    let t = Instant::now();
+    c.send_raw(&sign(&rsa, SSH_AGENT_RSA_SHA2_256));
+    assert_eq!(c.recv_frame().unwrap()[0], SSH_AGENT_SIGN_RESPONSE);
+    let one = t.elapsed();
+
+    let flood: Vec<Vec<u8>> = (0..SLOW)
+        .map(|i| {
+            sign(
+                &rsa,
+                [0, SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512][i % 3],
+            )
+        })
+        .collect();
+    let sock = l.sock().to_path_buf();
+    let flooder = std::thread::spawn(move || pipeline(&sock, flood));
+    let mut worst = Duration::ZERO;
+    let mut during = 0;
+    while !flooder.is_finished() || during < 20 {
+        if !flooder.is_finished() {
+            during += 1;
+        } else if during < 5 {
+            panic!("the flood ended before {during} quick requests: it proves nothing");
+        } else {
+            break;
+        }
+        let t = Instant::now();
+        let ids = c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]);
+        assert_eq!(parse_identities(&ids).len(), LOADED.len());
+        c.send_raw(&sign(&ed, 0));
+        assert_eq!(c.recv_frame().unwrap()[0], SSH_AGENT_SIGN_RESPONSE);
+        worst = worst.max(t.elapsed());
+    }
+    println!("{during} quick round trips during the flood, worst {worst:?}; one RSA sign {one:?}");
+    let replies = flooder.join().unwrap();
+    assert!(replies.iter().all(|&k| k == SSH_AGENT_SIGN_RESPONSE));
+    // One slow signature ahead, plus generous slack for a loaded machine.
+    let limit = one * 4 + Duration::from_millis(200);
+    assert!(
+        worst < limit,
+        "a quick request waited {worst:?} behind RSA signatures of {one:?} each"
+    );
+    l.check("a flood of RSA signatures");
 }
 
 /// A client that sends an oversized frame is disconnected at once; a client with a request
