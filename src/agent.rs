@@ -630,7 +630,9 @@ fn permitted_by(
 }
 
 /// OpenSSH's `match_key_hop`: a plain host key must be listed as itself; a host
-/// certificate must be signed by a listed CA and valid for the hop's host name.
+/// certificate must be signed by a listed CA and valid for the hop's host name, which must
+/// match one of its principals, each a wildcard pattern (OpenSSH 10.3; a certificate
+/// without principals matches no host).
 fn match_key_hop(key: &[u8], hop: &Hop) -> bool {
     if !keys::is_certificate(key) {
         return hop.keys.iter().any(|k| !k.is_ca && k.blob == key);
@@ -638,9 +640,16 @@ fn match_key_hop(key: &[u8], hop: &Hop) -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    hop.keys
-        .iter()
-        .any(|k| k.is_ca && keys::host_cert_matches(key, &k.blob, hop.hostname.as_deref(), now))
+    let Some(host) = hop.hostname.as_deref() else {
+        return false;
+    };
+    hop.keys.iter().filter(|k| k.is_ca).any(|k| {
+        keys::host_cert_principals(key, &k.blob, now).is_some_and(|principals| {
+            principals
+                .iter()
+                .any(|p| match_pattern(host.as_bytes(), p.as_bytes()))
+        })
+    })
 }
 
 /// OpenSSH's `match_pattern`: `*` matches any run of bytes, `?` any one byte. It runs a

@@ -460,25 +460,26 @@ pub fn is_certificate(blob: &[u8]) -> bool {
         .is_ok_and(|name| name.ends_with(b"-cert-v01@openssh.com"))
 }
 
-/// OpenSSH's `match_key_hop` for a host certificate against a CA key: the certificate is
-/// signed by exactly `ca` (and the signature verifies), it is a host certificate, it is
-/// valid at `now` (seconds since the epoch), and `hostname` is one of its principals (a
-/// certificate without principals is valid for any host, as `sshkey_cert_check_host`).
-pub fn host_cert_matches(cert: &[u8], ca: &[u8], hostname: Option<&str>, now: u64) -> bool {
-    let Ok(c) = ssh_key::Certificate::from_bytes(cert) else {
-        return false;
-    };
-    let Ok(signer) = c.signature_key().encode_vec() else {
-        return false;
-    };
+/// OpenSSH's checks of a host certificate against a CA key (`match_key_hop`,
+/// `sshkey_cert_check_host`): the certificate is signed by exactly `ca` with an allowed
+/// signature algorithm (not SHA-1 `ssh-rsa`) and the signature verifies, it is a host
+/// certificate without critical options, and it is valid at `now` (seconds since the
+/// epoch). Returns its principals, which the caller matches against the host name.
+pub fn host_cert_principals(cert: &[u8], ca: &[u8], now: u64) -> Option<Vec<String>> {
+    let c = ssh_key::Certificate::from_bytes(cert).ok()?;
+    let signer = c.signature_key().encode_vec().ok()?;
     if signer.as_slice() != ca || c.verify_signature().is_err() || !c.cert_type().is_host() {
-        return false;
+        return None;
+    }
+    if !c.critical_options().is_empty()
+        || c.signature().algorithm() == (ssh_key::Algorithm::Rsa { hash: None })
+    {
+        return None;
     }
     if now < c.valid_after() || now >= c.valid_before() {
-        return false;
+        return None;
     }
-    let principals = c.valid_principals();
-    principals.is_empty() || hostname.is_some_and(|h| principals.iter().any(|p| p == h))
+    Some(c.valid_principals().to_vec())
 }
 
 /// Walk a certificate blob as OpenSSH's `cert_parse` does: its type must be `kind`'s, it
@@ -567,6 +568,11 @@ fn rsa_key(
     let product = Zeroizing::new(p.concatenating_mul(&*q));
     if *product != n {
         return Err(MISMATCH);
+    }
+    // n = p² passes the product check, and `rsa` accepts it: a square modulus is not an RSA
+    // key (anyone can take its square root).
+    if *p == *q {
+        return Err(KeyError("rsa primes are equal"));
     }
     rsa::RsaPrivateKey::from_components(n, e, (*d).clone(), vec![(*p).clone(), (*q).clone()])
         .map_err(|_| MISMATCH)

@@ -573,6 +573,21 @@ pub fn is_slow(body: &[u8]) -> bool {
     }
 }
 
+/// Whether handling this request puts private key material or a passphrase in memory:
+/// adds, signatures, lock and unlock. The server wipes its stack after these.
+pub fn touches_secrets(body: &[u8]) -> bool {
+    matches!(
+        body.first(),
+        Some(
+            &msg::SSH_AGENTC_ADD_IDENTITY
+                | &msg::SSH_AGENTC_ADD_ID_CONSTRAINED
+                | &msg::SSH_AGENTC_SIGN_REQUEST
+                | &msg::SSH_AGENTC_LOCK
+                | &msg::SSH_AGENTC_UNLOCK
+        )
+    )
+}
+
 /// What the framing layer found at the front of a connection's input buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {

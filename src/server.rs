@@ -494,6 +494,7 @@ impl<'a> Server<'a> {
             return;
         };
         conn.backlog = false;
+        let mut touched_secrets = false;
         while matches!(conn.state, ConnState::Ready) && conn.output.len() < OUTPUT_HIGH_WATER {
             let len = match protocol::frame(&conn.input.0) {
                 Frame::Incomplete => break,
@@ -512,6 +513,8 @@ impl<'a> Server<'a> {
                 }
                 slow_ok = false;
             }
+            touched_secrets |=
+                protocol::touches_secrets(conn.input.0.get(4..end).unwrap_or_default());
             let req = conn.input.0.get(4..end).map(Request::decode);
             conn.input.consume(end);
             let reply = match req {
@@ -554,6 +557,9 @@ impl<'a> Server<'a> {
                         .encode(&mut conn.output),
                 },
             }
+        }
+        if touched_secrets {
+            wipe_stack();
         }
         if let Err(e) = write_out(conn) {
             debug!("write: {e}");
@@ -667,6 +673,19 @@ fn confirm_answer(output: &[u8]) -> bool {
         .next()
         .unwrap_or_default();
     first.is_empty() || first.eq_ignore_ascii_case(b"yes")
+}
+
+/// How much of the stack below the loop `wipe_stack` clears.
+const STACK_WIPE: usize = 64 * 1024;
+
+/// Overwrite the stack below the caller with zeros. Decoding and signing leave copies of
+/// key material in stack frames that have returned (temporaries inside the crypto crates,
+/// which no `Zeroize` reaches); the next deep call would overwrite them only by chance.
+#[inline(never)]
+fn wipe_stack() {
+    let zeros = [0u8; STACK_WIPE];
+    // The zeros must really be written: black_box makes the array observable.
+    std::hint::black_box(&zeros);
 }
 
 /// Read what the socket has (bounded), wiping the stack buffer after.

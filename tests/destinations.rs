@@ -1,0 +1,1105 @@
+//! Destination constraints (`ssh-add -h`, `-H`) and session binding (`session-bind@openssh.com`),
+//! end to end: real `ssh`, `ssh-add` and several throwaway `sshd`s on 127.0.0.1, each with its own
+//! host key (one kind with a host certificate), port and config. Forwarding hops run on the same
+//! machine: `ssh -A hosta ssh hostb true` runs the inner `ssh` in a session on "hosta", through the
+//! forwarded agent. Hosts are named by `HostKeyAlias` and a private known_hosts file, which
+//! `ssh-add -H` reads too. Needs root (sshd logs in as root); those tests are skipped otherwise.
+//!
+//! Prove against OpenSSH with `AGENT_UNDER_TEST=/usr/bin/ssh-agent cargo test --test destinations`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use signature::Signer;
+use ssh_key::encoding::Encode;
+
+const SSHD: &str = "/usr/sbin/sshd";
+const SESSION_BIND: &[u8] = b"session-bind@openssh.com";
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Single-quotes `s` for a remote shell command line.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The first two fields of a public key file (type and base64 blob), without the comment.
+fn key_fields(pub_file: &Path) -> String {
+    let line = pub_line(pub_file);
+    let mut f = line.split_whitespace();
+    format!("{} {}", f.next().unwrap(), f.next().unwrap())
+}
+
+/// The base64 blob of a public key file: how `ssh-add -L` output is compared.
+fn b64(key: &Path) -> String {
+    pub_line(&pub_path(key))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+/// The base64 blobs `ssh-add -L` printed.
+fn listed(out: &Output) -> Vec<String> {
+    stdout(out)
+        .lines()
+        .filter(|l| *l != "The agent has no identities.")
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throwaway sshd hosts
+
+/// A host certificate for an sshd: signed by `ca` (private key path) for `principal`.
+struct HostCert<'a> {
+    ca: &'a Path,
+    principal: &'a str,
+}
+
+/// A running `sshd -D -e` on 127.0.0.1 known to clients as `alias` (`HostKeyAlias`), with an
+/// Ed25519 host key (and optionally a host certificate) of its own; stopped on drop.
+struct Host {
+    child: Child,
+    port: u16,
+    alias: String,
+    dir: TempDir,
+}
+
+impl Host {
+    /// Starts sshd accepting `authorized` (public key files) for root.
+    fn start(alias: &str, authorized: &[&Path], cert: Option<HostCert>) -> Host {
+        let _ = fs::create_dir_all("/run/sshd");
+        let mut dir = TempDir::new();
+        let host_key = keygen_named(dir.path(), "ed25519", "host_key", alias);
+        let mut cert_line = String::new();
+        if let Some(c) = cert {
+            let out = run(
+                "ssh-keygen",
+                &[
+                    "-q",
+                    "-s",
+                    p(c.ca),
+                    "-h",
+                    "-I",
+                    &format!("{alias}-host-cert"),
+                    "-n",
+                    c.principal,
+                    p(&pub_path(&host_key)),
+                ],
+                &[],
+            );
+            expect_ok(&out);
+            cert_line = format!("HostCertificate {}\n", p(&cert_path(&host_key)));
+        }
+        let mut keys = String::new();
+        for k in authorized {
+            keys.push_str(&pub_line(k));
+            keys.push('\n');
+        }
+        let akf = dir.join("authorized_keys");
+        fs::write(&akf, keys).unwrap();
+        let mut last_log = String::new();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let cfg = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\n{cert_line}PidFile none\n\
+                 PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 AllowAgentForwarding yes\nStrictModes no\nUsePAM no\nUseDNS no\n\
+                 PrintMotd no\nPrintLastLog no\nLogLevel DEBUG1\nAuthorizedKeysFile {}\n",
+                p(&host_key),
+                p(&akf)
+            );
+            let cfg_path = dir.join("sshd_config");
+            fs::write(&cfg_path, cfg).unwrap();
+            let log = dir.join("sshd.log");
+            let child = Command::new(SSHD)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&cfg_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let mut host = Host {
+                child,
+                port,
+                alias: alias.to_string(),
+                dir,
+            };
+            let listening = format!("Server listening on 127.0.0.1 port {port}.");
+            let mut exited = false;
+            wait_until(START_DEADLINE, || {
+                exited = host.child.try_wait().ok().flatten().is_some();
+                exited || host.log_text().contains(&listening)
+            });
+            if !exited && host.log_text().contains(&listening) {
+                return host;
+            }
+            last_log = host.log_text();
+            host.stop();
+            dir = std::mem::take(&mut host.dir);
+            if !last_log.contains("Address already in use") {
+                break;
+            }
+        }
+        panic!("sshd did not start:\n{last_log}");
+    }
+
+    fn host_pub(&self) -> PathBuf {
+        self.dir.join("host_key.pub")
+    }
+
+    /// This host's known_hosts line: `alias ssh-ed25519 AAAA...`.
+    fn known_hosts_line(&self) -> String {
+        format!("{} {}", self.alias, key_fields(&self.host_pub()))
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Whether sshd accepted a public key login as root.
+    fn accepted(&self) -> bool {
+        self.log_text().contains("Accepted publickey for root")
+    }
+
+    /// `ssh` arguments that log in as root here with only the agent's keys, checking the host
+    /// key strictly against `known_hosts` under this host's alias; `extra` goes before them.
+    /// Every option is given, so no configuration file of the machine or user plays a part.
+    fn ssh_args(&self, known_hosts: &Path, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        for opt in [
+            "IdentityFile=none",
+            "IdentitiesOnly=no",
+            "BatchMode=yes",
+            "StrictHostKeyChecking=yes",
+            &format!("UserKnownHostsFile={}", p(known_hosts)),
+            "GlobalKnownHostsFile=/dev/null",
+            &format!("HostKeyAlias={}", self.alias),
+            "UpdateHostKeys=no",
+            "PreferredAuthentications=publickey",
+            "ControlMaster=no",
+            "ControlPath=none",
+            "ConnectTimeout=10",
+            "LogLevel=ERROR",
+        ] {
+            args.push("-o".into());
+            args.push(opt.into());
+        }
+        let mut all = vec!["-F".to_string(), "/dev/null".to_string()];
+        all.append(&mut args);
+        all.extend(["-p".into(), self.port.to_string(), "root@127.0.0.1".into()]);
+        all
+    }
+
+    /// `ssh <args> root@host cmd` with `agent` as the only source of keys.
+    fn ssh(&self, agent: &Agent, known_hosts: &Path, extra: &[&str], cmd: &str) -> Output {
+        let mut args = self.ssh_args(known_hosts, extra);
+        args.push(cmd.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("ssh", &args, &[("SSH_AUTH_SOCK", agent.sock_str())])
+    }
+
+    /// The shell command line that runs `ssh ... cmd` to this host (for a remote session,
+    /// where it uses the forwarded agent).
+    fn ssh_command_line(&self, known_hosts: &Path, cmd: &str) -> String {
+        let mut line = String::from("ssh");
+        for a in self.ssh_args(known_hosts, &[]) {
+            line.push(' ');
+            line.push_str(&sh_quote(&a));
+        }
+        line.push(' ');
+        line.push_str(&sh_quote(cmd));
+        line
+    }
+
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let gone = wait_until(START_DEADLINE, || {
+            self.child.try_wait().ok().flatten().is_some()
+        });
+        if !gone {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port of 127.0.0.1 free a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Writes a known_hosts file `name` in `dir` with these lines.
+fn known_hosts(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    let mut text = lines.join("\n");
+    text.push('\n');
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// Everything worth seeing when a login did not go as expected.
+fn explain(out: &Output, hosts: &[&Host], agent: &Agent) -> String {
+    let mut s = format!(
+        "status {:?}\nssh stdout: {}\nssh stderr: {}\nagent stderr: {}\n",
+        out.status,
+        stdout(out),
+        stderr(out),
+        agent.stderr_text()
+    );
+    for h in hosts {
+        s.push_str(&format!("--- sshd {} log:\n{}\n", h.alias, h.log_text()));
+    }
+    s
+}
+
+#[track_caller]
+fn assert_login(out: &Output, hosts: &[&Host], agent: &Agent) {
+    assert!(
+        out.status.success(),
+        "login failed\n{}",
+        explain(out, hosts, agent)
+    );
+}
+
+#[track_caller]
+fn assert_refused(out: &Output, hosts: &[&Host], agent: &Agent) {
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "login should have failed\n{}",
+        explain(out, hosts, agent)
+    );
+    assert!(
+        stderr(out).contains("Permission denied"),
+        "{}",
+        explain(out, hosts, agent)
+    );
+}
+
+/// `ssh-add -H known_hosts -h c1 -h c2 ... key`.
+fn add_restricted(agent: &Agent, known_hosts: &Path, dests: &[&str], key: &Path) {
+    let mut args = vec!["-H", p(known_hosts)];
+    for d in dests {
+        args.push("-h");
+        args.push(d);
+    }
+    args.push(p(key));
+    let out = ssh_add(agent, &args);
+    expect_ok(&out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logins through real ssh and sshd
+
+/// A key restricted to hosta logs in there and nowhere else, and a forwarded agent on hosta does
+/// not even show it (it may not be used beyond hosta).
+#[test]
+fn restricted_key_logs_in_only_to_its_host_and_is_hidden_beyond_it() {
+    if !can_run_sshd() {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let key = keygen(agent.dir(), "ed25519");
+    let a = Host::start("hosta", &[&pub_path(&key)], None);
+    let b = Host::start("hostb", &[&pub_path(&key)], None);
+    let kh = known_hosts(
+        agent.dir(),
+        "known_hosts",
+        &[a.known_hosts_line(), b.known_hosts_line()],
+    );
+    add_restricted(&agent, &kh, &["hosta"], &key);
+
+    let out = a.ssh(&agent, &kh, &[], "true");
+    assert_login(&out, &[&a], &agent);
+
+    // B authorizes the key too: only the agent stands in the way.
+    let out = b.ssh(&agent, &kh, &[], "true");
+    assert_refused(&out, &[&b], &agent);
+    assert!(!b.accepted(), "{}", b.log_text());
+
+    // Locally the key is listed (no binding: local use) ...
+    let out = ssh_add(&agent, &["-L"]);
+    assert_eq!(listed(&out), [b64(&key)]);
+    // ... but not through the agent forwarded to hosta.
+    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    assert!(listed(&out).is_empty(), "{}", explain(&out, &[&a], &agent));
+    assert!(
+        stdout(&out).contains("The agent has no identities."),
+        "{}",
+        explain(&out, &[&a], &agent)
+    );
+
+    // Control: the same key without the constraint logs in to B.
+    expect_ok(&ssh_add(&agent, &[p(&key)]));
+    let out = b.ssh(&agent, &kh, &[], "true");
+    assert_login(&out, &[&b], &agent);
+}
+
+/// `-h hosta -h "hosta>hostb"`: hostb is reachable only through the agent forwarded to hosta.
+#[test]
+fn key_allowed_a_to_b_reaches_b_only_through_a() {
+    if !can_run_sshd() {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let key = keygen(agent.dir(), "ed25519");
+    let a = Host::start("hosta", &[&pub_path(&key)], None);
+    let b = Host::start("hostb", &[&pub_path(&key)], None);
+    let kh = known_hosts(
+        agent.dir(),
+        "known_hosts",
+        &[a.known_hosts_line(), b.known_hosts_line()],
+    );
+    add_restricted(&agent, &kh, &["hosta", "hosta>hostb"], &key);
+
+    // Through hosta: the inner ssh runs on "hosta" and signs through the forwarded agent.
+    let inner = b.ssh_command_line(&kh, "true");
+    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    assert_login(&out, &[&a, &b], &agent);
+    assert!(b.accepted(), "{}", b.log_text());
+
+    // The forwarded agent on hosta lists it: it may be used beyond hosta.
+    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    assert_eq!(
+        listed(&out),
+        [b64(&key)],
+        "{}",
+        explain(&out, &[&a], &agent)
+    );
+
+    // Directly: refused.
+    let out = b.ssh(&agent, &kh, &[], "true");
+    assert_refused(&out, &[&b], &agent);
+
+    // hosta>hosta is not allowed either: only the hosta>hostb hop is.
+    let inner = a.ssh_command_line(&kh, "true");
+    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    assert_refused(&out, &[&a], &agent);
+}
+
+/// The user part of a destination (`user@host`, a `match_pattern` pattern) is checked when the
+/// agent signs: a key for nobody@hosta cannot log in as root.
+#[test]
+fn user_patterns_in_destinations() {
+    if !can_run_sshd() {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let key = keygen(agent.dir(), "ed25519");
+    let a = Host::start("hosta", &[&pub_path(&key)], None);
+    let kh = known_hosts(agent.dir(), "known_hosts", &[a.known_hosts_line()]);
+    // Adding the key again replaces its constraints in place.
+    for (dest, ok) in [
+        ("nobody@hosta", false),
+        ("root@hosta", true),
+        ("nob*@hosta", false),
+        ("r*t@hosta", true),
+        ("r?t@hosta", false),
+        ("r??t@hosta", true),
+    ] {
+        add_restricted(&agent, &kh, &[dest], &key);
+        let out = a.ssh(&agent, &kh, &[], "true");
+        if ok {
+            assert_login(&out, &[&a], &agent);
+        } else {
+            assert_refused(&out, &[&a], &agent);
+        }
+        let out = ssh_add(&agent, &["-L"]);
+        assert_eq!(listed(&out), [b64(&key)], "{dest}");
+    }
+}
+
+/// What a forwarded agent on hosta lists: unconstrained keys, and constrained keys allowed at
+/// hosta AND beyond it. Hidden keys cannot be removed through it either.
+#[test]
+fn forwarded_agent_lists_only_what_the_host_may_see() {
+    if !can_run_sshd() {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let dir = agent.dir();
+    let any = keygen_named(dir, "ed25519", "any", "any");
+    let only_a = keygen_named(dir, "ed25519", "only_a", "only_a");
+    let only_b = keygen_named(dir, "ecdsa-256", "only_b", "only_b");
+    let a_to_b = keygen_named(dir, "ed25519", "a_to_b", "a_to_b");
+    let a = Host::start("hosta", &[&pub_path(&any)], None);
+    let b = Host::start("hostb", &[], None);
+    let kh = known_hosts(
+        dir,
+        "known_hosts",
+        &[a.known_hosts_line(), b.known_hosts_line()],
+    );
+    expect_ok(&ssh_add(&agent, &[p(&any)]));
+    add_restricted(&agent, &kh, &["hosta"], &only_a);
+    add_restricted(&agent, &kh, &["hostb"], &only_b);
+    add_restricted(&agent, &kh, &["hosta", "hosta>hostb"], &a_to_b);
+
+    let all = [b64(&any), b64(&only_a), b64(&only_b), b64(&a_to_b)];
+    assert_eq!(listed(&ssh_add(&agent, &["-L"])), all);
+
+    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    assert_eq!(
+        listed(&out),
+        [b64(&any), b64(&a_to_b)],
+        "{}",
+        explain(&out, &[&a], &agent)
+    );
+
+    // A hidden key cannot be removed through the forwarded agent.
+    let cmd = format!("ssh-add -d {}", sh_quote(p(&pub_path(&only_b))));
+    let out = a.ssh(&agent, &kh, &["-A"], &cmd);
+    assert!(!out.status.success(), "{}", explain(&out, &[&a], &agent));
+    assert_eq!(listed(&ssh_add(&agent, &["-L"])), all);
+    // A visible one can.
+    let cmd = format!("ssh-add -d {}", sh_quote(p(&pub_path(&a_to_b))));
+    let out = a.ssh(&agent, &kh, &["-A"], &cmd);
+    assert!(out.status.success(), "{}", explain(&out, &[&a], &agent));
+    assert_eq!(
+        listed(&ssh_add(&agent, &["-L"])),
+        [b64(&any), b64(&only_a), b64(&only_b)]
+    );
+}
+
+/// sshkeep: `ssh-add -D` through a forwarded agent removes only the keys that connection may see.
+/// (OpenSSH removes every key, hidden ones included.)
+#[test]
+fn forwarded_remove_all_leaves_hidden_keys() {
+    if !can_run_sshd() || !sshkeep_only() {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let dir = agent.dir();
+    let any = keygen_named(dir, "ed25519", "any", "any");
+    let only_a = keygen_named(dir, "ed25519", "only_a", "only_a");
+    let only_b = keygen_named(dir, "ed25519", "only_b", "only_b");
+    let a_to_b = keygen_named(dir, "ed25519", "a_to_b", "a_to_b");
+    let a = Host::start("hosta", &[&pub_path(&any)], None);
+    let b = Host::start("hostb", &[], None);
+    let kh = known_hosts(
+        dir,
+        "known_hosts",
+        &[a.known_hosts_line(), b.known_hosts_line()],
+    );
+    expect_ok(&ssh_add(&agent, &[p(&any)]));
+    add_restricted(&agent, &kh, &["hosta"], &only_a);
+    add_restricted(&agent, &kh, &["hostb"], &only_b);
+    add_restricted(&agent, &kh, &["hosta", "hosta>hostb"], &a_to_b);
+
+    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -D");
+    assert!(out.status.success(), "{}", explain(&out, &[&a], &agent));
+    assert!(
+        stderr(&out).contains("All identities removed."),
+        "{}",
+        explain(&out, &[&a], &agent)
+    );
+    assert_eq!(
+        listed(&ssh_add(&agent, &["-L"])),
+        [b64(&only_a), b64(&only_b)]
+    );
+    // Locally (unbound) remove-all still removes everything.
+    expect_ok(&ssh_add(&agent, &["-D"]));
+    assert!(listed(&ssh_add(&agent, &["-L"])).is_empty());
+}
+
+/// A key restricted to a host known by a `@cert-authority` line logs in to the sshd presenting a
+/// host certificate from that CA for that name, and not to one whose certificate names another.
+#[test]
+fn host_certificate_destination() {
+    if !can_run_sshd() {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let dir = agent.dir();
+    let ca = keygen_named(dir, "ed25519", "host_ca", "host_ca");
+    let key = keygen(dir, "ed25519");
+    let c = Host::start(
+        "hostc",
+        &[&pub_path(&key)],
+        Some(HostCert {
+            ca: &ca,
+            principal: "hostc",
+        }),
+    );
+    let d = Host::start(
+        "hostd",
+        &[&pub_path(&key)],
+        Some(HostCert {
+            ca: &ca,
+            principal: "hostd",
+        }),
+    );
+    // Only the CA is known: the plain host keys are in no file.
+    let kh = known_hosts(
+        dir,
+        "known_hosts_ca",
+        &[format!(
+            "@cert-authority hostc,hostd {}",
+            key_fields(&pub_path(&ca))
+        )],
+    );
+    add_restricted(&agent, &kh, &["hostc"], &key);
+
+    let out = c.ssh(&agent, &kh, &[], "true");
+    assert_login(&out, &[&c], &agent);
+    assert!(
+        c.log_text().contains("Accepted publickey for root"),
+        "{}",
+        c.log_text()
+    );
+
+    // Same CA, but the certificate is for hostd: not the host the key was restricted to.
+    let out = d.ssh(&agent, &kh, &[], "true");
+    assert_refused(&out, &[&d], &agent);
+
+    // Both: ssh-add -h hostc -h hostd.
+    add_restricted(&agent, &kh, &["hostc", "hostd"], &key);
+    let out = d.ssh(&agent, &kh, &[], "true");
+    assert_login(&out, &[&d], &agent);
+}
+
+// ---------------------------------------------------------------------------------------------
+// --confirm-forwarded (sshkeep only)
+
+/// Writes an executable `/bin/sh` script `name` into `dir` and returns its path.
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// An agent with `--confirm-forwarded` whose askpass writes its prompt to `marker` and exits
+/// `status`; holding one unconstrained key (added without `-c`).
+fn confirm_forwarded_agent(scripts: &TempDir, marker: &Path, status: u8) -> (Agent, PathBuf) {
+    let body = format!(
+        "printf '%s' \"$1\" > {}\nexit {status}",
+        sh_quote(p(marker))
+    );
+    let askpass = script(scripts.path(), "askpass", &body);
+    let agent = Agent::start_env(
+        &["--confirm-forwarded"],
+        &[
+            ("SSH_ASKPASS", p(&askpass)),
+            ("SSH_ASKPASS_REQUIRE", "force"),
+        ],
+    );
+    let key = keygen(agent.dir(), "ed25519");
+    expect_ok(&ssh_add(&agent, &[p(&key)]));
+    (agent, key)
+}
+
+#[test]
+fn confirm_forwarded_asks_only_for_signatures_through_a_forwarded_agent() {
+    if !can_run_sshd() || !sshkeep_only() {
+        return;
+    }
+    let scripts = TempDir::new();
+    let marker = scripts.join("asked");
+    let (agent, key) = confirm_forwarded_agent(&scripts, &marker, 0);
+    let a = Host::start("hosta", &[&pub_path(&key)], None);
+    let a2 = Host::start("hosta2", &[&pub_path(&key)], None);
+    let kh = known_hosts(
+        agent.dir(),
+        "known_hosts",
+        &[a.known_hosts_line(), a2.known_hosts_line()],
+    );
+
+    // Local use, with or without forwarding turned on: no question.
+    let out = a.ssh(&agent, &kh, &[], "true");
+    assert_login(&out, &[&a], &agent);
+    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    assert_login(&out, &[&a], &agent);
+    assert_eq!(listed(&out), [b64(&key)]);
+    assert!(!marker.exists(), "askpass ran for local use");
+
+    // A signature through the forwarded agent: asked, allowed.
+    let inner = a2.ssh_command_line(&kh, "true");
+    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    assert_login(&out, &[&a, &a2], &agent);
+    assert!(a2.accepted(), "{}", a2.log_text());
+    let prompt = fs::read_to_string(&marker).expect("askpass did not run");
+    let fp_line = fingerprint(&pub_path(&key));
+    let fp = fp_line.split_whitespace().nth(1).unwrap();
+    assert_eq!(
+        prompt,
+        format!(
+            "Allow use of key id_ed25519@sshkeep-test?\nKey fingerprint {fp}.\n\
+             requested through a forwarded agent connection"
+        )
+    );
+}
+
+#[test]
+fn confirm_forwarded_refusal_fails_only_the_forwarded_login() {
+    if !can_run_sshd() || !sshkeep_only() {
+        return;
+    }
+    let scripts = TempDir::new();
+    let marker = scripts.join("asked");
+    let (agent, key) = confirm_forwarded_agent(&scripts, &marker, 1);
+    let a = Host::start("hosta", &[&pub_path(&key)], None);
+    let a2 = Host::start("hosta2", &[&pub_path(&key)], None);
+    let kh = known_hosts(
+        agent.dir(),
+        "known_hosts",
+        &[a.known_hosts_line(), a2.known_hosts_line()],
+    );
+
+    let inner = a2.ssh_command_line(&kh, "true");
+    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    assert_refused(&out, &[&a, &a2], &agent);
+    assert!(marker.exists(), "askpass did not run");
+    assert!(!a2.accepted(), "{}", a2.log_text());
+
+    fs::remove_file(&marker).unwrap();
+    let out = a.ssh(&agent, &kh, &[], "true");
+    assert_login(&out, &[&a], &agent);
+    assert!(!marker.exists(), "askpass ran for local use");
+}
+
+// ---------------------------------------------------------------------------------------------
+// session-bind@openssh.com on the raw protocol
+
+/// A host key the test holds the private half of.
+struct HostKey {
+    private: ssh_key::PrivateKey,
+    blob: Vec<u8>,
+    pub_file: PathBuf,
+}
+
+impl HostKey {
+    fn new(dir: &Path, kind: &str, name: &str) -> HostKey {
+        let path = keygen_named(dir, kind, name, name);
+        HostKey {
+            private: ssh_key::PrivateKey::read_openssh_file(&path).unwrap(),
+            blob: pub_blob(&pub_path(&path)),
+            pub_file: pub_path(&path),
+        }
+    }
+
+    /// A certificate of this key signed by `ca` with `ssh-keygen -s ca <args>` (e.g. `-h`,
+    /// `-n principals`, `-V interval`); returns its blob.
+    fn certify(&self, ca: &Path, args: &[&str]) -> Vec<u8> {
+        let mut all = vec!["-q", "-s", p(ca), "-I", "sshkeep-test-host"];
+        all.extend_from_slice(args);
+        all.push(p(&self.pub_file));
+        expect_ok(&run("ssh-keygen", &all, &[]));
+        let s = p(&self.pub_file);
+        let cert = PathBuf::from(format!("{}-cert.pub", s.strip_suffix(".pub").unwrap()));
+        let blob = pub_blob(&cert);
+        fs::remove_file(cert).unwrap();
+        blob
+    }
+
+    /// The host key's signature over `sid`, as ssh passes it on (`string alg, string sig`).
+    fn sign(&self, sid: &[u8]) -> Vec<u8> {
+        let sig: ssh_key::Signature = self.private.try_sign(sid).unwrap();
+        sig.encode_vec().unwrap()
+    }
+
+    fn known_hosts_line(&self, name: &str) -> String {
+        format!("{name} {}", key_fields(&self.pub_file))
+    }
+}
+
+/// A session-bind extension body.
+fn bind_body(host_key: &[u8], sid: &[u8], sig: &[u8], forwarding: bool) -> Vec<u8> {
+    let mut v = string(SESSION_BIND);
+    v.extend(string(host_key));
+    v.extend(string(sid));
+    v.extend(string(sig));
+    v.push(u8::from(forwarding));
+    v
+}
+
+/// Sends a bind and returns the reply's type.
+fn bind(c: &mut RawClient, host_key: &HostKey, sid: &[u8], forwarding: bool) -> u8 {
+    bind_as(c, &host_key.blob, host_key, sid, forwarding)
+}
+
+/// Sends a bind presenting `blob` (e.g. a certificate of `host_key`) signed by `host_key`.
+fn bind_as(c: &mut RawClient, blob: &[u8], host_key: &HostKey, sid: &[u8], fwd: bool) -> u8 {
+    let body = bind_body(blob, sid, &host_key.sign(sid), fwd);
+    c.request(SSH_AGENTC_EXTENSION, &body)[0]
+}
+
+/// The reply type for a refused bind: 28 (SSH_AGENT_EXTENSION_FAILURE) for sshkeep and
+/// OpenSSH 10.3+, 5 for older OpenSSH.
+#[track_caller]
+fn assert_bind_refused(reply: u8) {
+    if is_sshkeep() {
+        assert_eq!(reply, SSH_AGENT_EXTENSION_FAILURE);
+    } else {
+        assert!(
+            reply == SSH_AGENT_EXTENSION_FAILURE || reply == SSH_AGENT_FAILURE,
+            "reply {reply}"
+        );
+    }
+}
+
+fn list(c: &mut RawClient) -> Vec<Vec<u8>> {
+    parse_identities(&c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]))
+        .into_iter()
+        .map(|(blob, _)| blob)
+        .collect()
+}
+
+/// A publickey userauth request as ssh asks an agent to sign it (with the host key: the
+/// `publickey-hostbound-v00@openssh.com` method).
+fn userauth_request(sid: &[u8], user: &str, key: &[u8], host_key: Option<&[u8]>) -> Vec<u8> {
+    let mut v = string(sid);
+    v.push(50); // SSH2_MSG_USERAUTH_REQUEST
+    v.extend(string(user.as_bytes()));
+    v.extend(string(b"ssh-connection"));
+    let method: &[u8] = match host_key {
+        Some(_) => b"publickey-hostbound-v00@openssh.com",
+        None => b"publickey",
+    };
+    v.extend(string(method));
+    v.push(1);
+    let alg = Reader(key).string().to_vec();
+    v.extend(string(&alg));
+    v.extend(string(key));
+    if let Some(hk) = host_key {
+        v.extend(string(hk));
+    }
+    v
+}
+
+/// Sends a sign request and returns the reply's type.
+fn sign(c: &mut RawClient, key: &[u8], data: &[u8]) -> u8 {
+    let mut body = string(key);
+    body.extend(string(data));
+    body.extend(u32(0));
+    c.request(SSH_AGENTC_SIGN_REQUEST, &body)[0]
+}
+
+/// Binds that do not verify, reuse a session id for another host key, or follow an
+/// authentication bind are refused; a failed bind hides destination-constrained keys.
+#[test]
+fn forged_and_conflicting_session_binds() {
+    let agent = Agent::start(&[]);
+    let dir = agent.dir();
+    let hk1 = HostKey::new(dir, "ed25519", "hk1");
+    let hk2 = HostKey::new(dir, "ecdsa-256", "hk2");
+    let hk3 = HostKey::new(dir, "rsa-2048", "hk3");
+    let kh = known_hosts(
+        dir,
+        "known_hosts",
+        &[hk1.known_hosts_line("hosta"), hk2.known_hosts_line("hostb")],
+    );
+    let free = keygen_named(dir, "ed25519", "free", "free");
+    let to_a = keygen_named(dir, "ed25519", "to_a", "to_a");
+    expect_ok(&ssh_add(&agent, &[p(&free)]));
+    add_restricted(&agent, &kh, &["hosta"], &to_a);
+    let free_blob = pub_blob(&pub_path(&free));
+    let to_a_blob = pub_blob(&pub_path(&to_a));
+    let sid1 = [0x11u8; 32];
+    let sid2 = [0x22u8; 48];
+
+    // Valid binds with each kind of host key (RSA as rsa-sha2-512, as sshd signs).
+    for hk in [&hk1, &hk2, &hk3] {
+        let mut c = RawClient::connect(agent.sock());
+        assert_eq!(bind(&mut c, hk, &sid1, false), SSH_AGENT_SUCCESS);
+    }
+
+    // A signature that does not verify: by another key, over other data, or garbage.
+    let forged = [
+        bind_body(&hk1.blob, &sid1, &hk2.sign(&sid1), false),
+        bind_body(&hk1.blob, &sid1, &hk1.sign(&sid2), false),
+        bind_body(&hk1.blob, &sid1, &string(b"garbage"), false),
+    ];
+    for body in &forged {
+        let mut c = RawClient::connect(agent.sock());
+        assert_bind_refused(c.request(SSH_AGENTC_EXTENSION, body)[0]);
+        let listed = list(&mut c);
+        assert!(listed.contains(&free_blob));
+        if is_sshkeep() {
+            // OpenSSH 9.6+: after a failed bind the connection is not local any more.
+            assert!(!listed.contains(&to_a_blob), "constrained key listed");
+            assert_eq!(sign(&mut c, &to_a_blob, b"data"), SSH_AGENT_FAILURE);
+        } else if listed.contains(&to_a_blob) {
+            println!("note: this agent still lists a constrained key after a failed bind");
+        }
+    }
+
+    // Forwarding binds: the same pair again is a no-op; the same session id with another host
+    // key is refused; a new session id with a known key is fine.
+    let mut c = RawClient::connect(agent.sock());
+    assert_eq!(bind(&mut c, &hk1, &sid1, true), SSH_AGENT_SUCCESS);
+    assert_eq!(bind(&mut c, &hk1, &sid1, true), SSH_AGENT_SUCCESS);
+    assert_bind_refused(bind(&mut c, &hk2, &sid1, true));
+    assert_eq!(bind(&mut c, &hk1, &sid2, true), SSH_AGENT_SUCCESS);
+
+    // At most 16 bindings per connection.
+    let mut c = RawClient::connect(agent.sock());
+    for i in 0..16u8 {
+        assert_eq!(bind(&mut c, &hk1, &[i + 1; 32], true), SSH_AGENT_SUCCESS);
+    }
+    assert_bind_refused(bind(&mut c, &hk1, &[0xff; 32], true));
+    // The ones recorded still count as recorded.
+    assert_eq!(bind(&mut c, &hk1, &[1; 32], true), SSH_AGENT_SUCCESS);
+
+    if is_sshkeep() {
+        // OpenSSH 10.0+: session ids longer than 128 bytes are refused.
+        let mut c = RawClient::connect(agent.sock());
+        assert_eq!(bind(&mut c, &hk1, &[7; 128], true), SSH_AGENT_SUCCESS);
+        assert_bind_refused(bind(&mut c, &hk1, &[7; 129], true));
+    }
+
+    // After an authentication bind nothing more can be bound.
+    let mut c = RawClient::connect(agent.sock());
+    assert_eq!(bind(&mut c, &hk1, &sid1, false), SSH_AGENT_SUCCESS);
+    assert_bind_refused(bind(&mut c, &hk2, &sid2, false));
+    assert_bind_refused(bind(&mut c, &hk2, &sid2, true));
+    assert_bind_refused(bind(&mut c, &hk1, &sid1, false));
+}
+
+/// On a connection bound to a host, a constrained key is listed and signs only for that host's
+/// session: a userauth request for the last bound session id and host key.
+#[test]
+fn bound_connection_signs_only_userauth_for_the_bound_session() {
+    let agent = Agent::start(&[]);
+    let dir = agent.dir();
+    let hk1 = HostKey::new(dir, "ed25519", "hk1");
+    let hk2 = HostKey::new(dir, "ed25519", "hk2");
+    let kh = known_hosts(
+        dir,
+        "known_hosts",
+        &[hk1.known_hosts_line("hosta"), hk2.known_hosts_line("hostb")],
+    );
+    let to_a = keygen_named(dir, "ed25519", "to_a", "to_a");
+    add_restricted(&agent, &kh, &["hosta"], &to_a);
+    let key = pub_blob(&pub_path(&to_a));
+    let sid = [0x33u8; 32];
+    let other_sid = [0x44u8; 32];
+
+    // Unbound (local use): listed, but a constrained key never signs on an unbound connection.
+    let mut c = RawClient::connect(agent.sock());
+    assert_eq!(list(&mut c), std::slice::from_ref(&key));
+    let req = userauth_request(&sid, "root", &key, Some(&hk1.blob));
+    assert_eq!(sign(&mut c, &key, &req), SSH_AGENT_FAILURE);
+
+    // Bound to hostb: hidden, and refused.
+    let mut c = RawClient::connect(agent.sock());
+    assert_eq!(bind(&mut c, &hk2, &sid, false), SSH_AGENT_SUCCESS);
+    assert!(list(&mut c).is_empty());
+    let req = userauth_request(&sid, "root", &key, Some(&hk2.blob));
+    assert_eq!(sign(&mut c, &key, &req), SSH_AGENT_FAILURE);
+
+    // Bound to hosta.
+    let mut c = RawClient::connect(agent.sock());
+    assert_eq!(bind(&mut c, &hk1, &sid, false), SSH_AGENT_SUCCESS);
+    assert_eq!(list(&mut c), std::slice::from_ref(&key));
+    for (data, ok) in [
+        (userauth_request(&sid, "root", &key, Some(&hk1.blob)), true),
+        (userauth_request(&sid, "root", &key, None), true),
+        (b"not a userauth request".to_vec(), false),
+        (
+            userauth_request(&other_sid, "root", &key, Some(&hk1.blob)),
+            false,
+        ),
+        (userauth_request(&sid, "root", &key, Some(&hk2.blob)), false),
+    ] {
+        let reply = sign(&mut c, &key, &data);
+        let want = if ok {
+            SSH_AGENT_SIGN_RESPONSE
+        } else {
+            SSH_AGENT_FAILURE
+        };
+        assert_eq!(reply, want, "data {data:?}");
+    }
+
+    // Forwarded to hosta, then authenticating at hosta again: hosta>hosta is not allowed.
+    let mut c = RawClient::connect(agent.sock());
+    assert_eq!(bind(&mut c, &hk1, &sid, true), SSH_AGENT_SUCCESS);
+    assert!(list(&mut c).is_empty(), "listed beyond hosta");
+    assert_eq!(bind(&mut c, &hk1, &other_sid, false), SSH_AGENT_SUCCESS);
+    let req = userauth_request(&other_sid, "root", &key, Some(&hk1.blob));
+    assert_eq!(sign(&mut c, &key, &req), SSH_AGENT_FAILURE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// query
+
+/// The `query` extension lists session-bind. (OpenSSH added it in 10.3; older agents answer
+/// FAILURE, and older ssh-add has no -Q.)
+#[test]
+fn query_lists_session_bind() {
+    let agent = Agent::start(&[]);
+    let mut c = RawClient::connect(agent.sock());
+    let reply = c.request(SSH_AGENTC_EXTENSION, &string(b"query"));
+    if !is_sshkeep() && reply == [SSH_AGENT_FAILURE] {
+        println!("note: this agent does not implement query");
+    } else {
+        let mut r = Reader(&reply);
+        assert_eq!(r.u8(), SSH_AGENT_EXTENSION_RESPONSE);
+        assert_eq!(r.string(), b"query");
+        assert_eq!(r.string(), SESSION_BIND);
+        assert!(r.is_empty(), "trailing bytes: {reply:?}");
+    }
+
+    // ssh-add -Q where the installed ssh-add has it.
+    let out = ssh_add(&agent, &["-Q"]);
+    if stderr(&out).contains("unknown option") {
+        println!("note: this ssh-add has no -Q");
+    } else if is_sshkeep() {
+        expect_ok(&out);
+        assert!(
+            stdout(&out).contains("session-bind@openssh.com"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host certificates on the raw protocol
+
+/// Whether `key` is listed on a fresh connection bound (for authentication) to `blob`, a
+/// certificate of `host_key`.
+fn listed_when_bound_to(agent: &Agent, blob: &[u8], host_key: &HostKey, key: &[u8]) -> bool {
+    let mut c = RawClient::connect(agent.sock());
+    assert_eq!(
+        bind_as(&mut c, blob, host_key, &[0x55; 32], false),
+        SSH_AGENT_SUCCESS
+    );
+    list(&mut c).iter().any(|b| b == key)
+}
+
+/// A key restricted to a host known only by its CA is usable at a host presenting a valid host
+/// certificate from that CA for that name, and not with a certificate from another CA, for
+/// another name, of the wrong type, or out of its validity interval.
+#[test]
+fn host_certificate_binds() {
+    let agent = Agent::start(&[]);
+    let dir = agent.dir();
+    let ca = keygen_named(dir, "ed25519", "ca", "ca");
+    let rsa_ca = keygen_named(dir, "rsa-2048", "rsa_ca", "rsa_ca");
+    let other_ca = keygen_named(dir, "ecdsa-256", "other_ca", "other_ca");
+    let hk = HostKey::new(dir, "ed25519", "hk");
+    let kh = known_hosts(
+        dir,
+        "known_hosts",
+        &[
+            format!("@cert-authority hoste,hostf {}", key_fields(&pub_path(&ca))),
+            format!("@cert-authority hoste {}", key_fields(&pub_path(&rsa_ca))),
+        ],
+    );
+    let key = keygen_named(dir, "ed25519", "to_e", "to_e");
+    add_restricted(&agent, &kh, &["hoste"], &key);
+    let key = pub_blob(&pub_path(&key));
+
+    let good = hk.certify(&ca, &["-h", "-n", "hoste"]);
+    assert!(listed_when_bound_to(&agent, &good, &hk, &key));
+    let by_rsa = hk.certify(&rsa_ca, &["-h", "-n", "hoste", "-t", "rsa-sha2-512"]);
+    assert!(listed_when_bound_to(&agent, &by_rsa, &hk, &key));
+    let several = hk.certify(&ca, &["-h", "-n", "hostx,hoste"]);
+    assert!(listed_when_bound_to(&agent, &several, &hk, &key));
+    let wrongly_listed = [
+        ("another CA", hk.certify(&other_ca, &["-h", "-n", "hoste"])),
+        ("another name", hk.certify(&ca, &["-h", "-n", "hostf"])),
+        ("a user certificate", hk.certify(&ca, &["-n", "hoste"])),
+        (
+            "an expired certificate",
+            hk.certify(&ca, &["-h", "-n", "hoste", "-V", "20000101:20010101"]),
+        ),
+        (
+            "a certificate not yet valid",
+            hk.certify(&ca, &["-h", "-n", "hoste", "-V", "+3650d:+3651d"]),
+        ),
+        (
+            "a certificate with a critical option",
+            hk.certify(
+                &ca,
+                &["-h", "-n", "hoste", "-O", "critical:x@example.test=y"],
+            ),
+        ),
+        (
+            "a certificate signed with SHA-1 ssh-rsa",
+            hk.certify(&rsa_ca, &["-h", "-n", "hoste", "-t", "ssh-rsa"]),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, cert)| listed_when_bound_to(&agent, cert, &hk, &key))
+    .map(|(what, _)| what)
+    .collect::<Vec<_>>();
+    assert!(
+        wrongly_listed.is_empty(),
+        "a key restricted to hoste is listed on connections bound to {wrongly_listed:?}"
+    );
+    // The plain host key is not the CA.
+    assert!(!listed_when_bound_to(&agent, &hk.blob, &hk, &key));
+}
+
+/// Principals of host certificates as OpenSSH 10.3+ reads them (sshkey_cert_check_host since
+/// "requires all certificates include principals sections ... fixes interpretation of wildcard
+/// principals"): a principal is a wildcard pattern the destination's host name must match, and
+/// a certificate without principals is valid for no host. OpenSSH 9.2 differs on both (it
+/// matched the host name as the pattern and took an empty list for any host).
+#[test]
+fn host_certificate_principals_as_current_openssh() {
+    if !sshkeep_only() {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let dir = agent.dir();
+    let ca = keygen_named(dir, "ed25519", "ca", "ca");
+    let hk = HostKey::new(dir, "ed25519", "hk");
+    let kh = known_hosts(
+        dir,
+        "known_hosts",
+        &[format!(
+            "@cert-authority *.example.test {}",
+            key_fields(&pub_path(&ca))
+        )],
+    );
+    let exact = keygen_named(dir, "ed25519", "exact", "exact");
+    let pattern = keygen_named(dir, "ed25519", "pattern", "pattern");
+    add_restricted(&agent, &kh, &["e.example.test"], &exact);
+    add_restricted(&agent, &kh, &["*.example.test"], &pattern);
+    let exact = pub_blob(&pub_path(&exact));
+    let pattern = pub_blob(&pub_path(&pattern));
+
+    let named = hk.certify(&ca, &["-h", "-n", "e.example.test"]);
+    assert!(listed_when_bound_to(&agent, &named, &hk, &exact));
+    // The destination's name is not a pattern.
+    assert!(!listed_when_bound_to(&agent, &named, &hk, &pattern));
+    // A wildcard principal covers the name.
+    let wildcard = hk.certify(&ca, &["-h", "-n", "*.example.test"]);
+    assert!(
+        listed_when_bound_to(&agent, &wildcard, &hk, &exact),
+        "a host certificate for *.example.test does not match e.example.test"
+    );
+    // No principals: valid for no host.
+    let anyhost = hk.certify(&ca, &["-h"]);
+    assert!(
+        !listed_when_bound_to(&agent, &anyhost, &hk, &exact),
+        "a host certificate without principals matches any host"
+    );
+}
