@@ -1360,8 +1360,12 @@ fn served_quickly(l: &mut Loaded, key_blob: &[u8], limit: Duration, what: &str) 
     assert!(took < limit, "{what}: list + sign took {took:?}");
     let t = Instant::now();
     l.check(what);
-    let took = t.elapsed();
-    assert!(took < limit, "{what}: ssh-add -l took {took:?}");
+    let took_ssh_add = t.elapsed();
+    println!("{what}: connect + list + sign {took:?}, ssh-add -l {took_ssh_add:?}");
+    assert!(
+        took_ssh_add < limit,
+        "{what}: ssh-add -l took {took_ssh_add:?}"
+    );
 }
 
 fn loaded_ed25519_blob(l: &Loaded) -> Vec<u8> {
@@ -1441,10 +1445,8 @@ fn client_that_never_reads() {
             Err(e) => panic!("write: {e}"),
         }
     }
-    assert!(
-        sent < flood.len(),
-        "the agent read all {REQUESTS} requests of a client that reads nothing"
-    );
+    // Socket buffers hold most of the 500 KB, so whether the writes stalled proves little;
+    // the agent's memory does: unbounded, 100,000 listings would be over 50 MB of replies.
     let after = vm_rss_kib(pid);
     let growth = after.saturating_sub(before);
     assert!(
@@ -1452,6 +1454,11 @@ fn client_that_never_reads() {
         "VmRSS grew by {growth} KiB ({before} -> {after})"
     );
     let share = cpu_share(pid, Duration::from_secs(1));
+    println!(
+        "{sent} of {} bytes taken; VmRSS {before} -> {after} KiB; CPU {:.1}% of a core",
+        flood.len(),
+        share * 100.0
+    );
     assert!(
         share < 0.2,
         "the agent used {:.0}% of a core",
@@ -1640,6 +1647,7 @@ fn file_descriptor_exhaustion() {
         agent.stderr_text()
     );
     let share = cpu_share(pid, Duration::from_secs(1));
+    println!("out of descriptors: CPU {:.1}% of a core", share * 100.0);
     assert!(
         share < 0.2,
         "out of descriptors, the agent used {:.0}% of a core",
