@@ -5,6 +5,10 @@
 //! After every hostile case the agent must still be running, answer `ssh-add -l`, and hold
 //! exactly the keys it held before (three real keys loaded with `ssh-add` first).
 //!
+//! The tests that pass against OpenSSH's agent too (`AGENT_UNDER_TEST=/usr/bin/ssh-agent`) run
+//! there; those of deliberate differences (OpenSSH 9.2 accepts mismatched keys, exits on a bad
+//! LOCK, has no identity cap, spins on a client that never reads) are sshkeep-only.
+//!
 //! The last tests run in-process: the fuzzers' seed corpus and every crashing input they ever
 //! found go through `Request::decode` and `Agent::handle`, and a short deterministic mutation
 //! loop over the seeds runs on every `cargo test` (the coverage-guided fuzzers live in `fuzz/`).
@@ -454,6 +458,10 @@ fn rsa_private(r: &Rsa) -> Vec<u8> {
 /// Frames whose length prefix is invalid close the connection; nothing else changes.
 #[test]
 fn invalid_lengths_close_the_connection() {
+    // OpenSSH 9.2 leaves a connection open after a length-0 frame.
+    if !sshkeep_only() {
+        return;
+    }
     let mut l = Loaded::start();
     l.expect_closed("length 0", &[0, 0, 0, 0]);
     l.expect_closed("length 0 then a request", &[0, 0, 0, 0, 0, 0, 0, 1, 11]);
@@ -521,6 +529,10 @@ fn truncated_frames() {
 /// get FAILURE and the connection stays usable.
 #[test]
 fn inner_lengths_beyond_the_frame() {
+    // OpenSSH 9.2 exits (fatal) on an unparseable LOCK/UNLOCK.
+    if !sshkeep_only() {
+        return;
+    }
     let mut l = Loaded::start();
     let huge = u32(u32::MAX);
     let past = u32(1000);
@@ -636,6 +648,10 @@ fn unknown_message_types() {
 
 #[test]
 fn invalid_ed25519_keys_are_refused() {
+    // OpenSSH 9.2 accepts mismatched key halves.
+    if !sshkeep_only() {
+        return;
+    }
     let mut l = Loaded::start();
     let m = Material::make(l.agent.dir());
     let (ed, ed2) = (&m.ed, &m.ed2);
@@ -689,6 +705,10 @@ fn invalid_ed25519_keys_are_refused() {
 
 #[test]
 fn invalid_ecdsa_keys_are_refused() {
+    // OpenSSH 9.2 accepts mismatched key halves.
+    if !sshkeep_only() {
+        return;
+    }
     let mut l = Loaded::start();
     let m = Material::make(l.agent.dir());
     for (ec, ec2) in m.ec.iter().zip(&m.ec2) {
@@ -771,6 +791,10 @@ fn invalid_ecdsa_keys_are_refused() {
 
 #[test]
 fn invalid_rsa_keys_are_refused() {
+    // OpenSSH 9.2 accepts inconsistent RSA keys.
+    if !sshkeep_only() {
+        return;
+    }
     let mut l = Loaded::start();
     let m = Material::make(l.agent.dir());
     let (r, r2) = (&m.rsa, &m.rsa2);
@@ -877,6 +901,10 @@ fn invalid_rsa_keys_are_refused() {
 
 #[test]
 fn invalid_certificates_are_refused() {
+    // OpenSSH 9.2 accepts a certificate with another key's private half.
+    if !sshkeep_only() {
+        return;
+    }
     let mut l = Loaded::start();
     let m = Material::make(l.agent.dir());
     let ed_priv = Ed::private(&m.ed.pk, &m.ed.seed, &m.ed.pk);
@@ -1003,6 +1031,10 @@ fn truncations(l: &mut Loaded, what: &str, key: &[u8]) {
 /// Constraints the agent does not know (or malformed ones) refuse the whole add.
 #[test]
 fn unknown_constraints_refuse_the_key() {
+    // OpenSSH 9.2 accepts an empty destination list and long user patterns.
+    if !sshkeep_only() {
+        return;
+    }
     let mut l = Loaded::start();
     let m = Material::make(l.agent.dir());
     let key = m.ed.valid();
@@ -1016,7 +1048,7 @@ fn unknown_constraints_refuse_the_key() {
         ("confirm twice", vec![2, 2]),
         ("confirm then garbage", vec![2, 0xee]),
         (
-            "restrict-destination extension",
+            "restrict-destination with no hop",
             ext("restrict-destination-v00@openssh.com", &string(b"")),
         ),
         (
@@ -1045,12 +1077,135 @@ fn unknown_constraints_refuse_the_key() {
     // Control: the same key with known constraints is accepted (then removed).
     let ok = add_body(&key, "ok", &[1, 0, 0, 0, 60]);
     l.add_and_remove("lifetime constraint (control)", &ok, &m.ed.blob());
+
+    // Destination constraints (restrict-destination-v00@openssh.com): a hop is
+    // `string user, string hostname, string reserved, (string key, bool is_ca)*`; a constraint
+    // is `string(string from, string to, string reserved)`; the extension holds a list of them.
+    let hop = |user: &str, host: &str, reserved: &[u8], keys: &[(&[u8], u8)]| {
+        let mut h = cat(&[
+            &string(user.as_bytes()),
+            &string(host.as_bytes()),
+            &string(reserved),
+        ]);
+        for (k, ca) in keys {
+            h.extend(string(k));
+            h.push(*ca);
+        }
+        h
+    };
+    let constraint = |from: &[u8], to: &[u8], reserved: &[u8]| {
+        string(&cat(&[&string(from), &string(to), &string(reserved)]))
+    };
+    let dest = |list: &[u8]| ext("restrict-destination-v00@openssh.com", &string(list));
+    let host_key = m.ed2.blob();
+    let any = hop("", "", b"", &[]);
+    let to_host = hop("", "host.example", b"", &[(&host_key, 0)]);
+    let valid = constraint(&any, &to_host, b"");
+    let mut bad_cert = m.cert_ed.clone();
+    let last = bad_cert.len() - 5;
+    bad_cert[last] ^= 1;
+    let dest_cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "destination list truncated",
+            dest(&valid[..valid.len() - 3]),
+        ),
+        (
+            "destination hop key is garbage",
+            dest(&constraint(
+                &any,
+                &hop("", "host", b"", &[(b"garbage", 0)]),
+                b"",
+            )),
+        ),
+        (
+            "destination hop key is a certificate with a bad signature",
+            dest(&constraint(
+                &any,
+                &hop("", "host", b"", &[(&bad_cert, 0)]),
+                b"",
+            )),
+        ),
+        (
+            "destination hop key without its CA flag",
+            dest(&constraint(
+                &any,
+                &cat(&[&hop("", "host", b"", &[]), &string(&host_key)]),
+                b"",
+            )),
+        ),
+        (
+            "destination \"to\" without keys",
+            dest(&constraint(&any, &hop("", "host", b"", &[]), b"")),
+        ),
+        (
+            "destination \"to\" without a hostname",
+            dest(&constraint(&any, &hop("", "", b"", &[(&host_key, 0)]), b"")),
+        ),
+        (
+            "destination \"from\" with a user",
+            dest(&constraint(
+                &hop("root", "a", b"", &[(&host_key, 0)]),
+                &to_host,
+                b"",
+            )),
+        ),
+        (
+            "destination hop reserved field used",
+            dest(&constraint(
+                &any,
+                &hop("", "host", b"x", &[(&host_key, 0)]),
+                b"",
+            )),
+        ),
+        (
+            "destination constraint reserved field used",
+            dest(&constraint(&any, &to_host, b"x")),
+        ),
+        (
+            "destination hostname with a NUL",
+            dest(&constraint(
+                &any,
+                &hop("", "ho\0st", b"", &[(&host_key, 0)]),
+                b"",
+            )),
+        ),
+        (
+            "destination user pattern of 257 bytes",
+            dest(&constraint(
+                &any,
+                &hop(&"u".repeat(257), "host", b"", &[(&host_key, 0)]),
+                b"",
+            )),
+        ),
+        (
+            "destination constraint given twice",
+            cat(&[&dest(&valid), &dest(&valid)]),
+        ),
+        ("1025 destination constraints", dest(&valid.repeat(1025))),
+    ];
+    for (case, c) in &dest_cases {
+        l.expect_failure(
+            case,
+            &frame(
+                SSH_AGENTC_ADD_ID_CONSTRAINED,
+                &add_body(&key, "constrained", c),
+            ),
+        );
+    }
+    // Control: one valid destination constraint is accepted (and the key is listed to this
+    // unbound, local connection, as OpenSSH lists it).
+    let ok = add_body(&key, "ok", &dest(&valid));
+    l.add_and_remove("destination constraint (control)", &ok, &m.ed.blob());
     l.finish();
 }
 
 /// Valid and invalid requests pipelined in one write are answered in order, one reply each.
 #[test]
 fn pipelined_valid_and_invalid_requests() {
+    // OpenSSH 9.2 accepts the mismatched key in the sequence.
+    if !sshkeep_only() {
+        return;
+    }
     let mut l = Loaded::start();
     let m = Material::make(l.agent.dir());
     let list = frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]);
@@ -1205,8 +1360,12 @@ fn served_quickly(l: &mut Loaded, key_blob: &[u8], limit: Duration, what: &str) 
     assert!(took < limit, "{what}: list + sign took {took:?}");
     let t = Instant::now();
     l.check(what);
-    let took = t.elapsed();
-    assert!(took < limit, "{what}: ssh-add -l took {took:?}");
+    let took_ssh_add = t.elapsed();
+    println!("{what}: connect + list + sign {took:?}, ssh-add -l {took_ssh_add:?}");
+    assert!(
+        took_ssh_add < limit,
+        "{what}: ssh-add -l took {took_ssh_add:?}"
+    );
 }
 
 fn loaded_ed25519_blob(l: &Loaded) -> Vec<u8> {
@@ -1258,6 +1417,10 @@ fn slowloris_idle_connections() {
 /// reading from it (its memory stays bounded), stays idle, and serves others meanwhile.
 #[test]
 fn client_that_never_reads() {
+    // OpenSSH 9.2 spins (about half a core) on a client that never reads.
+    if !sshkeep_only() {
+        return;
+    }
     const REQUESTS: usize = 100_000;
     let mut l = Loaded::start();
     let blob = loaded_ed25519_blob(&l);
@@ -1282,10 +1445,8 @@ fn client_that_never_reads() {
             Err(e) => panic!("write: {e}"),
         }
     }
-    assert!(
-        sent < flood.len(),
-        "the agent read all {REQUESTS} requests of a client that reads nothing"
-    );
+    // Socket buffers hold most of the 500 KB, so whether the writes stalled proves little;
+    // the agent's memory does: unbounded, 100,000 listings would be over 50 MB of replies.
     let after = vm_rss_kib(pid);
     let growth = after.saturating_sub(before);
     assert!(
@@ -1293,6 +1454,11 @@ fn client_that_never_reads() {
         "VmRSS grew by {growth} KiB ({before} -> {after})"
     );
     let share = cpu_share(pid, Duration::from_secs(1));
+    println!(
+        "{sent} of {} bytes taken; VmRSS {before} -> {after} KiB; CPU {:.1}% of a core",
+        flood.len(),
+        share * 100.0
+    );
     assert!(
         share < 0.2,
         "the agent used {:.0}% of a core",
@@ -1321,6 +1487,66 @@ fn client_that_never_reads() {
     drop(reader);
     drop(s);
     l.check("after the flooding client left");
+}
+
+/// A client that pipelines 300 RSA signatures (each milliseconds of work) does not make
+/// others wait behind them: a quick request waits for at most one slow one.
+#[test]
+fn slow_requests_do_not_starve_others() {
+    const SLOW: usize = 300;
+    let mut l = Loaded::start();
+    let ed = loaded_ed25519_blob(&l);
+    let rsa = pub_blob(&pub_path(&l.agent.dir().join("id_rsa-2048")));
+    let sign = |blob: &[u8], flags: u32| {
+        frame(
+            SSH_AGENTC_SIGN_REQUEST,
+            &cat(&[&string(blob), &string(b"slow"), &u32(flags)]),
+        )
+    };
+    // How long one RSA signature takes here (a debug build is slow).
+    let mut c = RawClient::connect(l.sock());
+    let t = Instant::now();
+    c.send_raw(&sign(&rsa, SSH_AGENT_RSA_SHA2_256));
+    assert_eq!(c.recv_frame().unwrap()[0], SSH_AGENT_SIGN_RESPONSE);
+    let one = t.elapsed();
+
+    let flood: Vec<Vec<u8>> = (0..SLOW)
+        .map(|i| {
+            sign(
+                &rsa,
+                [0, SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512][i % 3],
+            )
+        })
+        .collect();
+    let sock = l.sock().to_path_buf();
+    let flooder = std::thread::spawn(move || pipeline(&sock, flood));
+    let mut worst = Duration::ZERO;
+    let mut during = 0;
+    while !flooder.is_finished() || during < 20 {
+        if !flooder.is_finished() {
+            during += 1;
+        } else if during < 5 {
+            panic!("the flood ended before {during} quick requests: it proves nothing");
+        } else {
+            break;
+        }
+        let t = Instant::now();
+        let ids = c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]);
+        assert_eq!(parse_identities(&ids).len(), LOADED.len());
+        c.send_raw(&sign(&ed, 0));
+        assert_eq!(c.recv_frame().unwrap()[0], SSH_AGENT_SIGN_RESPONSE);
+        worst = worst.max(t.elapsed());
+    }
+    println!("{during} quick round trips during the flood, worst {worst:?}; one RSA sign {one:?}");
+    let replies = flooder.join().unwrap();
+    assert!(replies.iter().all(|&k| k == SSH_AGENT_SIGN_RESPONSE));
+    // One slow signature ahead, plus generous slack for a loaded machine.
+    let limit = one * 4 + Duration::from_millis(200);
+    assert!(
+        worst < limit,
+        "a quick request waited {worst:?} behind RSA signatures of {one:?} each"
+    );
+    l.check("a flood of RSA signatures");
 }
 
 /// A client that sends an oversized frame is disconnected at once; a client with a request
@@ -1377,6 +1603,10 @@ impl Drop for Spawned {
 /// serves new clients again once some connections close.
 #[test]
 fn file_descriptor_exhaustion() {
+    // OpenSSH 9.2 logs and paces descriptor exhaustion differently.
+    if !sshkeep_only() {
+        return;
+    }
     let dir = TempDir::new();
     let sock = dir.join("s");
     let child = Command::new("sh")
@@ -1417,6 +1647,7 @@ fn file_descriptor_exhaustion() {
         agent.stderr_text()
     );
     let share = cpu_share(pid, Duration::from_secs(1));
+    println!("out of descriptors: CPU {:.1}% of a core", share * 100.0);
     assert!(
         share < 0.2,
         "out of descriptors, the agent used {:.0}% of a core",
@@ -1491,6 +1722,10 @@ fn pipeline(sock: &Path, frames: Vec<Vec<u8>>) -> Vec<u8> {
 /// `ssh-add -l` lists them all; replacing a held key still works at the cap.
 #[test]
 fn identity_cap() {
+    // OpenSSH 9.2 has no identity cap.
+    if !sshkeep_only() {
+        return;
+    }
     let agent = Agent::start(&[]);
     let keys: Vec<(Vec<u8>, Vec<u8>)> = (0..MAX_IDENTITIES + 1)
         .map(|i| fresh_ed25519(&format!("cap-{i}")))
@@ -1549,6 +1784,10 @@ fn identity_cap() {
 /// list always fits in a reply OpenSSH's clients accept.
 #[test]
 fn identity_list_size_cap() {
+    // OpenSSH 9.2 lets the list outgrow what its clients accept.
+    if !sshkeep_only() {
+        return;
+    }
     let agent = Agent::start(&[]);
     let comment = "c".repeat(60 * 1024);
     let mut c = RawClient::connect(agent.sock());

@@ -392,6 +392,7 @@ impl Drop for Reaped {
 /// many reply bytes it read, or the error.
 const PERL_CLIENT: &str = r#"
 use Socket;
+$SIG{PIPE} = 'IGNORE'; # the agent may close before the request is written
 socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
 connect($s, pack_sockaddr_un($ARGV[0])) or die "connect: $!";
 syswrite($s, "\0\0\0\1\x0b");
@@ -492,19 +493,30 @@ fn same_uid_cannot_trace_or_read_the_agent() {
     } else {
         ""
     };
-    let out = run_as(
-        user,
-        "perl",
-        &[
-            "-e",
-            PERL_TRACER,
-            p(&shared.bin()),
-            p(&sock),
-            ptrace_nr,
-            gdb,
-        ],
-        &[],
-    );
+    let mut out = None;
+    for _ in 0..5 {
+        let o = run_as(
+            user,
+            "perl",
+            &[
+                "-e",
+                PERL_TRACER,
+                p(&shared.bin()),
+                p(&sock),
+                ptrace_nr,
+                gdb,
+            ],
+            &[],
+        );
+        // A fresh copy of the binary can be busy for a moment (see start_user_agent).
+        let busy = stderr(&o).contains("Text file busy");
+        out = Some(o);
+        if !busy {
+            break;
+        }
+        let _ = fs::remove_file(&sock);
+    }
+    let out = out.unwrap();
     let text = stdout(&out);
     assert!(
         out.status.success(),
@@ -552,6 +564,32 @@ fn spawn_with_cores(user: (u32, u32), cwd: &Path, program: &Path, args: &[&str])
         .stderr(Stdio::null());
     scrub_env(&mut c, &[]);
     Reaped(c.spawn().unwrap())
+}
+
+/// Starts the agent copy in `shared` as the test user with `ulimit -c unlimited`, and waits
+/// for its socket. A binary copied a moment ago can fail to execute (ETXTBSY: another test
+/// thread forked while the copy was open for writing), so a start that exits at once is
+/// tried again.
+fn start_user_agent(user: (u32, u32), shared: &Shared, sock: &Path) -> Reaped {
+    for _ in 0..5 {
+        let mut child = spawn_with_cores(
+            user,
+            shared.dir.path(),
+            &shared.bin(),
+            &["-D", "-a", p(sock)],
+        );
+        let mut exited = None;
+        let up = wait_until(START_DEADLINE, || {
+            exited = child.0.try_wait().unwrap();
+            exited.is_some() || std::os::unix::net::UnixStream::connect(sock).is_ok()
+        });
+        match exited {
+            None if up => return child,
+            None => panic!("the agent did not start as {TEST_USER}"),
+            Some(status) => println!("the agent exited at start ({status}); again"),
+        }
+    }
+    panic!("the agent would not start as {TEST_USER}");
 }
 
 fn core_files(dir: &Path) -> Vec<String> {
@@ -629,20 +667,8 @@ fn no_core_file_when_the_agent_crashes() {
     for sig in [Signal::SIGSEGV, Signal::SIGABRT] {
         let shared = Shared::new();
         let sock = shared.join("s");
-        let mut agent = spawn_with_cores(
-            user,
-            shared.dir.path(),
-            &shared.bin(),
-            &["-D", "-a", p(&sock)],
-        );
+        let mut agent = start_user_agent(user, &shared, &sock);
         let pid = agent.0.id();
-        assert!(
-            wait_until(START_DEADLINE, || std::os::unix::net::UnixStream::connect(
-                &sock
-            )
-            .is_ok()),
-            "the agent did not start as {TEST_USER}"
-        );
         // It runs as the test user...
         let uid_line = proc_field(pid, "status", "Uid:");
         assert!(

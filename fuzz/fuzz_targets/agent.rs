@@ -1,0 +1,61 @@
+//! A hostile client's request sequence against one agent, with an injected clock: no
+//! sequence may panic, and the identity table must stay consistent with what it lists.
+//!
+//! Input format, repeated: one byte of clock advance in seconds, a u32 big-endian body
+//! length, the body (a request, type byte first). A short record ends the input.
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use sshkeep::agent::{Agent, Reply, Session};
+use sshkeep::keys::FingerprintHash;
+use sshkeep::protocol::{Request, Response};
+
+fuzz_target!(|data: &[u8]| {
+    let mut agent = Agent::new(None, FingerprintHash::Sha256);
+    let mut session = Session::default();
+    let mut now = Instant::now();
+    let mut rest = data;
+    while let [dt, l0, l1, l2, l3, tail @ ..] = rest {
+        let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
+        let Some(body) = tail.get(..len) else { break };
+        rest = &tail[len..];
+        now += Duration::from_secs(u64::from(*dt));
+        let Ok(req) = Request::decode(body) else {
+            continue;
+        };
+        // A confirmation is answered from the clock byte: odd allows, even refuses.
+        let pending = match agent.handle(&mut session, req, now) {
+            Reply::Confirm(p) => Some(p),
+            Reply::Now(r) => {
+                check_reply(&r);
+                None
+            }
+            Reply::Delayed(_, r) => {
+                check_reply(&r);
+                None
+            }
+        };
+        if let Some(p) = pending {
+            let r = agent.confirmed(p, dt & 1 == 1, now);
+            check_reply(&r);
+        }
+        // Whatever happened, listing must work and match the table's size.
+        let mut session2 = Session::default();
+        let listed = match agent.handle(&mut session2, Request::RequestIdentities, now) {
+            Reply::Now(Response::Identities(ids)) => ids.len(),
+            other => panic!("list answered {other:?}"),
+        };
+        if !agent.is_locked() {
+            assert_eq!(listed, agent.len());
+        }
+    }
+});
+
+fn check_reply(r: &Response<'_>) {
+    let mut out = Vec::new();
+    r.encode(&mut out);
+    assert!(out.len() >= 5);
+    assert!(out.len() - 4 <= sshkeep::protocol::MAX_MESSAGE_LEN);
+}
