@@ -6,6 +6,7 @@
 #   make bench            sshkeep against OpenSSH's ssh-agent; BENCH_ARGS=... is passed on
 #   make install          PREFIX=/usr/local, DESTDIR for staging; run `make` first
 #   make static           a fully static binary for scratch containers
+#   make static-check     run that binary in an empty root directory (needs root)
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
@@ -17,7 +18,7 @@ MAN = man/sshkeep.1
 MANDOC_LINT = mandoc -Tlint -W warning
 STATIC_TARGET = x86_64-unknown-linux-gnu
 
-.PHONY: all test lint check-unsafe bench install static clean
+.PHONY: all test lint check-unsafe bench install static static-check clean
 
 all:
 	$(CARGO) build --release --locked
@@ -56,6 +57,19 @@ install:
 # (--target keeps the static flags away from build scripts and proc macros.)
 static:
 	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --locked --target $(STATIC_TARGET)
+
+# Proof that the static binary needs nothing else: run it in a root directory that holds
+# only the binary (chroot needs root), serve a key through it, and stop it.
+static-check: static
+	@root=$$(mktemp -d) && trap 'kill $$pid 2>/dev/null; rm -rf "$$root"' EXIT && \
+	cp target/$(STATIC_TARGET)/release/sshkeep "$$root/" && \
+	chroot "$$root" /sshkeep -V && \
+	{ chroot "$$root" /sshkeep -D -a /agent.sock >/dev/null 2>&1 & pid=$$!; } && \
+	for i in $$(seq 50); do [ -S "$$root/agent.sock" ] && break; sleep 0.1; done && \
+	ssh-keygen -q -t ed25519 -N '' -C static-check -f "$$root/key" </dev/null && \
+	SSH_AUTH_SOCK="$$root/agent.sock" ssh-add -q "$$root/key" && \
+	SSH_AUTH_SOCK="$$root/agent.sock" ssh-add -l | grep -q static-check && \
+	echo "static-check: the static binary serves keys from an empty root"
 
 clean:
 	$(CARGO) clean
