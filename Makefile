@@ -27,8 +27,8 @@ all:
 # with ssh-add, ssh-keygen and ssh against a throwaway sshd on 127.0.0.1.
 # Not --all-targets: that would also run the benchmark, which `make bench` runs on purpose.
 test:
-	$(CARGO) test --locked --lib --bins --tests
 	$(MANDOC_LINT) $(MAN)
+	$(CARGO) test --locked --lib --bins --tests
 
 lint: check-unsafe
 	$(CARGO) fmt --all -- --check
