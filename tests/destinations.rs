@@ -434,6 +434,52 @@ fn user_patterns_in_destinations() {
     }
 }
 
+/// Two hosts and an agent holding four keys: `any` (unconstrained), `only_a` (restricted to
+/// hosta), `only_b` (to hostb) and `a_to_b` (hosta, and hostb through hosta). Only `any` is
+/// authorized at hosta.
+struct FourKeys {
+    agent: Agent,
+    a: Host,
+    _b: Host,
+    kh: PathBuf,
+    any: PathBuf,
+    only_a: PathBuf,
+    only_b: PathBuf,
+    a_to_b: PathBuf,
+}
+
+impl FourKeys {
+    fn start() -> FourKeys {
+        let agent = Agent::start(&[]);
+        let dir = agent.dir();
+        let any = keygen_named(dir, "ed25519", "any", "any");
+        let only_a = keygen_named(dir, "ed25519", "only_a", "only_a");
+        let only_b = keygen_named(dir, "ecdsa-256", "only_b", "only_b");
+        let a_to_b = keygen_named(dir, "ed25519", "a_to_b", "a_to_b");
+        let a = Host::start("hosta", &[&pub_path(&any)], None);
+        let b = Host::start("hostb", &[], None);
+        let kh = known_hosts(
+            dir,
+            "known_hosts",
+            &[a.known_hosts_line(), b.known_hosts_line()],
+        );
+        expect_ok(&ssh_add(&agent, &[p(&any)]));
+        add_restricted(&agent, &kh, &["hosta"], &only_a);
+        add_restricted(&agent, &kh, &["hostb"], &only_b);
+        add_restricted(&agent, &kh, &["hosta", "hosta>hostb"], &a_to_b);
+        FourKeys {
+            agent,
+            a,
+            _b: b,
+            kh,
+            any,
+            only_a,
+            only_b,
+            a_to_b,
+        }
+    }
+}
+
 /// What a forwarded agent on hosta lists: unconstrained keys, and constrained keys allowed at
 /// hosta AND beyond it. Hidden keys cannot be removed through it either.
 #[test]
@@ -441,23 +487,16 @@ fn forwarded_agent_lists_only_what_the_host_may_see() {
     if !can_run_sshd() {
         return;
     }
-    let agent = Agent::start(&[]);
-    let dir = agent.dir();
-    let any = keygen_named(dir, "ed25519", "any", "any");
-    let only_a = keygen_named(dir, "ed25519", "only_a", "only_a");
-    let only_b = keygen_named(dir, "ecdsa-256", "only_b", "only_b");
-    let a_to_b = keygen_named(dir, "ed25519", "a_to_b", "a_to_b");
-    let a = Host::start("hosta", &[&pub_path(&any)], None);
-    let b = Host::start("hostb", &[], None);
-    let kh = known_hosts(
-        dir,
-        "known_hosts",
-        &[a.known_hosts_line(), b.known_hosts_line()],
-    );
-    expect_ok(&ssh_add(&agent, &[p(&any)]));
-    add_restricted(&agent, &kh, &["hosta"], &only_a);
-    add_restricted(&agent, &kh, &["hostb"], &only_b);
-    add_restricted(&agent, &kh, &["hosta", "hosta>hostb"], &a_to_b);
+    let FourKeys {
+        agent,
+        a,
+        kh,
+        any,
+        only_a,
+        only_b,
+        a_to_b,
+        ..
+    } = FourKeys::start();
 
     let all = [b64(&any), b64(&only_a), b64(&only_b), b64(&a_to_b)];
     assert_eq!(listed(&ssh_add(&agent, &["-L"])), all);
@@ -492,23 +531,14 @@ fn forwarded_remove_all_leaves_hidden_keys() {
     if !can_run_sshd() || !sshkeep_only() {
         return;
     }
-    let agent = Agent::start(&[]);
-    let dir = agent.dir();
-    let any = keygen_named(dir, "ed25519", "any", "any");
-    let only_a = keygen_named(dir, "ed25519", "only_a", "only_a");
-    let only_b = keygen_named(dir, "ed25519", "only_b", "only_b");
-    let a_to_b = keygen_named(dir, "ed25519", "a_to_b", "a_to_b");
-    let a = Host::start("hosta", &[&pub_path(&any)], None);
-    let b = Host::start("hostb", &[], None);
-    let kh = known_hosts(
-        dir,
-        "known_hosts",
-        &[a.known_hosts_line(), b.known_hosts_line()],
-    );
-    expect_ok(&ssh_add(&agent, &[p(&any)]));
-    add_restricted(&agent, &kh, &["hosta"], &only_a);
-    add_restricted(&agent, &kh, &["hostb"], &only_b);
-    add_restricted(&agent, &kh, &["hosta", "hosta>hostb"], &a_to_b);
+    let FourKeys {
+        agent,
+        a,
+        kh,
+        only_a,
+        only_b,
+        ..
+    } = FourKeys::start();
 
     let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -D");
     assert!(out.status.success(), "{}", explain(&out, &[&a], &agent));
