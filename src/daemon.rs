@@ -283,7 +283,7 @@ fn open_socket(opts: &Options, launcher_pid: i32, activated: bool) -> Result<Soc
     if activated {
         let listener = sys::inherited_listener().map_err(|e| {
             (
-                format!("sshkeep: socket activation: fd 3: {}", strerror(&e)),
+                format!("socket activation: fd 3: {}", strerror(&e)),
                 EXIT_FATAL,
             )
         })?;
@@ -310,7 +310,7 @@ fn open_socket(opts: &Options, launcher_pid: i32, activated: bool) -> Result<Soc
             if let Some(d) = &dir {
                 let _ = std::fs::remove_dir(d);
             }
-            return Err((format!("sshkeep: {m}"), 1));
+            return Err((m, 1));
         }
     };
     // Remember an absolute path: the daemon changes to / and must still find it.

@@ -317,6 +317,16 @@ fn bind_address_exists() {
     r.assert_code(1);
     assert_eq!(r.stdout, "");
     assert!(r.stderr.contains(s(&file)), "{}", r.stderr);
+    if is_sshkeep() {
+        // One line, OpenSSH's wording behind one program prefix.
+        assert_eq!(
+            r.stderr,
+            format!(
+                "sshkeep: unix_listener: cannot bind to path {}: Address already in use\n",
+                s(&file)
+            )
+        );
+    }
     assert_eq!(fs::read_to_string(&file).unwrap(), "keep me\n");
 
     let agent = Agent::start(&[]);
