@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::keys;
 use crate::keys::{FingerprintHash, PrivateKey};
@@ -14,6 +14,7 @@ use crate::protocol::{
     self, Constraints, DestConstraint, EXT_SESSION_BIND, Extension, Hop, Request, Response,
     SessionBind,
 };
+use crate::sys::Instant;
 #[cfg(test)]
 use zeroize::Zeroizing;
 
@@ -836,6 +837,20 @@ mod tests {
         assert_eq!(a.reap(t + s(100)), None);
         assert!(a.is_empty());
         let _ = b3;
+    }
+
+    /// A suspend is a jump of the injected clock (CLOCK_BOOTTIME counts it): a key added
+    /// with a one-hour lifetime before an eight-hour suspend is gone at the first request
+    /// after resume, before anything is served.
+    #[test]
+    fn lifetimes_count_suspend() {
+        let t = Instant::from_boot(Duration::from_secs(1000));
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, b) = body("ed25519");
+        req(&mut a, add(&k, "hour", lifetime(3600)), t);
+        let resumed = t + Duration::from_secs(8 * 3600);
+        assert_eq!(req(&mut a, sign(&b), resumed), FAILURE);
+        assert!(a.is_empty());
     }
 
     #[test]

@@ -11,13 +11,13 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zeroize::Zeroize;
 
 use crate::agent::{Agent, PendingSign, Reply, Session};
 use crate::protocol::{self, Frame, Request, Response};
-use crate::sys;
+use crate::sys::{self, Instant};
 
 /// Bytes read from a socket at a time (OpenSSH: AGENT_RBUF_LEN).
 const READ_CHUNK: usize = 4096;

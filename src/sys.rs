@@ -212,6 +212,62 @@ pub fn install_signals(catch_int: bool) -> io::Result<OwnedFd> {
 }
 
 // ---------------------------------------------------------------------------------------
+// The clock
+
+/// A point in time on `CLOCK_BOOTTIME`: the time since boot, suspend included. Key lifetimes
+/// and every other deadline that means wall time to the user run on it, so a key added with
+/// `ssh-add -t 1h` before an overnight suspend is gone after resume (OpenSSH: monotime uses
+/// CLOCK_BOOTTIME). `std::time::Instant` is CLOCK_MONOTONIC, which stops during suspend.
+///
+/// The agent never reads it itself: the server reads it once per loop pass and passes it
+/// down, so tests inject any time they like (`Instant::from_boot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(std::time::Duration);
+
+impl Instant {
+    /// Now, on CLOCK_BOOTTIME.
+    pub fn now() -> Instant {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, exclusively borrowed timespec; CLOCK_BOOTTIME exists on
+        // every Linux since 2.6.39, and clock_gettime writes nothing else.
+        let ret = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        if ret != 0 {
+            // Cannot happen with a valid clock id and pointer; stay monotonic rather than panic.
+            return Instant(std::time::Duration::ZERO);
+        }
+        let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+        let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0);
+        Instant(std::time::Duration::new(secs, nanos.min(999_999_999)))
+    }
+
+    /// The instant `since_boot` after boot (tests inject time with it).
+    pub const fn from_boot(since_boot: std::time::Duration) -> Instant {
+        Instant(since_boot)
+    }
+
+    /// `self + d`, or `None` on overflow.
+    pub fn checked_add(self, d: std::time::Duration) -> Option<Instant> {
+        self.0.checked_add(d).map(Instant)
+    }
+
+    /// How long after `earlier` this is; zero when it is not later.
+    pub fn saturating_duration_since(self, earlier: Instant) -> std::time::Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl std::ops::Add<std::time::Duration> for Instant {
+    type Output = Instant;
+    /// Saturating: a deadline too far away to represent is as good as never.
+    fn add(self, d: std::time::Duration) -> Instant {
+        Instant(self.0.saturating_add(d))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The loop
 
 /// poll(2) over `fds`; `timeout_ms` -1 waits forever. EINTR counts as zero events.
@@ -312,3 +368,42 @@ unsafe impl std::alloc::GlobalAlloc for WipingAlloc {
 
 #[global_allocator]
 static ALLOCATOR: WipingAlloc = WipingAlloc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// CLOCK_BOOTTIME counts suspend, so it is never behind CLOCK_MONOTONIC (which starts at
+    /// boot too on Linux and stops while suspended). The assertion is a property of the two
+    /// clocks, not a timing.
+    #[test]
+    fn boottime_is_not_behind_monotonic() {
+        let mut mono = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let boot = Instant::now();
+        // SAFETY: as in `Instant::now`.
+        assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut mono) }, 0);
+        let mono = Duration::new(mono.tv_sec as u64, mono.tv_nsec as u32);
+        // Read in this order, boot time can trail the monotonic reading only by the call gap.
+        assert!(boot.0 + Duration::from_secs(1) >= mono, "{boot:?} vs {mono:?}");
+        assert!(Instant::now() >= boot);
+    }
+
+    #[test]
+    fn arithmetic_saturates() {
+        let t = Instant::from_boot(Duration::from_secs(5));
+        assert_eq!(t + Duration::MAX, Instant::from_boot(Duration::MAX));
+        assert_eq!(t.checked_add(Duration::MAX), None);
+        assert_eq!(
+            t.saturating_duration_since(t + Duration::from_secs(1)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            (t + Duration::from_secs(2)).saturating_duration_since(t),
+            Duration::from_secs(2)
+        );
+    }
+}
