@@ -259,6 +259,12 @@ impl Instant {
     }
 }
 
+impl std::ops::AddAssign<std::time::Duration> for Instant {
+    fn add_assign(&mut self, d: std::time::Duration) {
+        *self = *self + d;
+    }
+}
+
 impl std::ops::Add<std::time::Duration> for Instant {
     type Output = Instant;
     /// Saturating: a deadline too far away to represent is as good as never.
@@ -385,10 +391,14 @@ mod tests {
         };
         let boot = Instant::now();
         // SAFETY: as in `Instant::now`.
-        assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut mono) }, 0);
+        let ret = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut mono) };
+        assert_eq!(ret, 0);
         let mono = Duration::new(mono.tv_sec as u64, mono.tv_nsec as u32);
         // Read in this order, boot time can trail the monotonic reading only by the call gap.
-        assert!(boot.0 + Duration::from_secs(1) >= mono, "{boot:?} vs {mono:?}");
+        assert!(
+            boot.0 + Duration::from_secs(1) >= mono,
+            "{boot:?} vs {mono:?}"
+        );
         assert!(Instant::now() >= boot);
     }
 

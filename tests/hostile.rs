@@ -1844,7 +1844,7 @@ fn run_agent_input(data: &[u8]) {
 
     let mut agent = Table::new(None, FingerprintHash::Sha256);
     let mut session = Session::default();
-    let mut now = Instant::now();
+    let mut now = sshkeep::sys::Instant::now();
     let mut rest = data;
     while let [dt, l0, l1, l2, l3, tail @ ..] = rest {
         let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;

@@ -5,7 +5,7 @@
 //! length, the body (a request, type byte first). A short record ends the input.
 #![no_main]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use sshkeep::agent::{Agent, Reply, Session};
@@ -15,7 +15,7 @@ use sshkeep::protocol::{Request, Response};
 fuzz_target!(|data: &[u8]| {
     let mut agent = Agent::new(None, FingerprintHash::Sha256);
     let mut session = Session::default();
-    let mut now = Instant::now();
+    let mut now = sshkeep::sys::Instant::now();
     let mut rest = data;
     while let [dt, l0, l1, l2, l3, tail @ ..] = rest {
         let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
