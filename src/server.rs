@@ -4,7 +4,8 @@
 //! `Agent::reap` and `Agent::remove_all`.
 //!
 //! One thread, no blocking call anywhere but `poll`: a confirmation prompt or a failed
-//! unlock delays only the client that asked (OpenSSH stalls every client).
+//! unlock delays only the client that asked (OpenSSH stalls every client). Every request
+//! a client writes is answered, in order, however many it writes before reading.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -126,6 +127,18 @@ struct Conn {
     eof: bool,
     /// A slow request waits at the head of the input for its turn.
     backlog: bool,
+}
+
+impl Conn {
+    /// Requests it already holds can be answered now: nothing waits on it, its output has
+    /// room and a whole frame (or a bad length, which closes it) is at the head of its
+    /// input. No new byte may arrive to wake the loop for these, so the loop looks itself.
+    fn has_work(&self) -> bool {
+        matches!(self.state, ConnState::Ready)
+            && !self.backlog
+            && self.output.len() < OUTPUT_HIGH_WATER
+            && protocol::frame(&self.input.0) != Frame::Incomplete
+    }
 }
 
 /// A running askpass and the signature that waits for it.
@@ -265,14 +278,17 @@ impl<'a> Server<'a> {
             }
             for (i, c) in self.conns.iter().enumerate() {
                 let Some(c) = c else { continue };
-                if c.backlog {
-                    // Slow work is waiting: look at the sockets, but do not sleep.
+                if c.backlog || c.has_work() {
+                    // Work is waiting: look at the sockets, but do not sleep.
                     deadline = Some(now);
                 }
                 let mut events: libc::c_short = 0;
                 match &c.state {
                     ConnState::Ready => {
-                        if !c.eof && c.output.len() < OUTPUT_HIGH_WATER {
+                        if !c.eof
+                            && c.output.len() < OUTPUT_HIGH_WATER
+                            && c.input.0.len() < INPUT_LIMIT
+                        {
                             events |= libc::POLLIN;
                         }
                     }
@@ -311,7 +327,23 @@ impl<'a> Server<'a> {
             }
             self.finish_prompts(now);
             self.fire_timers(now);
+            self.resume(now);
             self.run_one_slow(now);
+        }
+    }
+
+    /// Answer the requests connections already hold whose output has drained since: no
+    /// poll event announces those.
+    fn resume(&mut self, now: Instant) {
+        for i in 0..self.conns.len() {
+            let work = self
+                .conns
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(Conn::has_work);
+            if work {
+                self.process(i, now, false);
+            }
         }
     }
 
@@ -566,13 +598,15 @@ impl<'a> Server<'a> {
             self.close(i);
             return;
         }
-        let incomplete = !conn.input.0.is_empty();
+        // A client that closed its end (or only its writing half, as `nc -N` does) gets
+        // every reply to what it sent before the connection is closed.
         if conn.eof
             && !conn.backlog
             && matches!(conn.state, ConnState::Ready)
             && conn.output.is_empty()
+            && !matches!(protocol::frame(&conn.input.0), Frame::Complete(_))
         {
-            if incomplete {
+            if !conn.input.0.is_empty() {
                 debug!("client closed with a partial frame");
             }
             self.close(i);
