@@ -1,12 +1,14 @@
 //! The poll loop: the listener, connections with input and output buffers, the signal
-//! self-pipe, timers (key expiry, delayed unlock failures, the parent watch) and askpass
-//! children. It knows the agent only through `Agent::handle`, `Agent::confirmed`,
-//! `Agent::reap` and `Agent::remove_all`.
+//! self-pipe, timers (key expiry, delayed unlock failures, the parent watch), the queue of
+//! unlocks held during the back-off and askpass children. It knows the agent only through
+//! `Agent::handle`, `Agent::confirmed`, `Agent::reap`, `Agent::unlock_backoff` and
+//! `Agent::remove_all`.
 //!
-//! One thread, no blocking call anywhere but `poll`: a confirmation prompt or a failed
-//! unlock delays only the client that asked (OpenSSH stalls every client). Every request
+//! One thread, no blocking call anywhere but `poll`: a confirmation prompt or the unlock
+//! back-off delays only the clients that asked (OpenSSH stalls every client). Every request
 //! a client writes is answered, in order, however many it writes before reading.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -14,7 +16,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::agent::{Agent, PendingSign, Reply, Session};
 use crate::protocol::{self, Frame, Request, Response};
@@ -112,6 +114,8 @@ enum ConnState {
     Ready,
     /// A failed unlock: this reply goes out at `until`; nothing else is read meanwhile.
     Delayed { until: Instant, reply: Vec<u8> },
+    /// Its UNLOCK waits, unchecked, in `Server::unlocks` for the back-off to end.
+    Unlocking,
     /// Waiting for the user's answer through askpass.
     Confirming,
 }
@@ -139,6 +143,16 @@ impl Conn {
             && self.output.len() < OUTPUT_HIGH_WATER
             && protocol::frame(&self.input.0) != Frame::Incomplete
     }
+}
+
+/// A connection, by slot and by id (a slot is reused once its connection closes).
+type ConnRef = (usize, u64);
+
+/// An UNLOCK held during the back-off. The passphrase wipes itself when dropped: when it
+/// is checked, or when its connection closes and it leaves the queue.
+struct HeldUnlock {
+    conn: ConnRef,
+    passphrase: Zeroizing<Vec<u8>>,
 }
 
 /// A running askpass and the signature that waits for it.
@@ -173,6 +187,8 @@ pub struct Server<'a> {
     conns: Vec<Option<Conn>>,
     next_id: u64,
     prompts: Vec<Prompt>,
+    /// UNLOCKs held during the back-off, checked one at a time in arrival order.
+    unlocks: VecDeque<HeldUnlock>,
     accept_paused_until: Option<Instant>,
     next_parent_check: Instant,
     /// Where the search for the next backlogged connection starts (round robin).
@@ -226,6 +242,7 @@ impl<'a> Server<'a> {
             conns: Vec::new(),
             next_id: 0,
             prompts: Vec::new(),
+            unlocks: VecDeque::new(),
             accept_paused_until: None,
             next_parent_check: Instant::now() + PARENT_CHECK,
             next_slow: 0,
@@ -276,6 +293,10 @@ impl<'a> Server<'a> {
                     deadline = earliest(deadline, Some(now + Duration::from_millis(50)));
                 }
             }
+            if !self.unlocks.is_empty() {
+                let turn = self.agent.unlock_backoff().unwrap_or(now);
+                deadline = earliest(deadline, Some(turn));
+            }
             for (i, c) in self.conns.iter().enumerate() {
                 let Some(c) = c else { continue };
                 if c.backlog || c.has_work() {
@@ -293,7 +314,7 @@ impl<'a> Server<'a> {
                         }
                     }
                     ConnState::Delayed { until, .. } => deadline = earliest(deadline, Some(*until)),
-                    ConnState::Confirming => {}
+                    ConnState::Unlocking | ConnState::Confirming => {}
                 }
                 if !c.output.is_empty() {
                     events |= libc::POLLOUT;
@@ -326,6 +347,7 @@ impl<'a> Server<'a> {
                 }
             }
             self.finish_prompts(now);
+            self.check_held_unlocks(now);
             self.fire_timers(now);
             self.resume(now);
             self.run_one_slow(now);
@@ -478,17 +500,20 @@ impl<'a> Server<'a> {
     }
 
     /// Close a connection; an askpass still asking on its behalf is killed (and reaped
-    /// later), since its answer has nowhere to go.
+    /// later), since its answer has nowhere to go. An unlock it had in line leaves the
+    /// line: that passphrase is never checked (and is wiped as it drops).
     fn close(&mut self, i: usize) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        let me = (i, conn.id);
         for p in &mut self.prompts {
-            if p.conn.is_some_and(|(slot, _)| slot == i) {
+            if p.conn == Some(me) {
                 p.conn = None;
                 let _ = p.child.kill();
             }
         }
-        if let Some(slot) = self.conns.get_mut(i) {
-            *slot = None;
-        }
+        self.unlocks.retain(|h| h.conn != me);
     }
 
     /// One connection's poll events: read, answer, write.
@@ -550,6 +575,14 @@ impl<'a> Server<'a> {
             let req = conn.input.0.get(4..end).map(Request::decode);
             conn.input.consume(end);
             let reply = match req {
+                // Behind UNLOCKs already held, another waits its turn, unchecked.
+                Some(Ok(Request::Unlock(passphrase))) if !self.unlocks.is_empty() => {
+                    debug!(
+                        "request Unlock([redacted]) held behind {}",
+                        self.unlocks.len()
+                    );
+                    Reply::Held(passphrase)
+                }
                 Some(Ok(req)) => {
                     debug!("request {req:?}");
                     self.agent.handle(&mut conn.session, req, now)
@@ -569,6 +602,13 @@ impl<'a> Server<'a> {
                         until: now + wait,
                         reply,
                     };
+                }
+                Reply::Held(passphrase) => {
+                    conn.state = ConnState::Unlocking;
+                    self.unlocks.push_back(HeldUnlock {
+                        conn: (i, conn.id),
+                        passphrase,
+                    });
                 }
                 Reply::Confirm(pending) => match spawn_askpass(&self.askpass, &pending.prompt) {
                     Some((child, stdout)) => {
@@ -679,6 +719,68 @@ impl<'a> Server<'a> {
                 conn.state = ConnState::Ready;
                 self.process(slot, now, false);
             }
+        }
+    }
+
+    /// Check the held UNLOCKs whose turn has come, one at a time in arrival order: each
+    /// failure moves the agent's back-off on, and the rest wait for it.
+    fn check_held_unlocks(&mut self, now: Instant) {
+        let mut resume = Vec::new();
+        let mut checked = false;
+        while self.agent.unlock_backoff().is_none_or(|t| t <= now) {
+            let Some(held) = self.unlocks.pop_front() else {
+                break;
+            };
+            let (slot, id) = held.conn;
+            let Some(conn) = self
+                .conns
+                .get_mut(slot)
+                .and_then(Option::as_mut)
+                .filter(|c| c.id == id)
+            else {
+                continue; // cannot happen: a closing connection leaves the queue
+            };
+            checked = true;
+            let reply = self
+                .agent
+                .handle(&mut conn.session, Request::Unlock(held.passphrase), now);
+            match reply {
+                Reply::Now(r) => {
+                    r.encode(&mut conn.output);
+                    conn.state = ConnState::Ready;
+                    resume.push(slot);
+                }
+                Reply::Delayed(wait, r) => {
+                    let mut reply = Vec::new();
+                    r.encode(&mut reply);
+                    conn.state = ConnState::Delayed {
+                        until: now + wait,
+                        reply,
+                    };
+                }
+                Reply::Held(passphrase) => {
+                    // Not its turn after all: back to the head of the line.
+                    self.unlocks.push_front(HeldUnlock {
+                        conn: (slot, id),
+                        passphrase,
+                    });
+                    break;
+                }
+                Reply::Confirm(pending) => {
+                    // An UNLOCK never asks the user; refuse rather than leave it waiting.
+                    self.agent
+                        .confirmed(pending, false, now)
+                        .encode(&mut conn.output);
+                    conn.state = ConnState::Ready;
+                    resume.push(slot);
+                }
+            }
+        }
+        if checked {
+            wipe_stack();
+        }
+        for slot in resume {
+            self.process(slot, now, false);
         }
     }
 
