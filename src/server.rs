@@ -1,8 +1,8 @@
 //! The poll loop: the listener, connections with input and output buffers, the signal
 //! self-pipe, timers (key expiry, delayed unlock failures, the parent watch), the queue of
-//! unlocks held during the back-off and askpass children. It knows the agent only through
-//! `Agent::handle`, `Agent::confirmed`, `Agent::reap`, `Agent::unlock_backoff` and
-//! `Agent::remove_all`.
+//! unlocks held during the back-off and the askpass prompt with its queue. It knows the
+//! agent only through `Agent::handle`, `Agent::confirmed`, `Agent::reap`,
+//! `Agent::unlock_backoff` and `Agent::remove_all`.
 //!
 //! One thread, no blocking call anywhere but `poll`: a confirmation prompt or the unlock
 //! back-off delays only the clients that asked (OpenSSH stalls every client). Every request
@@ -116,7 +116,8 @@ enum ConnState {
     Delayed { until: Instant, reply: Vec<u8> },
     /// Its UNLOCK waits, unchecked, in `Server::unlocks` for the back-off to end.
     Unlocking,
-    /// Waiting for the user's answer through askpass.
+    /// Its signature waits for the user's answer: on screen (`Server::prompt`) or in line
+    /// for it (`Server::confirms`).
     Confirming,
 }
 
@@ -155,14 +156,22 @@ struct HeldUnlock {
     passphrase: Zeroizing<Vec<u8>>,
 }
 
-/// A running askpass and the signature that waits for it.
+/// A confirmation waiting for the prompt on screen to end.
+struct QueuedConfirm {
+    conn: ConnRef,
+    pending: PendingSign,
+}
+
+/// The askpass on screen and the signature that waits for it.
 struct Prompt {
-    conn: Option<(usize, u64)>,
+    /// None once its client has closed (the child is killed, then reaped).
+    conn: Option<ConnRef>,
     child: Child,
     stdout: Option<ChildStdout>,
     output: Vec<u8>,
+    /// CONFIRM_TIMEOUT from when it was shown.
     deadline: Instant,
-    pending: Option<PendingSign>,
+    pending: PendingSign,
     /// The child's exit status once reaped.
     status: Option<std::process::ExitStatus>,
 }
@@ -173,7 +182,7 @@ enum Tag {
     Signals,
     Listener,
     Watch,
-    Prompt(usize),
+    Prompt,
     Conn(usize),
 }
 
@@ -186,7 +195,10 @@ pub struct Server<'a> {
     uid: u32,
     conns: Vec<Option<Conn>>,
     next_id: u64,
-    prompts: Vec<Prompt>,
+    /// At most one prompt on screen at a time (OpenSSH too); the others wait in `confirms`,
+    /// in arrival order.
+    prompt: Option<Prompt>,
+    confirms: VecDeque<QueuedConfirm>,
     /// UNLOCKs held during the back-off, checked one at a time in arrival order.
     unlocks: VecDeque<HeldUnlock>,
     accept_paused_until: Option<Instant>,
@@ -241,7 +253,8 @@ impl<'a> Server<'a> {
             uid: nix::unistd::getuid().as_raw(),
             conns: Vec::new(),
             next_id: 0,
-            prompts: Vec::new(),
+            prompt: None,
+            confirms: VecDeque::new(),
             unlocks: VecDeque::new(),
             accept_paused_until: None,
             next_parent_check: Instant::now() + PARENT_CHECK,
@@ -283,11 +296,11 @@ impl<'a> Server<'a> {
                     }
                 }
             }
-            for (i, p) in self.prompts.iter().enumerate() {
+            if let Some(p) = &self.prompt {
                 deadline = earliest(deadline, Some(p.deadline));
                 if let Some(out) = &p.stdout {
                     fds.push(pollfd(out.as_raw_fd(), libc::POLLIN));
-                    tags.push(Tag::Prompt(i));
+                    tags.push(Tag::Prompt);
                 } else if p.status.is_none() {
                     // Output closed but not yet exited: SIGCHLD wakes us; look again soon anyway.
                     deadline = earliest(deadline, Some(now + Duration::from_millis(50)));
@@ -342,11 +355,11 @@ impl<'a> Server<'a> {
                         info!("watched process exited, exiting");
                         return Ok(Exit::ParentGone);
                     }
-                    Tag::Prompt(i) => self.read_prompt(i),
+                    Tag::Prompt => self.read_prompt(),
                     Tag::Conn(i) => self.service(i, pfd.revents, now),
                 }
             }
-            self.finish_prompts(now);
+            self.finish_prompt(now);
             self.check_held_unlocks(now);
             self.fire_timers(now);
             self.resume(now);
@@ -406,12 +419,11 @@ impl<'a> Server<'a> {
             info!("received SIGUSR1, removing all keys");
             self.agent.remove_all();
         }
-        if sys::SIG_CHLD.swap(false, Ordering::SeqCst) {
-            for p in &mut self.prompts {
-                if p.status.is_none() {
-                    p.status = p.child.try_wait().ok().flatten();
-                }
-            }
+        if sys::SIG_CHLD.swap(false, Ordering::SeqCst)
+            && let Some(p) = &mut self.prompt
+            && p.status.is_none()
+        {
+            p.status = p.child.try_wait().ok().flatten();
         }
         None
     }
@@ -500,19 +512,21 @@ impl<'a> Server<'a> {
     }
 
     /// Close a connection; an askpass still asking on its behalf is killed (and reaped
-    /// later), since its answer has nowhere to go. An unlock it had in line leaves the
-    /// line: that passphrase is never checked (and is wiped as it drops).
+    /// later), since its answer has nowhere to go. A confirmation or an unlock it had in
+    /// line leaves the line: that prompt never shows, that passphrase is never checked
+    /// (and is wiped as it drops).
     fn close(&mut self, i: usize) {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::take) else {
             return;
         };
         let me = (i, conn.id);
-        for p in &mut self.prompts {
-            if p.conn == Some(me) {
-                p.conn = None;
-                let _ = p.child.kill();
-            }
+        if let Some(p) = &mut self.prompt
+            && p.conn == Some(me)
+        {
+            p.conn = None;
+            let _ = p.child.kill();
         }
+        self.confirms.retain(|q| q.conn != me);
         self.unlocks.retain(|h| h.conn != me);
     }
 
@@ -610,24 +624,24 @@ impl<'a> Server<'a> {
                         passphrase,
                     });
                 }
-                Reply::Confirm(pending) => match spawn_askpass(&self.askpass, &pending.prompt) {
-                    Some((child, stdout)) => {
+                Reply::Confirm(pending) => {
+                    let me = (i, conn.id);
+                    if self.prompt.is_some() || !self.confirms.is_empty() {
                         conn.state = ConnState::Confirming;
-                        self.prompts.push(Prompt {
-                            conn: Some((i, conn.id)),
-                            child,
-                            stdout: Some(stdout),
-                            output: Vec::new(),
-                            deadline: now + CONFIRM_TIMEOUT,
-                            pending: Some(pending),
-                            status: None,
-                        });
+                        self.confirms.push_back(QueuedConfirm { conn: me, pending });
+                    } else {
+                        match show_prompt(&self.askpass, me, pending, now) {
+                            Ok(p) => {
+                                conn.state = ConnState::Confirming;
+                                self.prompt = Some(p);
+                            }
+                            Err(pending) => self
+                                .agent
+                                .confirmed(pending, false, now)
+                                .encode(&mut conn.output),
+                        }
                     }
-                    None => self
-                        .agent
-                        .confirmed(pending, false, now)
-                        .encode(&mut conn.output),
-                },
+                }
             }
         }
         if touched_secrets {
@@ -653,8 +667,8 @@ impl<'a> Server<'a> {
         }
     }
 
-    fn read_prompt(&mut self, i: usize) {
-        let Some(p) = self.prompts.get_mut(i) else {
+    fn read_prompt(&mut self) {
+        let Some(p) = self.prompt.as_mut() else {
             return;
         };
         let Some(out) = p.stdout.as_mut() else {
@@ -683,42 +697,64 @@ impl<'a> Server<'a> {
         }
     }
 
-    /// Settle every prompt whose askpass has exited or timed out.
-    fn finish_prompts(&mut self, now: Instant) {
-        let mut k = 0;
-        while k < self.prompts.len() {
-            let Some(p) = self.prompts.get_mut(k) else {
+    /// Settle the prompt on screen once its askpass has exited or timed out, then show the
+    /// next one in line.
+    fn finish_prompt(&mut self, now: Instant) {
+        let Some(p) = self.prompt.as_mut() else {
+            return;
+        };
+        if p.status.is_none() && p.stdout.is_none() {
+            p.status = p.child.try_wait().ok().flatten();
+        }
+        let timed_out = now >= p.deadline;
+        if p.status.is_none() && !timed_out {
+            return;
+        }
+        if timed_out && p.status.is_none() {
+            debug!("confirmation timed out");
+            let _ = p.child.kill();
+            // Killed with SIGKILL: it exits at once; reaping here keeps no zombie.
+            let _ = p.child.wait();
+        }
+        let Some(p) = self.prompt.take() else {
+            return;
+        };
+        // OpenSSH: allowed when askpass exits 0 and its first line is empty or "yes".
+        let allowed =
+            !timed_out && p.status.is_some_and(|s| s.success()) && confirm_answer(&p.output);
+        let mut resume = Vec::new();
+        // A prompt whose client has gone signs nothing.
+        if let Some(me) = p.conn {
+            let reply = self.agent.confirmed(p.pending, allowed, now);
+            self.answer(me, &reply, &mut resume);
+        }
+        // The next in line, skipping (and refusing) any whose askpass cannot start.
+        while self.prompt.is_none() {
+            let Some(q) = self.confirms.pop_front() else {
                 break;
             };
-            if p.status.is_none() && p.stdout.is_none() {
-                p.status = p.child.try_wait().ok().flatten();
+            match show_prompt(&self.askpass, q.conn, q.pending, now) {
+                Ok(p) => self.prompt = Some(p),
+                Err(pending) => {
+                    let reply = self.agent.confirmed(pending, false, now);
+                    self.answer(q.conn, &reply, &mut resume);
+                }
             }
-            let timed_out = now >= p.deadline;
-            if p.status.is_none() && !timed_out {
-                k += 1;
-                continue;
-            }
-            if timed_out && p.status.is_none() {
-                debug!("confirmation timed out");
-                let _ = p.child.kill();
-                // Killed with SIGKILL: it exits at once; reaping here keeps no zombie.
-                let _ = p.child.wait();
-            }
-            let p = self.prompts.swap_remove(k);
-            // OpenSSH: allowed when askpass exits 0 and its first line is empty or "yes".
-            let allowed =
-                !timed_out && p.status.is_some_and(|s| s.success()) && confirm_answer(&p.output);
-            let (Some((slot, id)), Some(pending)) = (p.conn, p.pending) else {
-                continue;
-            };
-            let reply = self.agent.confirmed(pending, allowed, now);
-            if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut)
-                && conn.id == id
-            {
-                reply.encode(&mut conn.output);
-                conn.state = ConnState::Ready;
-                self.process(slot, now, false);
-            }
+        }
+        for slot in resume {
+            self.process(slot, now, false);
+        }
+    }
+
+    /// Queue the answer a waiting connection was waiting for and make it ready again; its
+    /// slot goes on `resume`, to be processed by the caller.
+    fn answer(&mut self, (slot, id): ConnRef, reply: &Response<'_>, resume: &mut Vec<usize>) {
+        if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut)
+            && conn.id == id
+        {
+            reply.encode(&mut conn.output);
+            conn.state = ConnState::Ready;
+            resume.push(slot);
         }
     }
 
@@ -867,6 +903,28 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
         conn.output = Vec::new();
     }
     Ok(())
+}
+
+/// Show the prompt for `pending` on behalf of `conn`; its timeout runs from `now`. Hands
+/// `pending` back when the askpass may not or cannot run: refused.
+fn show_prompt(
+    askpass: &Askpass,
+    conn: ConnRef,
+    pending: PendingSign,
+    now: Instant,
+) -> Result<Prompt, PendingSign> {
+    let Some((child, stdout)) = spawn_askpass(askpass, &pending.prompt) else {
+        return Err(pending);
+    };
+    Ok(Prompt {
+        conn: Some(conn),
+        child,
+        stdout: Some(stdout),
+        output: Vec::new(),
+        deadline: now + CONFIRM_TIMEOUT,
+        pending,
+        status: None,
+    })
 }
 
 /// Start `$SSH_ASKPASS "<prompt>"` with SSH_ASKPASS_PROMPT=confirm, its stdout a

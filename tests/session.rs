@@ -659,7 +659,7 @@ fn pending_confirmation_does_not_stall_other_clients() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The unlock back-off is agent-wide
+// The unlock back-off is agent-wide; prompts show one at a time
 
 /// Bytes `c` has written that the agent has not read yet (SIOCOUTQ): 0 once it has read them
 /// all, which is how a test knows a request has reached the agent before it sends the next.
@@ -846,4 +846,119 @@ fn held_unlock_of_a_closed_client_is_never_checked() {
         SSH_AGENT_SUCCESS
     );
     assert_eq!(raw_list(&agent), vec![pub_blob(&pub_path(&key))]);
+}
+
+/// The askpass prompt lines an agent's askpass script logged: `start <comment>` and `end`.
+fn prompt_log(log: &Path) -> Vec<String> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Confirmations show one prompt at a time, in arrival order; the clients behind the first
+/// wait, others are served meanwhile, and a client that closes while in line never gets its
+/// prompt. (OpenSSH shows one at a time too, but stalls every client while it does.)
+#[test]
+fn confirmations_show_one_prompt_at_a_time_in_order() {
+    if !sshkeep_only() {
+        return;
+    }
+    let scripts = TempDir::new();
+    let log = scripts.join("log");
+    let go = scripts.join("go");
+    // Logs the key's comment (the prompt's first line is "Allow use of key <comment>?"),
+    // waits for the test's go-ahead (20 s at most), logs its end and allows.
+    let body = format!(
+        "first=$(printf '%s\\n' \"$1\" | head -n 1)\n\
+         comment=${{first#Allow use of key }}\n\
+         echo \"start ${{comment%\\?}}\" >> {log}\n\
+         i=0\n\
+         while [ ! -e {go} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n\
+         echo end >> {log}\n\
+         exit 0",
+        log = q(&log),
+        go = q(&go)
+    );
+    let askpass = script(scripts.path(), "askpass", &body);
+    let agent = Agent::start_env(
+        &[],
+        &[
+            ("SSH_ASKPASS", askpass.to_str().unwrap()),
+            ("SSH_ASKPASS_REQUIRE", "force"),
+        ],
+    );
+    let keys: Vec<PathBuf> = ["first", "second", "third"]
+        .iter()
+        .map(|name| {
+            let k = keygen_named(agent.dir(), "ed25519", name, name);
+            expect_ok(&ssh_add(&agent, &["-c", k.to_str().unwrap()]));
+            k
+        })
+        .collect();
+    let blob = |i: usize| pub_blob(&pub_path(&keys[i]));
+    let sign = |i: usize| {
+        let mut c = RawClient::connect(agent.sock());
+        c.set_timeout(Duration::from_secs(30));
+        c.send_raw(&frame(
+            SSH_AGENTC_SIGN_REQUEST,
+            &sign_body(&blob(i), b"confirm me"),
+        ));
+        c
+    };
+
+    // The first prompt shows; the second and third requests wait in line behind it.
+    let mut first = sign(0);
+    assert!(
+        wait_until(Duration::from_secs(10), || prompt_log(&log).len() == 1),
+        "the first prompt did not show: {:?}",
+        prompt_log(&log)
+    );
+    let mut second = sign(1);
+    until_read(&second);
+    let third = sign(2);
+    until_read(&third);
+    // The third client gives up while in line.
+    drop(third);
+
+    // Others are served while the prompts are pending, and no second prompt is shown.
+    let t = Instant::now();
+    let listed = raw_list(&agent);
+    let took = t.elapsed();
+    assert_eq!(listed.len(), 3);
+    assert!(took < Duration::from_secs(1), "a list took {took:?}");
+    assert_eq!(prompt_log(&log), ["start first"]);
+    first.set_timeout(Duration::from_millis(50));
+    assert_eq!(first.recv_frame(), None, "signed before the confirmation");
+
+    // The go-ahead: the prompts end one after the other, each answered.
+    fs::write(&go, "").unwrap();
+    first.set_timeout(Duration::from_secs(30));
+    assert_eq!(
+        first.recv_frame().expect("no reply")[0],
+        SSH_AGENT_SIGN_RESPONSE
+    );
+    assert_eq!(
+        second.recv_frame().expect("no reply")[0],
+        SSH_AGENT_SIGN_RESPONSE
+    );
+    // A later confirmation is shown right after the second: had the third client's prompt
+    // stayed in line, it would have shown before this one.
+    let mut later = sign(0);
+    assert_eq!(
+        later.recv_frame().expect("no reply")[0],
+        SSH_AGENT_SIGN_RESPONSE
+    );
+    assert_eq!(
+        prompt_log(&log),
+        [
+            "start first",
+            "end",
+            "start second",
+            "end",
+            "start first",
+            "end"
+        ]
+    );
 }
