@@ -15,7 +15,6 @@ use crate::protocol::{
     SessionBind,
 };
 use crate::sys::Instant;
-#[cfg(test)]
 use zeroize::Zeroizing;
 
 /// Most identities held at once. OpenSSH clients refuse a list of more than 2048 keys
@@ -89,14 +88,29 @@ impl Session {
 }
 
 /// What the server should do with a request's answer.
-#[derive(Debug)]
 pub enum Reply<'a> {
     /// Send this now.
     Now(Response<'a>),
-    /// Send this after the delay (a failed unlock). Only this client waits.
+    /// Send this after the delay (a failed unlock, answered when the back-off it started
+    /// ends). Only this client waits.
     Delayed(Duration, Response<'static>),
+    /// An UNLOCK that came during the back-off, not checked: hold it (the passphrase wipes
+    /// itself when dropped) and hand it back to `handle`, in arrival order, once `now`
+    /// reaches `unlock_backoff()`. Only this client waits.
+    Held(Zeroizing<Vec<u8>>),
     /// Ask the user first; then call `Agent::confirmed` with the answer.
     Confirm(PendingSign),
+}
+
+impl fmt::Debug for Reply<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Now(r) => f.debug_tuple("Now").field(r).finish(),
+            Reply::Delayed(d, r) => f.debug_tuple("Delayed").field(d).field(r).finish(),
+            Reply::Held(_) => f.write_str("Held([redacted])"),
+            Reply::Confirm(p) => f.debug_tuple("Confirm").field(p).finish(),
+        }
+    }
 }
 
 /// A signature waiting for the user's confirmation.
@@ -127,6 +141,9 @@ pub struct Agent {
     lock: Option<LockHash>,
     /// Failed unlocks since the last success, one counter for the agent (as OpenSSH).
     unlock_failures: u32,
+    /// The next UNLOCK may be checked at this time, not before: one time for the agent,
+    /// so guesses on fresh connections wait their turn. None: at once.
+    unlock_backoff: Option<Instant>,
     default_lifetime: Option<u32>,
     fingerprint_hash: FingerprintHash,
     /// `--confirm-forwarded`: every signature over a forwarded connection is confirmed.
@@ -142,6 +159,7 @@ impl Agent {
             list_bytes: 0,
             lock: None,
             unlock_failures: 0,
+            unlock_backoff: None,
             default_lifetime,
             fingerprint_hash,
             confirm_forwarded: false,
@@ -165,6 +183,11 @@ impl Agent {
         self.lock.is_some()
     }
 
+    /// When the next UNLOCK may be checked: an UNLOCK handled before then is `Reply::Held`.
+    pub fn unlock_backoff(&self) -> Option<Instant> {
+        self.unlock_backoff
+    }
+
     /// Answer one request. Expired keys are removed first, so none is ever served.
     pub fn handle(&mut self, session: &mut Session, req: Request, now: Instant) -> Reply<'_> {
         self.reap(now);
@@ -172,7 +195,7 @@ impl Agent {
         let result = match (locked, req) {
             // OpenSSH: a locked agent lists no keys rather than failing.
             (true, Request::RequestIdentities) => Ok(Reply::Now(Response::Identities(Vec::new()))),
-            (true, Request::Unlock(pw)) => Ok(self.unlock(&pw)),
+            (true, Request::Unlock(pw)) => Ok(self.unlock(pw, now)),
             // OpenSSH 10.5: binds go on while locked, so new connections stay bound.
             (true, Request::Extension(Extension::SessionBind(b))) => {
                 Ok(Reply::Now(session_bind(session, b)))
@@ -438,11 +461,19 @@ impl Agent {
         Ok(Response::Success)
     }
 
-    fn unlock(&mut self, passphrase: &[u8]) -> Reply<'static> {
-        let matches = self.lock.as_ref().is_some_and(|l| l.matches(passphrase));
+    /// OpenSSH checks a guess, then sleeps in its only thread, so guesses are checked one
+    /// at a time however many connections send them. Here a guess that comes during the
+    /// back-off is held, unchecked, and only the unlocking clients wait.
+    fn unlock(&mut self, passphrase: Zeroizing<Vec<u8>>, now: Instant) -> Reply<'static> {
+        if self.unlock_backoff.is_some_and(|t| now < t) {
+            return Reply::Held(passphrase);
+        }
+        let matches = self.lock.as_ref().is_some_and(|l| l.matches(&passphrase));
+        drop(passphrase);
         if matches {
             self.lock = None;
             self.unlock_failures = 0;
+            self.unlock_backoff = None;
             return Reply::Now(Response::Success);
         }
         self.unlock_failures = lock::next_failures(self.unlock_failures);
@@ -450,7 +481,9 @@ impl Agent {
             "refused: incorrect passphrase ({} failures)",
             self.unlock_failures
         );
-        Reply::Delayed(lock::unlock_delay(self.unlock_failures), Response::Failure)
+        let delay = lock::unlock_delay(self.unlock_failures);
+        self.unlock_backoff = Some(now + delay);
+        Reply::Delayed(delay, Response::Failure)
     }
 
     fn extension(
@@ -875,23 +908,113 @@ mod tests {
             FAILURE
         );
         assert_eq!(a.len(), 1);
-        // Wrong passphrases: delayed failures, growing by 0.1 s.
+        // Wrong passphrases, each sent when the back-off of the one before ends: delayed
+        // failures, growing by 0.1 s.
+        let mut at = t;
         for n in 1..=3u32 {
-            match a.handle(&mut Session::default(), Request::Unlock(pw("wrong")), t) {
+            match a.handle(&mut Session::default(), Request::Unlock(pw("wrong")), at) {
                 Reply::Delayed(d, Response::Failure) => {
-                    assert_eq!(d, Duration::from_millis(100) * n)
+                    assert_eq!(d, Duration::from_millis(100) * n);
+                    at += d;
                 }
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(req(&mut a, Request::Unlock(pw("secret")), t), SUCCESS);
-        assert_eq!(blobs(&mut a, t), vec![b.clone()]);
+        assert_eq!(req(&mut a, Request::Unlock(pw("secret")), at), SUCCESS);
+        assert_eq!(blobs(&mut a, at), vec![b.clone()]);
         // The counter was reset by the success.
-        req(&mut a, Request::Lock(pw("again")), t);
-        match a.handle(&mut Session::default(), Request::Unlock(pw("nope")), t) {
+        req(&mut a, Request::Lock(pw("again")), at);
+        match a.handle(&mut Session::default(), Request::Unlock(pw("nope")), at) {
             Reply::Delayed(d, _) => assert_eq!(d, Duration::from_millis(100)),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The back-off is one time for the whole agent, on the injected clock: an UNLOCK before
+    /// it ends is held unchecked (whatever its passphrase, whichever connection sent it),
+    /// one at or after it is checked and, when wrong, moves it on.
+    #[test]
+    fn unlock_backoff_holds_guesses_until_their_turn() {
+        let t = Instant::from_boot(Duration::from_secs(1000));
+        let ms = Duration::from_millis;
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, b) = body("ed25519");
+        req(&mut a, add(&k, "k", Constraints::default()), t);
+        let pw = |p: &str| Zeroizing::new(p.as_bytes().to_vec());
+        fn unlock<'a>(a: &'a mut Agent, p: &str, at: Instant) -> Reply<'a> {
+            let p = Zeroizing::new(p.as_bytes().to_vec());
+            a.handle(&mut Session::default(), Request::Unlock(p), at)
+        }
+        req(&mut a, Request::Lock(pw("secret")), t);
+        assert_eq!(a.unlock_backoff(), None);
+
+        // The first guess is checked at once; the back-off starts.
+        assert!(matches!(
+            unlock(&mut a, "0000", t),
+            Reply::Delayed(d, Response::Failure) if d == ms(100)
+        ));
+        assert_eq!(a.unlock_backoff(), Some(t + ms(100)));
+        // Before it ends, even the right passphrase is held, not checked, and handed back
+        // as it came; the lock and the back-off stay as they were.
+        match unlock(&mut a, "secret", t + ms(50)) {
+            Reply::Held(p) => assert_eq!(p.as_slice(), b"secret"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(unlock(&mut a, "0001", t + ms(99)), Reply::Held(_)));
+        assert!(a.is_locked());
+        assert_eq!(a.unlock_backoff(), Some(t + ms(100)));
+        // Other requests are served meanwhile.
+        assert!(listed(&mut a, t + ms(50)).is_empty());
+        assert_eq!(req(&mut a, sign(&b), t + ms(50)), FAILURE);
+
+        // At its end the next guess is checked: a second failure, 0.2 s more.
+        assert!(matches!(
+            unlock(&mut a, "0001", t + ms(100)),
+            Reply::Delayed(d, Response::Failure) if d == ms(200)
+        ));
+        assert_eq!(a.unlock_backoff(), Some(t + ms(300)));
+        assert!(matches!(
+            unlock(&mut a, "secret", t + ms(299)),
+            Reply::Held(_)
+        ));
+        // The right passphrase at its turn unlocks and ends the back-off.
+        assert!(matches!(
+            unlock(&mut a, "secret", t + ms(300)),
+            Reply::Now(Response::Success)
+        ));
+        assert!(!a.is_locked());
+        assert_eq!(a.unlock_backoff(), None);
+        assert_eq!(blobs(&mut a, t + ms(300)), vec![b.clone()]);
+        // A held guess handed back after that is refused at once: nothing is locked.
+        assert!(matches!(
+            unlock(&mut a, "0002", t + ms(300)),
+            Reply::Now(Response::Failure)
+        ));
+
+        // The success reset the count: the next failure waits 0.1 s again. Failures in a
+        // row, each at its turn, grow to the 10 s cap.
+        let mut at = t + ms(300);
+        req(&mut a, Request::Lock(pw("secret")), at);
+        for n in 1..=120u32 {
+            match unlock(&mut a, "wrong", at) {
+                Reply::Delayed(d, Response::Failure) => {
+                    assert_eq!(d, (ms(100) * n).min(Duration::from_secs(10)), "failure {n}");
+                    at += d;
+                    assert_eq!(a.unlock_backoff(), Some(at));
+                }
+                other => panic!("failure {n}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            unlock(&mut a, "secret", at),
+            Reply::Now(Response::Success)
+        ));
+    }
+
+    #[test]
+    fn held_passphrases_are_redacted() {
+        let r: Reply<'_> = Reply::Held(Zeroizing::new(b"hunter2".to_vec()));
+        assert_eq!(format!("{r:?}"), "Held([redacted])");
     }
 
     #[test]

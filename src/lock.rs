@@ -1,6 +1,10 @@
 //! The agent lock (RFC 9987 §3.6, OpenSSH `process_lock_agent`): only a salted
 //! bcrypt-pbkdf hash of the passphrase is kept, compared in constant time, and failed
 //! unlocks are slowed down by a schedule that is a pure function of the failure count.
+//!
+//! The back-off is agent-wide (the agent keeps the time the next unlock may be checked at):
+//! an UNLOCK that arrives before then is held unchecked, so guesses sent on fresh
+//! connections are checked no faster than OpenSSH checks them in its single thread.
 
 use std::fmt;
 use std::time::Duration;
@@ -83,7 +87,8 @@ pub fn next_failures(failures: u32) -> u32 {
     failures.saturating_add(1).min(MAX_FAILURES)
 }
 
-/// How long the reply to a failed unlock waits: 0.1 s × failures so far, at most 10 s.
+/// How long after a failed check the next unlock may be checked, and when the failure is
+/// answered: 0.1 s × failures so far, at most 10 s (OpenSSH sleeps that long after it).
 pub fn unlock_delay(failures: u32) -> Duration {
     DELAY_STEP.saturating_mul(failures).min(MAX_DELAY)
 }
@@ -130,6 +135,14 @@ mod tests {
         assert_eq!(next_failures(0), 1);
         assert_eq!(next_failures(100), 100);
         assert_eq!(next_failures(u32::MAX), 100);
+        // Eight failures in a row take 0.1 s × (1 + … + 8) before the next check.
+        let mut failures = 0;
+        let mut total = Duration::ZERO;
+        for _ in 0..8 {
+            failures = next_failures(failures);
+            total += unlock_delay(failures);
+        }
+        assert_eq!(total, Duration::from_millis(3600));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The poll loop: the listener, connections with input and output buffers, the signal
-//! self-pipe, timers (key expiry, delayed unlock failures, the parent watch) and askpass
-//! children. It knows the agent only through `Agent::handle`, `Agent::confirmed`,
-//! `Agent::reap` and `Agent::remove_all`.
+//! self-pipe, timers (key expiry, delayed unlock failures, the parent watch), the queue of
+//! unlocks held during the back-off and the askpass prompt with its queue. It knows the
+//! agent only through `Agent::handle`, `Agent::confirmed`, `Agent::reap`,
+//! `Agent::unlock_backoff` and `Agent::remove_all`.
 //!
-//! One thread, no blocking call anywhere but `poll`: a confirmation prompt or a failed
-//! unlock delays only the client that asked (OpenSSH stalls every client).
+//! One thread, no blocking call anywhere but `poll`: a confirmation prompt or the unlock
+//! back-off delays only the clients that asked (OpenSSH stalls every client). Every request
+//! a client writes is answered, in order, however many it writes before reading.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -13,7 +16,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::agent::{Agent, PendingSign, Reply, Session};
 use crate::protocol::{self, Frame, Request, Response};
@@ -111,7 +114,10 @@ enum ConnState {
     Ready,
     /// A failed unlock: this reply goes out at `until`; nothing else is read meanwhile.
     Delayed { until: Instant, reply: Vec<u8> },
-    /// Waiting for the user's answer through askpass.
+    /// Its UNLOCK waits, unchecked, in `Server::unlocks` for the back-off to end.
+    Unlocking,
+    /// Its signature waits for the user's answer: on screen (`Server::prompt`) or in line
+    /// for it (`Server::confirms`).
     Confirming,
 }
 
@@ -128,14 +134,44 @@ struct Conn {
     backlog: bool,
 }
 
-/// A running askpass and the signature that waits for it.
+impl Conn {
+    /// Requests it already holds can be answered now: nothing waits on it, its output has
+    /// room and a whole frame (or a bad length, which closes it) is at the head of its
+    /// input. No new byte may arrive to wake the loop for these, so the loop looks itself.
+    fn has_work(&self) -> bool {
+        matches!(self.state, ConnState::Ready)
+            && !self.backlog
+            && self.output.len() < OUTPUT_HIGH_WATER
+            && protocol::frame(&self.input.0) != Frame::Incomplete
+    }
+}
+
+/// A connection, by slot and by id (a slot is reused once its connection closes).
+type ConnRef = (usize, u64);
+
+/// An UNLOCK held during the back-off. The passphrase wipes itself when dropped: when it
+/// is checked, or when its connection closes and it leaves the queue.
+struct HeldUnlock {
+    conn: ConnRef,
+    passphrase: Zeroizing<Vec<u8>>,
+}
+
+/// A confirmation waiting for the prompt on screen to end.
+struct QueuedConfirm {
+    conn: ConnRef,
+    pending: PendingSign,
+}
+
+/// The askpass on screen and the signature that waits for it.
 struct Prompt {
-    conn: Option<(usize, u64)>,
+    /// None once its client has closed (the child is killed, then reaped).
+    conn: Option<ConnRef>,
     child: Child,
     stdout: Option<ChildStdout>,
     output: Vec<u8>,
+    /// CONFIRM_TIMEOUT from when it was shown.
     deadline: Instant,
-    pending: Option<PendingSign>,
+    pending: PendingSign,
     /// The child's exit status once reaped.
     status: Option<std::process::ExitStatus>,
 }
@@ -146,7 +182,7 @@ enum Tag {
     Signals,
     Listener,
     Watch,
-    Prompt(usize),
+    Prompt,
     Conn(usize),
 }
 
@@ -159,7 +195,12 @@ pub struct Server<'a> {
     uid: u32,
     conns: Vec<Option<Conn>>,
     next_id: u64,
-    prompts: Vec<Prompt>,
+    /// At most one prompt on screen at a time (OpenSSH too); the others wait in `confirms`,
+    /// in arrival order.
+    prompt: Option<Prompt>,
+    confirms: VecDeque<QueuedConfirm>,
+    /// UNLOCKs held during the back-off, checked one at a time in arrival order.
+    unlocks: VecDeque<HeldUnlock>,
     accept_paused_until: Option<Instant>,
     next_parent_check: Instant,
     /// Where the search for the next backlogged connection starts (round robin).
@@ -212,7 +253,9 @@ impl<'a> Server<'a> {
             uid: nix::unistd::getuid().as_raw(),
             conns: Vec::new(),
             next_id: 0,
-            prompts: Vec::new(),
+            prompt: None,
+            confirms: VecDeque::new(),
+            unlocks: VecDeque::new(),
             accept_paused_until: None,
             next_parent_check: Instant::now() + PARENT_CHECK,
             next_slow: 0,
@@ -253,31 +296,38 @@ impl<'a> Server<'a> {
                     }
                 }
             }
-            for (i, p) in self.prompts.iter().enumerate() {
+            if let Some(p) = &self.prompt {
                 deadline = earliest(deadline, Some(p.deadline));
                 if let Some(out) = &p.stdout {
                     fds.push(pollfd(out.as_raw_fd(), libc::POLLIN));
-                    tags.push(Tag::Prompt(i));
+                    tags.push(Tag::Prompt);
                 } else if p.status.is_none() {
                     // Output closed but not yet exited: SIGCHLD wakes us; look again soon anyway.
                     deadline = earliest(deadline, Some(now + Duration::from_millis(50)));
                 }
             }
+            if !self.unlocks.is_empty() {
+                let turn = self.agent.unlock_backoff().unwrap_or(now);
+                deadline = earliest(deadline, Some(turn));
+            }
             for (i, c) in self.conns.iter().enumerate() {
                 let Some(c) = c else { continue };
-                if c.backlog {
-                    // Slow work is waiting: look at the sockets, but do not sleep.
+                if c.backlog || c.has_work() {
+                    // Work is waiting: look at the sockets, but do not sleep.
                     deadline = Some(now);
                 }
                 let mut events: libc::c_short = 0;
                 match &c.state {
                     ConnState::Ready => {
-                        if !c.eof && c.output.len() < OUTPUT_HIGH_WATER {
+                        if !c.eof
+                            && c.output.len() < OUTPUT_HIGH_WATER
+                            && c.input.0.len() < INPUT_LIMIT
+                        {
                             events |= libc::POLLIN;
                         }
                     }
                     ConnState::Delayed { until, .. } => deadline = earliest(deadline, Some(*until)),
-                    ConnState::Confirming => {}
+                    ConnState::Unlocking | ConnState::Confirming => {}
                 }
                 if !c.output.is_empty() {
                     events |= libc::POLLOUT;
@@ -305,13 +355,30 @@ impl<'a> Server<'a> {
                         info!("watched process exited, exiting");
                         return Ok(Exit::ParentGone);
                     }
-                    Tag::Prompt(i) => self.read_prompt(i),
+                    Tag::Prompt => self.read_prompt(),
                     Tag::Conn(i) => self.service(i, pfd.revents, now),
                 }
             }
-            self.finish_prompts(now);
+            self.finish_prompt(now);
+            self.check_held_unlocks(now);
             self.fire_timers(now);
+            self.resume(now);
             self.run_one_slow(now);
+        }
+    }
+
+    /// Answer the requests connections already hold whose output has drained since: no
+    /// poll event announces those.
+    fn resume(&mut self, now: Instant) {
+        for i in 0..self.conns.len() {
+            let work = self
+                .conns
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(Conn::has_work);
+            if work {
+                self.process(i, now, false);
+            }
         }
     }
 
@@ -352,12 +419,11 @@ impl<'a> Server<'a> {
             info!("received SIGUSR1, removing all keys");
             self.agent.remove_all();
         }
-        if sys::SIG_CHLD.swap(false, Ordering::SeqCst) {
-            for p in &mut self.prompts {
-                if p.status.is_none() {
-                    p.status = p.child.try_wait().ok().flatten();
-                }
-            }
+        if sys::SIG_CHLD.swap(false, Ordering::SeqCst)
+            && let Some(p) = &mut self.prompt
+            && p.status.is_none()
+        {
+            p.status = p.child.try_wait().ok().flatten();
         }
         None
     }
@@ -446,17 +512,22 @@ impl<'a> Server<'a> {
     }
 
     /// Close a connection; an askpass still asking on its behalf is killed (and reaped
-    /// later), since its answer has nowhere to go.
+    /// later), since its answer has nowhere to go. A confirmation or an unlock it had in
+    /// line leaves the line: that prompt never shows, that passphrase is never checked
+    /// (and is wiped as it drops).
     fn close(&mut self, i: usize) {
-        for p in &mut self.prompts {
-            if p.conn.is_some_and(|(slot, _)| slot == i) {
-                p.conn = None;
-                let _ = p.child.kill();
-            }
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        let me = (i, conn.id);
+        if let Some(p) = &mut self.prompt
+            && p.conn == Some(me)
+        {
+            p.conn = None;
+            let _ = p.child.kill();
         }
-        if let Some(slot) = self.conns.get_mut(i) {
-            *slot = None;
-        }
+        self.confirms.retain(|q| q.conn != me);
+        self.unlocks.retain(|h| h.conn != me);
     }
 
     /// One connection's poll events: read, answer, write.
@@ -518,6 +589,14 @@ impl<'a> Server<'a> {
             let req = conn.input.0.get(4..end).map(Request::decode);
             conn.input.consume(end);
             let reply = match req {
+                // Behind UNLOCKs already held, another waits its turn, unchecked.
+                Some(Ok(Request::Unlock(passphrase))) if !self.unlocks.is_empty() => {
+                    debug!(
+                        "request Unlock([redacted]) held behind {}",
+                        self.unlocks.len()
+                    );
+                    Reply::Held(passphrase)
+                }
                 Some(Ok(req)) => {
                     debug!("request {req:?}");
                     self.agent.handle(&mut conn.session, req, now)
@@ -538,24 +617,31 @@ impl<'a> Server<'a> {
                         reply,
                     };
                 }
-                Reply::Confirm(pending) => match spawn_askpass(&self.askpass, &pending.prompt) {
-                    Some((child, stdout)) => {
+                Reply::Held(passphrase) => {
+                    conn.state = ConnState::Unlocking;
+                    self.unlocks.push_back(HeldUnlock {
+                        conn: (i, conn.id),
+                        passphrase,
+                    });
+                }
+                Reply::Confirm(pending) => {
+                    let me = (i, conn.id);
+                    if self.prompt.is_some() || !self.confirms.is_empty() {
                         conn.state = ConnState::Confirming;
-                        self.prompts.push(Prompt {
-                            conn: Some((i, conn.id)),
-                            child,
-                            stdout: Some(stdout),
-                            output: Vec::new(),
-                            deadline: now + CONFIRM_TIMEOUT,
-                            pending: Some(pending),
-                            status: None,
-                        });
+                        self.confirms.push_back(QueuedConfirm { conn: me, pending });
+                    } else {
+                        match show_prompt(&self.askpass, me, pending, now) {
+                            Ok(p) => {
+                                conn.state = ConnState::Confirming;
+                                self.prompt = Some(p);
+                            }
+                            Err(pending) => self
+                                .agent
+                                .confirmed(pending, false, now)
+                                .encode(&mut conn.output),
+                        }
                     }
-                    None => self
-                        .agent
-                        .confirmed(pending, false, now)
-                        .encode(&mut conn.output),
-                },
+                }
             }
         }
         if touched_secrets {
@@ -566,21 +652,23 @@ impl<'a> Server<'a> {
             self.close(i);
             return;
         }
-        let incomplete = !conn.input.0.is_empty();
+        // A client that closed its end (or only its writing half, as `nc -N` does) gets
+        // every reply to what it sent before the connection is closed.
         if conn.eof
             && !conn.backlog
             && matches!(conn.state, ConnState::Ready)
             && conn.output.is_empty()
+            && !matches!(protocol::frame(&conn.input.0), Frame::Complete(_))
         {
-            if incomplete {
+            if !conn.input.0.is_empty() {
                 debug!("client closed with a partial frame");
             }
             self.close(i);
         }
     }
 
-    fn read_prompt(&mut self, i: usize) {
-        let Some(p) = self.prompts.get_mut(i) else {
+    fn read_prompt(&mut self) {
+        let Some(p) = self.prompt.as_mut() else {
             return;
         };
         let Some(out) = p.stdout.as_mut() else {
@@ -609,42 +697,126 @@ impl<'a> Server<'a> {
         }
     }
 
-    /// Settle every prompt whose askpass has exited or timed out.
-    fn finish_prompts(&mut self, now: Instant) {
-        let mut k = 0;
-        while k < self.prompts.len() {
-            let Some(p) = self.prompts.get_mut(k) else {
+    /// Settle the prompt on screen once its askpass has exited or timed out, then show the
+    /// next one in line.
+    fn finish_prompt(&mut self, now: Instant) {
+        let Some(p) = self.prompt.as_mut() else {
+            return;
+        };
+        if p.status.is_none() && p.stdout.is_none() {
+            p.status = p.child.try_wait().ok().flatten();
+        }
+        let timed_out = now >= p.deadline;
+        if p.status.is_none() && !timed_out {
+            return;
+        }
+        if timed_out && p.status.is_none() {
+            debug!("confirmation timed out");
+            let _ = p.child.kill();
+            // Killed with SIGKILL: it exits at once; reaping here keeps no zombie.
+            let _ = p.child.wait();
+        }
+        let Some(p) = self.prompt.take() else {
+            return;
+        };
+        // OpenSSH: allowed when askpass exits 0 and its first line is empty or "yes".
+        let allowed =
+            !timed_out && p.status.is_some_and(|s| s.success()) && confirm_answer(&p.output);
+        let mut resume = Vec::new();
+        // A prompt whose client has gone signs nothing.
+        if let Some(me) = p.conn {
+            let reply = self.agent.confirmed(p.pending, allowed, now);
+            self.answer(me, &reply, &mut resume);
+        }
+        // The next in line, skipping (and refusing) any whose askpass cannot start.
+        while self.prompt.is_none() {
+            let Some(q) = self.confirms.pop_front() else {
                 break;
             };
-            if p.status.is_none() && p.stdout.is_none() {
-                p.status = p.child.try_wait().ok().flatten();
+            match show_prompt(&self.askpass, q.conn, q.pending, now) {
+                Ok(p) => self.prompt = Some(p),
+                Err(pending) => {
+                    let reply = self.agent.confirmed(pending, false, now);
+                    self.answer(q.conn, &reply, &mut resume);
+                }
             }
-            let timed_out = now >= p.deadline;
-            if p.status.is_none() && !timed_out {
-                k += 1;
-                continue;
-            }
-            if timed_out && p.status.is_none() {
-                debug!("confirmation timed out");
-                let _ = p.child.kill();
-                // Killed with SIGKILL: it exits at once; reaping here keeps no zombie.
-                let _ = p.child.wait();
-            }
-            let p = self.prompts.swap_remove(k);
-            // OpenSSH: allowed when askpass exits 0 and its first line is empty or "yes".
-            let allowed =
-                !timed_out && p.status.is_some_and(|s| s.success()) && confirm_answer(&p.output);
-            let (Some((slot, id)), Some(pending)) = (p.conn, p.pending) else {
-                continue;
+        }
+        for slot in resume {
+            self.process(slot, now, false);
+        }
+    }
+
+    /// Queue the answer a waiting connection was waiting for and make it ready again; its
+    /// slot goes on `resume`, to be processed by the caller.
+    fn answer(&mut self, (slot, id): ConnRef, reply: &Response<'_>, resume: &mut Vec<usize>) {
+        if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut)
+            && conn.id == id
+        {
+            reply.encode(&mut conn.output);
+            conn.state = ConnState::Ready;
+            resume.push(slot);
+        }
+    }
+
+    /// Check the held UNLOCKs whose turn has come, one at a time in arrival order: each
+    /// failure moves the agent's back-off on, and the rest wait for it.
+    fn check_held_unlocks(&mut self, now: Instant) {
+        let mut resume = Vec::new();
+        let mut checked = false;
+        while self.agent.unlock_backoff().is_none_or(|t| t <= now) {
+            let Some(held) = self.unlocks.pop_front() else {
+                break;
             };
-            let reply = self.agent.confirmed(pending, allowed, now);
-            if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut)
-                && conn.id == id
-            {
-                reply.encode(&mut conn.output);
-                conn.state = ConnState::Ready;
-                self.process(slot, now, false);
+            let (slot, id) = held.conn;
+            let Some(conn) = self
+                .conns
+                .get_mut(slot)
+                .and_then(Option::as_mut)
+                .filter(|c| c.id == id)
+            else {
+                continue; // cannot happen: a closing connection leaves the queue
+            };
+            checked = true;
+            let reply = self
+                .agent
+                .handle(&mut conn.session, Request::Unlock(held.passphrase), now);
+            match reply {
+                Reply::Now(r) => {
+                    r.encode(&mut conn.output);
+                    conn.state = ConnState::Ready;
+                    resume.push(slot);
+                }
+                Reply::Delayed(wait, r) => {
+                    let mut reply = Vec::new();
+                    r.encode(&mut reply);
+                    conn.state = ConnState::Delayed {
+                        until: now + wait,
+                        reply,
+                    };
+                }
+                Reply::Held(passphrase) => {
+                    // Not its turn after all: back to the head of the line.
+                    self.unlocks.push_front(HeldUnlock {
+                        conn: (slot, id),
+                        passphrase,
+                    });
+                    break;
+                }
+                Reply::Confirm(pending) => {
+                    // An UNLOCK never asks the user; refuse rather than leave it waiting.
+                    self.agent
+                        .confirmed(pending, false, now)
+                        .encode(&mut conn.output);
+                    conn.state = ConnState::Ready;
+                    resume.push(slot);
+                }
             }
+        }
+        if checked {
+            wipe_stack();
+        }
+        for slot in resume {
+            self.process(slot, now, false);
         }
     }
 
@@ -731,6 +903,28 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
         conn.output = Vec::new();
     }
     Ok(())
+}
+
+/// Show the prompt for `pending` on behalf of `conn`; its timeout runs from `now`. Hands
+/// `pending` back when the askpass may not or cannot run: refused.
+fn show_prompt(
+    askpass: &Askpass,
+    conn: ConnRef,
+    pending: PendingSign,
+    now: Instant,
+) -> Result<Prompt, PendingSign> {
+    let Some((child, stdout)) = spawn_askpass(askpass, &pending.prompt) else {
+        return Err(pending);
+    };
+    Ok(Prompt {
+        conn: Some(conn),
+        child,
+        stdout: Some(stdout),
+        output: Vec::new(),
+        deadline: now + CONFIRM_TIMEOUT,
+        pending,
+        status: None,
+    })
 }
 
 /// Start `$SSH_ASKPASS "<prompt>"` with SSH_ASKPASS_PROMPT=confirm, its stdout a

@@ -137,6 +137,10 @@ pub fn inherited_listener() -> io::Result<UnixListener> {
     if ty != libc::SOCK_STREAM {
         return Err(io::Error::other("fd 3 is not a stream socket"));
     }
+    // The launcher had to pass it without FD_CLOEXEC; set it, so that no askpass child
+    // inherits the agent's listening socket (and could accept its clients).
+    // SAFETY: F_SETFD only changes fd 3's descriptor flags; fd 3 is open (checked above).
+    cerr(unsafe { libc::fcntl(SD_LISTEN_FDS_START, libc::F_SETFD, libc::FD_CLOEXEC) })?;
     // SAFETY: fd 3 is open, is a stream socket, was handed to us by our launcher for
     // exactly this purpose, and no other object in this process owns it.
     Ok(unsafe { UnixListener::from_raw_fd(SD_LISTEN_FDS_START) })

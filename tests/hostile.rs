@@ -1864,6 +1864,8 @@ fn run_agent_input(data: &[u8]) {
                 r.encode(&mut Vec::new());
                 None
             }
+            // Held during the unlock back-off: dropped unchecked, as when its client leaves.
+            Reply::Held(_) => None,
         };
         if let Some(p) = pending {
             let _ = agent.confirmed(p, dt & 1 == 1, now);

@@ -587,6 +587,100 @@ fn socket_activation_serves_the_inherited_listener() {
     );
 }
 
+/// Under socket activation the inherited listener (fd 3) is not passed on to askpass
+/// children: a confirmation prompt's askpass holds no socket at all, so it cannot accept the
+/// agent's clients.
+#[test]
+fn socket_activation_listener_is_not_inherited_by_askpass() {
+    if !sshkeep_only() {
+        return;
+    }
+    let tmp = TempDir::new();
+    let path = tmp.join("activated.sock");
+    let fds = tmp.join("askpass-fds");
+    let listener = UnixListener::bind(&path).unwrap();
+    let fd = listener.as_raw_fd();
+    // The askpass records where each of its descriptors points, then allows.
+    let askpass = tmp.join("askpass");
+    fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\nfor f in /proc/$$/fd/*; do echo \"${{f##*/}} $(readlink \"$f\")\"; done > '{}'\nexit 0\n",
+            fds.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$AGENT" -D"#)
+        .env("AGENT", agent_bin())
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("LISTEN_FDNAMES")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(tmp.join("stdout")).unwrap())
+        .stderr(fs::File::create(tmp.join("stderr")).unwrap());
+    // SAFETY: between fork and exec the closure calls only dup2 and fcntl, which are
+    // async-signal-safe, and touches no memory the parent's other threads could hold locked.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let _child = Reaped(cmd.spawn().unwrap());
+    drop(listener);
+    let log = || fs::read_to_string(tmp.join("stderr")).unwrap_or_default();
+    let served = wait_until(START_DEADLINE, || {
+        let mut c = RawClient::connect(&path);
+        c.set_timeout(Duration::from_millis(200));
+        c.send_raw(&frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
+        c.recv_frame().is_some()
+    });
+    assert!(
+        served,
+        "agent does not serve the inherited socket; stderr: {}",
+        log()
+    );
+
+    let key = keygen(tmp.path(), "ed25519");
+    let sock = path.to_str().unwrap();
+    expect_ok(&run(
+        "ssh-add",
+        &["-c", key.to_str().unwrap()],
+        &[("SSH_AUTH_SOCK", sock)],
+    ));
+    let mut sign = string(&pub_blob(&pub_path(&key)));
+    sign.extend(string(b"data"));
+    sign.extend(u32(0));
+    let mut c = RawClient::connect(&path);
+    c.set_timeout(Duration::from_secs(30));
+    let reply = c.request(SSH_AGENTC_SIGN_REQUEST, &sign);
+    assert_eq!(reply[0], SSH_AGENT_SIGN_RESPONSE, "stderr: {}", log());
+
+    let seen = fs::read_to_string(&fds).expect("askpass did not run");
+    assert!(seen.lines().count() >= 3, "askpass fds: {seen}");
+    let sockets: Vec<&str> = seen.lines().filter(|l| l.contains("socket:")).collect();
+    assert!(
+        sockets.is_empty(),
+        "askpass inherited sockets {sockets:?}; all its fds:\n{seen}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Stale -a path
 

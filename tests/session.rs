@@ -657,3 +657,308 @@ fn pending_confirmation_does_not_stall_other_clients() {
     });
     assert!(reaped, "agent children after the confirmation: {kids:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The unlock back-off is agent-wide; prompts show one at a time
+
+/// Bytes `c` has written that the agent has not read yet (SIOCOUTQ): 0 once it has read them
+/// all, which is how a test knows a request has reached the agent before it sends the next.
+fn unread(c: &RawClient) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) on a socket writes one int through the pointer given,
+    // which points at a live c_int.
+    let r = unsafe { libc::ioctl(c.stream().as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    assert_eq!(r, 0, "ioctl(SIOCOUTQ): {}", std::io::Error::last_os_error());
+    n as usize
+}
+
+/// Waits until the agent has read everything `c` sent.
+#[track_caller]
+fn until_read(c: &RawClient) {
+    assert!(
+        wait_until(Duration::from_secs(10), || unread(c) == 0),
+        "the agent did not read the request"
+    );
+}
+
+/// The back-off after a failed unlock, as the agent computes it: 0.1 s × failures, up to 10 s.
+fn backoff_after(failures: u32) -> Duration {
+    (1..=failures)
+        .map(|n| (Duration::from_millis(100) * n).min(Duration::from_secs(10)))
+        .sum()
+}
+
+/// A little slack for the agent's and the test's clocks (CLOCK_BOOTTIME against
+/// CLOCK_MONOTONIC): the lower bounds below are exact otherwise.
+const CLOCK_SLACK: Duration = Duration::from_millis(20);
+
+/// An agent holding one Ed25519 key, locked with `ssh-add -x` through an askpass script.
+fn locked_agent() -> (Agent, PathBuf) {
+    let agent = Agent::start(&[]);
+    let key = keygen(agent.dir(), "ed25519");
+    expect_ok(&ssh_add(&agent, &[key.to_str().unwrap()]));
+    let right = askpass_answering(agent.dir(), "right", PASSPHRASE);
+    expect_ok(&ssh_add_askpass(&agent, &["-x"], &right));
+    assert_no_identities(&agent);
+    (agent, key)
+}
+
+/// Sends UNLOCK `passphrase` on a new connection and waits until the agent has read it.
+fn send_unlock(agent: &Agent, passphrase: &str) -> RawClient {
+    let mut c = RawClient::connect(agent.sock());
+    c.set_timeout(Duration::from_secs(30));
+    c.send_raw(&frame(SSH_AGENTC_UNLOCK, &string(passphrase.as_bytes())));
+    until_read(&c);
+    c
+}
+
+/// Reads `c`'s reply on a thread: the reply and when it came, counted from `start`.
+fn reply_later(
+    mut c: RawClient,
+    start: Instant,
+) -> std::thread::JoinHandle<(Option<Vec<u8>>, Duration)> {
+    std::thread::spawn(move || {
+        let reply = c.recv_frame();
+        (reply, start.elapsed())
+    })
+}
+
+/// A guesser that opens a new connection per guess and does not wait for replies gets its
+/// guesses checked no faster than OpenSSH checks them (it sleeps in its only thread): 8 wrong
+/// guesses take 0.1 s × (1 + … + 8) = 3.6 s to be answered. Only the guessers wait: another
+/// client is served meanwhile. The right passphrase sent during the back-off is held, and
+/// accepted when its turn comes, after the last wrong one's back-off.
+#[test]
+fn unlock_guesses_on_fresh_connections_are_checked_one_at_a_time() {
+    if !sshkeep_only() {
+        return;
+    }
+    const GUESSES: u32 = 8;
+    let (agent, key) = locked_agent();
+
+    let start = Instant::now();
+    let guessers: Vec<RawClient> = (0..GUESSES)
+        .map(|i| send_unlock(&agent, &format!("{i:04}")))
+        .collect();
+    let right = send_unlock(&agent, PASSPHRASE);
+    let guesses: Vec<_> = guessers
+        .into_iter()
+        .map(|c| reply_later(c, start))
+        .collect();
+    let right = reply_later(right, start);
+
+    // Meanwhile another client lists (an empty list: still locked), answered promptly
+    // every time.
+    let mut lister = RawClient::connect(agent.sock());
+    let mut rounds = 0;
+    while !right.is_finished() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no unlock reply");
+        let t = Instant::now();
+        let reply = lister.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]);
+        let took = t.elapsed();
+        assert_eq!(reply, [SSH_AGENT_IDENTITIES_ANSWER, 0, 0, 0, 0]);
+        assert!(
+            took < Duration::from_secs(1),
+            "a list waited {took:?} behind the unlock back-off (round {rounds})"
+        );
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(rounds >= 10, "only {rounds} lists during the back-off");
+
+    let mut times: Vec<Duration> = guesses
+        .into_iter()
+        .map(|h| {
+            let (reply, at) = h.join().unwrap();
+            assert_eq!(
+                reply.as_deref(),
+                Some(&[SSH_AGENT_FAILURE][..]),
+                "at {at:?}"
+            );
+            at
+        })
+        .collect();
+    times.sort();
+    // The n-th failure is answered when the back-off of n failures ends, no sooner.
+    for (n, at) in (1..).zip(&times) {
+        let due = backoff_after(n);
+        assert!(
+            *at + CLOCK_SLACK >= due,
+            "failure {n} answered after {at:?}, before the back-off of {due:?}: {times:?}"
+        );
+    }
+    let (reply, at) = right.join().unwrap();
+    assert_eq!(reply.as_deref(), Some(&[SSH_AGENT_SUCCESS][..]));
+    let due = backoff_after(GUESSES);
+    assert!(
+        at + CLOCK_SLACK >= due,
+        "the right passphrase was checked after {at:?}, before its turn at {due:?}"
+    );
+    println!("failures answered at {times:?}, success at {at:?}; {rounds} lists meanwhile");
+
+    // Unlocked: the key is back and signs.
+    assert_eq!(raw_list(&agent), vec![pub_blob(&pub_path(&key))]);
+    expect_ok(&sign_via_keygen(&agent, &agent_only_pub(&key)));
+}
+
+/// A client that closes while its UNLOCK is held leaves the line: its passphrase (here the
+/// right one) is never checked, and the guess behind it takes its turn.
+#[test]
+fn held_unlock_of_a_closed_client_is_never_checked() {
+    if !sshkeep_only() {
+        return;
+    }
+    let (agent, key) = locked_agent();
+    let start = Instant::now();
+    // Five wrong guesses: the back-off reaches 0.1 s × (1 + … + 5) = 1.5 s.
+    let guessers: Vec<RawClient> = (0..5)
+        .map(|i| send_unlock(&agent, &format!("{i:04}")))
+        .collect();
+    // The right passphrase, held behind them; its client leaves at once.
+    drop(send_unlock(&agent, PASSPHRASE));
+    let last = send_unlock(&agent, "wrong");
+    let guesses: Vec<_> = guessers
+        .into_iter()
+        .map(|c| reply_later(c, start))
+        .collect();
+    let (reply, at) = reply_later(last, start).join().unwrap();
+    // Had the right passphrase been checked, the agent would be unlocked, and this would be
+    // refused at once as an unlock of an unlocked agent; it is the sixth failure instead.
+    assert_eq!(reply.as_deref(), Some(&[SSH_AGENT_FAILURE][..]));
+    let due = backoff_after(6);
+    assert!(
+        at + CLOCK_SLACK >= due,
+        "the guess behind the closed client was answered after {at:?}, before {due:?}"
+    );
+    for h in guesses {
+        assert_eq!(
+            h.join().unwrap().0.as_deref(),
+            Some(&[SSH_AGENT_FAILURE][..])
+        );
+    }
+    assert_eq!(raw_list(&agent), Vec::<Vec<u8>>::new(), "unlocked");
+
+    // The back-off is over once the last failure is answered: the right passphrase now works.
+    let mut c = RawClient::connect(agent.sock());
+    assert_eq!(
+        lock_request(&mut c, SSH_AGENTC_UNLOCK, PASSPHRASE),
+        SSH_AGENT_SUCCESS
+    );
+    assert_eq!(raw_list(&agent), vec![pub_blob(&pub_path(&key))]);
+}
+
+/// The askpass prompt lines an agent's askpass script logged: `start <comment>` and `end`.
+fn prompt_log(log: &Path) -> Vec<String> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Confirmations show one prompt at a time, in arrival order; the clients behind the first
+/// wait, others are served meanwhile, and a client that closes while in line never gets its
+/// prompt. (OpenSSH shows one at a time too, but stalls every client while it does.)
+#[test]
+fn confirmations_show_one_prompt_at_a_time_in_order() {
+    if !sshkeep_only() {
+        return;
+    }
+    let scripts = TempDir::new();
+    let log = scripts.join("log");
+    let go = scripts.join("go");
+    // Logs the key's comment (the prompt's first line is "Allow use of key <comment>?"),
+    // waits for the test's go-ahead (20 s at most), logs its end and allows.
+    let body = format!(
+        "first=$(printf '%s\\n' \"$1\" | head -n 1)\n\
+         comment=${{first#Allow use of key }}\n\
+         echo \"start ${{comment%\\?}}\" >> {log}\n\
+         i=0\n\
+         while [ ! -e {go} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n\
+         echo end >> {log}\n\
+         exit 0",
+        log = q(&log),
+        go = q(&go)
+    );
+    let askpass = script(scripts.path(), "askpass", &body);
+    let agent = Agent::start_env(
+        &[],
+        &[
+            ("SSH_ASKPASS", askpass.to_str().unwrap()),
+            ("SSH_ASKPASS_REQUIRE", "force"),
+        ],
+    );
+    let keys: Vec<PathBuf> = ["first", "second", "third"]
+        .iter()
+        .map(|name| {
+            let k = keygen_named(agent.dir(), "ed25519", name, name);
+            expect_ok(&ssh_add(&agent, &["-c", k.to_str().unwrap()]));
+            k
+        })
+        .collect();
+    let blob = |i: usize| pub_blob(&pub_path(&keys[i]));
+    let sign = |i: usize| {
+        let mut c = RawClient::connect(agent.sock());
+        c.set_timeout(Duration::from_secs(30));
+        c.send_raw(&frame(
+            SSH_AGENTC_SIGN_REQUEST,
+            &sign_body(&blob(i), b"confirm me"),
+        ));
+        c
+    };
+
+    // The first prompt shows; the second and third requests wait in line behind it.
+    let mut first = sign(0);
+    assert!(
+        wait_until(Duration::from_secs(10), || prompt_log(&log).len() == 1),
+        "the first prompt did not show: {:?}",
+        prompt_log(&log)
+    );
+    let mut second = sign(1);
+    until_read(&second);
+    let third = sign(2);
+    until_read(&third);
+    // The third client gives up while in line.
+    drop(third);
+
+    // Others are served while the prompts are pending, and no second prompt is shown.
+    let t = Instant::now();
+    let listed = raw_list(&agent);
+    let took = t.elapsed();
+    assert_eq!(listed.len(), 3);
+    assert!(took < Duration::from_secs(1), "a list took {took:?}");
+    assert_eq!(prompt_log(&log), ["start first"]);
+    first.set_timeout(Duration::from_millis(50));
+    assert_eq!(first.recv_frame(), None, "signed before the confirmation");
+
+    // The go-ahead: the prompts end one after the other, each answered.
+    fs::write(&go, "").unwrap();
+    first.set_timeout(Duration::from_secs(30));
+    assert_eq!(
+        first.recv_frame().expect("no reply")[0],
+        SSH_AGENT_SIGN_RESPONSE
+    );
+    assert_eq!(
+        second.recv_frame().expect("no reply")[0],
+        SSH_AGENT_SIGN_RESPONSE
+    );
+    // A later confirmation is shown right after the second: had the third client's prompt
+    // stayed in line, it would have shown before this one.
+    let mut later = sign(0);
+    assert_eq!(
+        later.recv_frame().expect("no reply")[0],
+        SSH_AGENT_SIGN_RESPONSE
+    );
+    assert_eq!(
+        prompt_log(&log),
+        [
+            "start first",
+            "end",
+            "start second",
+            "end",
+            "start first",
+            "end"
+        ]
+    );
+}

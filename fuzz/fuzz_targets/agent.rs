@@ -36,6 +36,8 @@ fuzz_target!(|data: &[u8]| {
                 check_reply(&r);
                 None
             }
+            // Held during the unlock back-off: dropped unchecked, as when its client leaves.
+            Reply::Held(_) => None,
         };
         if let Some(p) = pending {
             let r = agent.confirmed(p, dt & 1 == 1, now);
