@@ -25,6 +25,9 @@ usage: sshkeep [-c | -s] [-Dd] [-a bind_address] [-E fingerprint_hash]
                [-O option] [-t life] [--exit-with pid] [--confirm-forwarded]
        sshkeep [-a bind_address] [-E fingerprint_hash] [-O option] [-t life]
                [--exit-with pid] [--confirm-forwarded] command [arg ...]
+       sshkeep [-c | -s] --reuse [-a bind_address] [-E fingerprint_hash]
+               [-t life] [--confirm-forwarded]
+       sshkeep --status [-a bind_address]
        sshkeep [-c | -s] -k
        sshkeep -V";
 
@@ -55,6 +58,11 @@ pub enum Action {
     Kill(Shell),
     /// `-V`: print the version (OpenSSH 10.4: to stderr, exit 0).
     Version,
+    /// `--reuse`: print the agent serving the per-user socket (or `-a`), starting it if none
+    /// answers there. Never foreground, never a command, never `--exit-with`.
+    Reuse(Options),
+    /// `--status`: probe `-a PATH`, or else `$SSH_AUTH_SOCK`.
+    Status(Option<PathBuf>),
 }
 
 /// How to run the agent.
@@ -132,6 +140,29 @@ pub fn parse(args: Vec<OsString>, shell_env: Option<OsString>) -> Result<Action,
     {
         return Err(usage());
     }
+    if flags.status {
+        return match (&flags.first_other, flags.reuse, command.is_empty()) {
+            (_, true, _) => Err(cannot_combine("--status", "--reuse")),
+            (Some(other), ..) => Err(cannot_combine("--status", other)),
+            (None, false, false) => Err(cannot_combine("--status", "a command")),
+            (None, false, true) => Ok(Action::Status(flags.bind_address)),
+        };
+    }
+    if flags.reuse {
+        // A shared agent is not tied to one process, and it must fork to print its snippet.
+        let conflict = [
+            (flags.d_flag, "-d"),
+            (flags.big_d_flag, "-D"),
+            (flags.k_flag, "-k"),
+            (flags.exit_with.is_some(), "--exit-with"),
+            (!command.is_empty(), "a command"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name));
+        if let Some(name) = conflict {
+            return Err(cannot_combine("--reuse", name));
+        }
+    }
     let shell = if flags.c_flag {
         Shell::Csh
     } else if flags.s_flag || !command.is_empty() {
@@ -142,7 +173,8 @@ pub fn parse(args: Vec<OsString>, shell_env: Option<OsString>) -> Result<Action,
     if flags.k_flag {
         return Ok(Action::Kill(shell));
     }
-    Ok(Action::Run(Options {
+    let reuse = flags.reuse;
+    let options = Options {
         shell,
         foreground: flags.d_flag || flags.big_d_flag,
         debug: flags.d_flag,
@@ -153,7 +185,12 @@ pub fn parse(args: Vec<OsString>, shell_env: Option<OsString>) -> Result<Action,
         confirm_forwarded: flags.confirm_forwarded,
         command,
         notices: flags.notices,
-    }))
+    };
+    Ok(if reuse {
+        Action::Reuse(options)
+    } else {
+        Action::Run(options)
+    })
 }
 
 /// OpenSSH's `convtime` (misc.c): `N[sSmMhHdDwW]`, concatenated (`1h30m`), a plain number being
@@ -222,6 +259,13 @@ struct Flags {
     /// `-O websafe-allow=` was given (OpenSSH 10: a second one is fatal).
     websafe_allow: bool,
     notices: Vec<String>,
+    /// `--reuse`.
+    reuse: bool,
+    /// `--status`.
+    status: bool,
+    /// The first option other than `-a`, `--reuse` and `--status`, as written in the usage
+    /// (`-t`, `--exit-with`): `--status` takes none of them.
+    first_other: Option<String>,
 }
 
 impl Flags {
@@ -235,6 +279,9 @@ impl Flags {
         let mut chars = cluster;
         while let Some((&c, tail)) = chars.split_first() {
             chars = tail;
+            if c != b'a' && self.first_other.is_none() {
+                self.first_other = Some(format!("-{}", vis(&[c])));
+            }
             match c {
                 b'c' => {
                     if self.s_flag {
@@ -339,7 +386,8 @@ impl Flags {
         Ok(())
     }
 
-    /// sshkeep's own options: `--exit-with PID`, `--exit-with=PID`, `--confirm-forwarded`.
+    /// sshkeep's own options: `--exit-with PID`, `--exit-with=PID`, `--confirm-forwarded`,
+    /// `--reuse`, `--status`.
     /// Names are matched exactly (no abbreviations). `long` is the argument after its `--`.
     fn long_option(
         &mut self,
@@ -349,7 +397,23 @@ impl Flags {
         let mut parts = long.splitn(2, |&b| b == b'=');
         let name = parts.next().unwrap_or_default();
         let value = parts.next();
+        if !matches!(name, b"reuse" | b"status") && self.first_other.is_none() {
+            self.first_other = Some(format!("--{}", vis(name)));
+        }
         match name {
+            b"reuse" | b"status" => {
+                if value.is_some() {
+                    return Err(usage_after(format!(
+                        "sshkeep: option --{} takes no argument",
+                        vis(name)
+                    )));
+                }
+                if name == b"reuse" {
+                    self.reuse = true;
+                } else {
+                    self.status = true;
+                }
+            }
             b"exit-with" => {
                 let value = match value {
                     Some(v) => OsStr::from_bytes(v).to_os_string(),
@@ -473,6 +537,11 @@ fn usage_after(message: String) -> CliError {
         exit_code: EXIT_USAGE,
         show_usage: true,
     }
+}
+
+/// `--reuse` or `--status` with an option it does not take: a line, then the usage, exit 1.
+fn cannot_combine(option: &str, other: &str) -> CliError {
+    usage_after(format!("sshkeep: {option} cannot be combined with {other}"))
 }
 
 /// OpenSSH's `fatal()`: the line alone, exit 255.
@@ -970,6 +1039,113 @@ mod tests {
     }
 
     #[test]
+    fn reuse_and_status() {
+        let reuse: Vec<(&[&str], Option<&str>, Options)> = vec![
+            (&["--reuse"], None, o()),
+            (&["-s", "--reuse"], Some("/bin/tcsh"), o()),
+            (&["--reuse", "-c"], None, o().csh()),
+            (&["--reuse"], Some("/bin/tcsh"), o().csh()),
+            (&["--reuse", "--reuse"], None, o()),
+            (
+                &["-s", "--reuse", "-t", "8h", "-a", "/x", "-E", "md5"],
+                None,
+                o().life(8 * 3600).bind("/x").hash(FingerprintHash::Md5),
+            ),
+            (
+                &["--reuse", "--confirm-forwarded", "--"],
+                None,
+                o().confirm(),
+            ),
+            (&["--reuse", "-P", "x"], None, o().note("-P")),
+        ];
+        for (args, shell_env, want) in reuse {
+            assert_eq!(
+                parse(os(args), shell_env.map(OsString::from)),
+                Ok(Action::Reuse(want)),
+                "{args:?}"
+            );
+        }
+        let status: Vec<(&[&str], Option<&str>)> = vec![
+            (&["--status"], None),
+            (&["--status", "--"], None),
+            (&["--status", "-a", "/x"], Some("/x")),
+            (&["-a/y", "--status", "--status"], Some("/y")),
+        ];
+        for (args, want) in status {
+            assert_eq!(
+                parse(os(args), Some("/bin/tcsh".into())),
+                Ok(Action::Status(want.map(PathBuf::from))),
+                "{args:?}"
+            );
+        }
+        let errors: Vec<(&[&str], CliError)> = vec![
+            (
+                &["--reuse", "-D"],
+                u("sshkeep: --reuse cannot be combined with -D"),
+            ),
+            (
+                &["-d", "--reuse"],
+                u("sshkeep: --reuse cannot be combined with -d"),
+            ),
+            (
+                &["--reuse", "-k"],
+                u("sshkeep: --reuse cannot be combined with -k"),
+            ),
+            (
+                &["--reuse", "--exit-with", "1"],
+                u("sshkeep: --reuse cannot be combined with --exit-with"),
+            ),
+            (
+                &["--reuse", "ls"],
+                u("sshkeep: --reuse cannot be combined with a command"),
+            ),
+            // OpenSSH's own check comes first.
+            (&["-s", "--reuse", "ls"], usage_only()),
+            (
+                &["--status", "-s"],
+                u("sshkeep: --status cannot be combined with -s"),
+            ),
+            (
+                &["-t", "5", "--status"],
+                u("sshkeep: --status cannot be combined with -t"),
+            ),
+            (
+                &["--status", "-k"],
+                u("sshkeep: --status cannot be combined with -k"),
+            ),
+            (
+                &["--status", "--exit-with=5"],
+                u("sshkeep: --status cannot be combined with --exit-with"),
+            ),
+            (
+                &["--status", "--reuse"],
+                u("sshkeep: --status cannot be combined with --reuse"),
+            ),
+            (
+                &["--reuse", "-s", "--status"],
+                u("sshkeep: --status cannot be combined with --reuse"),
+            ),
+            (
+                &["--status", "ls"],
+                u("sshkeep: --status cannot be combined with a command"),
+            ),
+            (
+                &["--reuse=yes"],
+                u("sshkeep: option --reuse takes no argument"),
+            ),
+            (
+                &["--status="],
+                u("sshkeep: option --status takes no argument"),
+            ),
+            (&["--REUSE"], u("sshkeep: unknown option --REUSE")),
+            (&["--stat"], u("sshkeep: unknown option --stat")),
+        ];
+        for (args, want) in errors {
+            assert_eq!(parse(os(args), None), Err(want), "{args:?}");
+        }
+    }
+
+    #[test]
     fn non_utf8_arguments() {
         let cases: Vec<(Vec<OsString>, Result<Action, CliError>)> = vec![
             // An unknown option byte is escaped, one byte as getopt sees it.
@@ -1113,7 +1289,7 @@ mod tests {
     #[test]
     fn usage_text() {
         let lines: Vec<&str> = USAGE.lines().collect();
-        assert_eq!(lines.len(), 6);
+        assert_eq!(lines.len(), 9);
         assert!(!USAGE.ends_with('\n'));
         assert!(lines.iter().all(|l| l.len() <= 80 && !l.ends_with(' ')));
         assert!(lines[0].starts_with("usage: sshkeep ["));
@@ -1137,10 +1313,12 @@ mod tests {
             "[--exit-with pid]",
             "[--confirm-forwarded]",
             "command [arg ...]",
+            "--reuse",
         ] {
             assert!(all.contains(option), "{option}");
         }
-        assert_eq!(lines[4], "       sshkeep [-c | -s] -k");
-        assert_eq!(lines[5], "       sshkeep -V");
+        assert_eq!(lines[6], "       sshkeep --status [-a bind_address]");
+        assert_eq!(lines[7], "       sshkeep [-c | -s] -k");
+        assert_eq!(lines[8], "       sshkeep -V");
     }
 }

@@ -1,8 +1,10 @@
 //! Process life: start-up hygiene, the socket directory and bind, fork, the shell snippet,
-//! command mode, `-k`, the parent watch, and cleanup — OpenSSH's `main()` in order.
+//! command mode, `-k`, the parent watch, and cleanup — OpenSSH's `main()` in order; then
+//! `--reuse` and `--status`, whose rules live in `reuse.rs`.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
@@ -14,6 +16,7 @@ use nix::sys::stat::{Mode, umask};
 
 use crate::agent::Agent;
 use crate::cli::{self, Action, Options, Shell};
+use crate::reuse::{self, Found, Place, SUN_PATH_MAX};
 use crate::server::{Askpass, Exit, Server, Watch};
 use crate::{log, sys};
 
@@ -23,8 +26,6 @@ const EXIT_SIGNAL: u8 = 2;
 const EXIT_FATAL: u8 = 255;
 /// Random characters in the socket directory name (OpenSSH: ssh-XXXXXXXXXXXX).
 const TEMPLATE_RANDOM: usize = 12;
-/// Longest path a Unix socket can be bound to (Linux sun_path, with its NUL).
-const SUN_PATH_MAX: usize = 107;
 
 /// The C library's text for an error (what perror prints), without Rust's "(os error N)".
 fn strerror(e: &io::Error) -> String {
@@ -48,11 +49,17 @@ struct Cleanup {
     unlink: Option<PathBuf>,
     /// The directory we created for it, removed after the socket.
     dir: Option<PathBuf>,
+    /// Beside a shared socket (`--reuse`, socket activation): the pid file, and the socket and
+    /// lock file of a `--reuse` agent, each removed only if still ours.
+    shared: Option<reuse::AgentFiles>,
 }
 
 impl Cleanup {
     /// Remove the socket and the directory made for it. Called only by the agent process.
     fn cleanup(&self) {
+        if let Some(files) = &self.shared {
+            files.remove();
+        }
         if let Some(path) = &self.unlink {
             let _ = std::fs::remove_file(path);
         }
@@ -96,6 +103,8 @@ pub fn main() -> ExitCode {
         }
         Action::Kill(shell) => kill_agent(shell),
         Action::Run(opts) => run(opts),
+        Action::Reuse(opts) => run_reuse(opts),
+        Action::Status(bind) => status(bind),
     }
 }
 
@@ -293,6 +302,7 @@ fn open_socket(opts: &Options, launcher_pid: i32, activated: bool) -> Result<Soc
             cleanup: Cleanup {
                 unlink: None,
                 dir: None,
+                shared: None,
             },
         });
     }
@@ -327,6 +337,7 @@ fn open_socket(opts: &Options, launcher_pid: i32, activated: bool) -> Result<Soc
         cleanup: Cleanup {
             unlink: Some(unlink),
             dir,
+            shared: None,
         },
     })
 }
@@ -382,7 +393,7 @@ fn run(opts: Options) -> ExitCode {
 
     // The socket is named after the process that prints the snippet (OpenSSH: parent_pid).
     let launcher_pid = nix::unistd::getpid().as_raw();
-    let socket = match open_socket(&opts, launcher_pid, socket_activated) {
+    let mut socket = match open_socket(&opts, launcher_pid, socket_activated) {
         Ok(s) => s,
         Err((m, code)) => {
             log::fatal_line(format_args!("{m}"));
@@ -401,7 +412,14 @@ fn run(opts: Options) -> ExitCode {
             let _ = out.write_all(snippet(opts.shell, shown, launcher_pid, false).as_bytes());
             let _ = out.flush();
         }
-        return serve(&opts, socket, watches, socket_activated, true);
+        if socket_activated {
+            // So that `--reuse` and `--status` can name this agent, never the service manager.
+            match reuse::AgentFiles::activated(&socket.listener) {
+                Ok(files) => socket.cleanup.shared = Some(files),
+                Err(why) => debug!("no pid file beside the activated socket: {why}"),
+            }
+        }
+        return serve(&opts, socket, watches, socket_activated, true, None);
     }
 
     match sys::fork() {
@@ -450,18 +468,20 @@ fn run(opts: Options) -> ExitCode {
                     }
                 }
             }
-            serve(&opts, socket, watches, false, false)
+            serve(&opts, socket, watches, false, false, None)
         }
     }
 }
 
-/// Run the loop until a signal or the parent's death, then clean up.
+/// Run the loop until a signal or the parent's death, then clean up. `ready` (`--reuse`) is
+/// signalled just before the loop starts.
 fn serve(
     opts: &Options,
     socket: Socket,
     watches: Vec<Watch>,
     activated: bool,
     foreground: bool,
+    ready: Option<reuse::Ready>,
 ) -> ExitCode {
     let signals = match sys::install_signals(foreground) {
         Ok(fd) => fd,
@@ -480,8 +500,14 @@ fn serve(
     let Socket {
         listener, cleanup, ..
     } = socket;
-    let result = Server::new(&mut agent, listener, signals, watches, Askpass::from_env())
-        .and_then(|mut s| s.run());
+    let result = Server::new(&mut agent, listener, signals, watches, Askpass::from_env()).and_then(
+        |mut s| {
+            if let Some(ready) = ready {
+                ready.signal();
+            }
+            s.run()
+        },
+    );
     // Explicit, not left to Drop: wipe every key before the process goes.
     agent.remove_all();
     cleanup.cleanup();
@@ -495,6 +521,183 @@ fn serve(
         }
     };
     ExitCode::from(code)
+}
+
+// ---------------------------------------------------------------------------------------
+// Sharing one agent: --reuse and --status
+
+/// `--reuse`: print the agent that answers at the shared socket, or start one there as
+/// `-s -a PATH` would. The rules (paths, lock, pid file) are in `reuse.rs`.
+fn run_reuse(opts: Options) -> ExitCode {
+    for notice in &opts.notices {
+        eprintln!("{notice}");
+    }
+    // As in `run`: no inherited fd may reach an agent started here.
+    sys::close_fds_from(3);
+    let fail = |m: String| {
+        log::fatal_line(format_args!("{m}"));
+        ExitCode::from(1)
+    };
+    let place = match Place::resolve(opts.bind_address.as_deref()) {
+        Ok(p) => p,
+        Err(m) => return fail(m),
+    };
+    // Most shells find the agent answering, and need no lock for that.
+    match place.inspect() {
+        Ok(Found::Running(pid)) => return print_shared(opts.shell, &place.sock, pid),
+        Ok(Found::Stale | Found::Absent | Found::Silent(_)) => {}
+        Err(m) => return fail(m),
+    }
+    let lock = match place.lock() {
+        Ok(l) => l,
+        Err(m) => return fail(m),
+    };
+    // Under the lock, look again: another shell may have started it meanwhile.
+    match place.inspect() {
+        Ok(Found::Running(pid)) => return print_shared(opts.shell, &place.sock, pid),
+        Ok(Found::Stale) => {
+            if let Err(m) = place.remove_stale() {
+                return fail(m);
+            }
+        }
+        Ok(Found::Absent) => {}
+        Ok(Found::Silent(m)) | Err(m) => return fail(m),
+    }
+    let listener = match bind(&place.sock) {
+        Ok(l) => l,
+        Err(m) => return fail(m),
+    };
+    let (ready_rd, ready_wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = std::fs::remove_file(&place.sock);
+            return fail(format!("pipe: {}", e.desc()));
+        }
+    };
+    match sys::fork() {
+        Err(e) => {
+            let _ = std::fs::remove_file(&place.sock);
+            fail(format!("fork: {}", strerror(&e)))
+        }
+        Ok(Some(child)) => {
+            // The starter: print once the agent is ready, then release the lock (by exiting).
+            drop(listener);
+            drop(ready_wr);
+            if let Err(why) = wait_ready(&ready_rd) {
+                // Our own child, so certainly the agent: stop it rather than leave it half-started.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                return fail(format!("the agent (pid {child}) {why}"));
+            }
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(snippet(opts.shell, &place.sock, child, true).as_bytes());
+            let _ = out.flush();
+            drop(lock);
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            // The agent. It writes its pid file before it says it is ready.
+            drop(ready_rd);
+            log::to_syslog();
+            let files = reuse::AgentFiles::shared(&place, &listener);
+            let socket = Socket {
+                listener,
+                shown: Some(place.sock.clone()),
+                cleanup: Cleanup {
+                    unlink: None,
+                    dir: None,
+                    shared: Some(files),
+                },
+            };
+            if let Err(e) = nix::unistd::setsid() {
+                error!("setsid: {e}");
+                socket.cleanup.cleanup();
+                return ExitCode::from(1);
+            }
+            let _ = nix::unistd::chdir("/");
+            if let Err(e) = sys::stdio_to_devnull() {
+                error!("stdio: {e}");
+            }
+            let ready = reuse::Ready::new(lock, ready_wr);
+            serve(&opts, socket, Vec::new(), false, false, Some(ready))
+        }
+    }
+}
+
+/// Wait for the agent to say it is ready on `pipe` (one byte), at most `START_TIMEOUT`.
+/// End-of-file means it exited first.
+fn wait_ready(pipe: &std::os::fd::OwnedFd) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let deadline = sys::Instant::now() + reuse::START_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(sys::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "was not ready within {} s",
+                reuse::START_TIMEOUT.as_secs()
+            ));
+        }
+        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        let mut fds = [libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        match sys::poll(&mut fds, ms) {
+            // A timeout or a signal: the deadline decides.
+            Ok(0) => continue,
+            Ok(_) => break,
+            Err(e) => return Err(format!("cannot be waited for: poll: {}", strerror(&e))),
+        }
+    }
+    let mut byte = [0u8; 1];
+    match nix::unistd::read(pipe.as_fd(), &mut byte) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err("exited before it was ready (see the system log)".to_owned()),
+        Err(e) => Err(format!("cannot be waited for: read: {}", e.desc())),
+    }
+}
+
+/// Print the snippet for an agent `--reuse` found. Without a pid known for certain, the pid
+/// lines are left out and `SSH_AGENT_PID` is unset, so that `-k` cannot signal a process that
+/// is not this agent (one named by a variable the shell inherited, say).
+fn print_shared(shell: Shell, sock: &Path, pid: Result<i32, String>) -> ExitCode {
+    let text = match pid {
+        Ok(pid) => snippet(shell, sock, pid, true),
+        Err(why) => {
+            log::fatal_line(format_args!(
+                "SSH_AGENT_PID not set: the pid of the agent at {} is not known for certain: {why}",
+                sock.display()
+            ));
+            snippet_without_pid(shell, sock)
+        }
+    };
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    ExitCode::SUCCESS
+}
+
+/// The lines for an agent whose pid is not known: the socket, and `SSH_AGENT_PID` unset.
+fn snippet_without_pid(shell: Shell, path: &Path) -> String {
+    let path = shell_quote(path);
+    match shell {
+        Shell::Csh => format!("setenv SSH_AUTH_SOCK {path};\nunsetenv SSH_AGENT_PID;\n"),
+        Shell::Bourne => {
+            format!("SSH_AUTH_SOCK={path}; export SSH_AUTH_SOCK;\nunset SSH_AGENT_PID;\n")
+        }
+    }
+}
+
+/// `--status`: one line on stdout; exit 0 when an agent answers, 1 otherwise.
+fn status(bind: Option<PathBuf>) -> ExitCode {
+    let (line, running) = reuse::status(bind);
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    ExitCode::from(if running { 0 } else { 1 })
 }
 
 #[cfg(test)]

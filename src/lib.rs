@@ -14,5 +14,6 @@ pub mod daemon;
 pub mod keys;
 pub mod lock;
 pub mod protocol;
+pub mod reuse;
 pub mod server;
 pub mod sys;

@@ -341,6 +341,21 @@ pub fn syslog(level: Level, msg: &str) {
 }
 
 // ---------------------------------------------------------------------------------------
+// The host name
+
+/// This machine's host name (gethostname), for the per-host socket name of `--reuse` (a home
+/// directory may be shared by several machines). nix has it only behind a feature we leave off.
+pub fn hostname() -> io::Result<Vec<u8>> {
+    // HOST_NAME_MAX is 64 on Linux; a larger buffer leaves room for a NUL in every case.
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, and gethostname writes at most
+    // that many (it truncates a longer name).
+    cerr(unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) })?;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(buf.get(..len).unwrap_or_default().to_vec())
+}
+
+// ---------------------------------------------------------------------------------------
 // The allocator
 
 /// The system allocator, except that every block is wiped before it is freed. Key material
