@@ -634,17 +634,18 @@ impl RsaKey {
         let blinded = (BoxedMontyForm::new(m.clone(), n) * &blinding.a).retrieve();
         let s = BoxedMontyForm::new(self.private_op(&blinded)?, n) * &blinding.ai;
         let s = s.retrieve();
-        blinding.a = blinding.a.square();
-        blinding.ai = blinding.ai.square();
-        blinding.uses += 1;
-        self.blinding.set(Some(blinding));
 
-        // s^e must give m back (rsa: rsa_decrypt_and_check).
+        // s^e must give m back (rsa: rsa_decrypt_and_check). After a fault the pair is
+        // dropped (wiped), not kept: it may be what went wrong, and a fresh one is drawn.
         let e = self.key.e();
         let check = BoxedMontyForm::new(s.clone(), n).pow_bounded_exp(e, e.bits());
         if check.retrieve() != m {
             return None;
         }
+        blinding.a = blinding.a.square();
+        blinding.ai = blinding.ai.square();
+        blinding.uses += 1;
+        self.blinding.set(Some(blinding));
         let bytes = s.to_be_bytes();
         Some(bytes.get(bytes.len().checked_sub(k)?..)?.to_vec())
     }
@@ -1114,6 +1115,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A signature that fails its check (here: a corrupted blinding pair, as a fault would
+    /// leave it) is refused, and the pair is not kept: the next signature draws a fresh one
+    /// and is right.
+    #[test]
+    fn rsa_fault_drops_the_blinding_pair() {
+        let key = decode(&testkeys::add_body("rsa2048")).unwrap();
+        let Backend::Rsa(rsa_key) = &*key.backend else {
+            panic!("not an RSA backend");
+        };
+        let data = b"signed after a fault";
+        let good = key.sign(data, 4).unwrap();
+        assert!(verify(key.public_blob(), data, &good));
+        let mut bad = Blinding::new(&rsa_key.key).unwrap();
+        bad.ai = bad.ai.square(); // no longer the inverse of the factor in `a`
+        rsa_key.blinding.set(Some(bad));
+        assert_eq!(key.sign(data, 4), Err(KeyError("signing failed")));
+        assert!(rsa_key.blinding.take().is_none(), "a faulty pair was kept");
+        assert_eq!(key.sign(data, 4).unwrap(), good);
+        let fresh = rsa_key.blinding.take().unwrap();
+        assert_eq!(fresh.uses, 1);
     }
 
     #[test]
