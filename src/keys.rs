@@ -1429,10 +1429,26 @@ mod tests {
         }
     }
 
+    /// Whether OpenSSH's tools are installed. Without them the comparisons are skipped, as
+    /// tests/common's `skip` does: a failure under CI=true, else recorded for `make test`.
     fn have_openssh() -> bool {
         match Command::new("ssh-keygen").arg("-?").output() {
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                eprintln!("ssh-keygen not found: skipping the OpenSSH comparison");
+                let test = std::thread::current().name().unwrap_or("keys").to_string();
+                let line = format!("lib::{test}: ssh-keygen is missing: install openssh-client");
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{line} (CI=true)"
+                );
+                let file = std::env::var_os("SSHKEEP_SKIPPED").map_or_else(
+                    || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/skipped-tests.txt"),
+                    PathBuf::from,
+                );
+                let _ = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(file)
+                    .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
                 false
             }
             _ => true,

@@ -8,8 +8,9 @@
 //!   another process of that same user (its parent, even), while a plain process of that user can;
 //! - it leaves no core file when it crashes, even with `ulimit -c unlimited`.
 //!
-//! The tests that need root, or a second user, say so and return when they cannot run. As root
-//! they create the user `sshkeep-test` (a system user without a home or a login shell).
+//! The tests that need root or a second user call `skip` when they cannot run (a failure under
+//! CI=true). As root they create the user `sshkeep-test` (a system user without a home or a
+//! login shell).
 
 mod common;
 
@@ -249,7 +250,7 @@ fn assert_gone(agent: &Agent, secrets: &[Secret], why: &str) {
 
 fn can_scan() -> bool {
     if !is_root() {
-        println!("skipped: reading another process's memory of a non-dumpable process needs root");
+        skip("reading the memory of a non-dumpable process needs root: run the tests as root");
         return false;
     }
     sshkeep_only()
@@ -290,14 +291,15 @@ fn keys_wiped_after_sigusr1() {
 // ---------------------------------------------------------------------------------------------
 // Another user
 
-/// The test user's uid and gid, created on first use; `None` (with the reason printed) when
-/// that is impossible.
+/// The test user's uid and gid, created on first use; `None` (after a `skip`, which fails
+/// under CI=true) when that is impossible.
 fn test_user() -> Option<(u32, u32)> {
-    static USER: OnceLock<Option<(u32, u32)>> = OnceLock::new();
-    *USER.get_or_init(|| {
+    static USER: OnceLock<Result<(u32, u32), String>> = OnceLock::new();
+    let user = USER.get_or_init(|| {
         if !is_root() {
-            println!("skipped: creating and becoming a second user needs root");
-            return None;
+            return Err(
+                "creating and becoming a second user needs root: run the tests as root".into(),
+            );
         }
         let lookup = || {
             nix::unistd::User::from_name(TEST_USER)
@@ -307,7 +309,7 @@ fn test_user() -> Option<(u32, u32)> {
         };
         for _ in 0..20 {
             if let Some(ids) = lookup() {
-                return Some(ids);
+                return Ok(ids);
             }
             // Other test processes may be adding it at the same moment (useradd then fails
             // to lock /etc/passwd, or finds the user there): look again.
@@ -324,22 +326,17 @@ fn test_user() -> Option<(u32, u32)> {
                 ])
                 .output();
             match out {
-                Err(e) => {
-                    println!("skipped: cannot run useradd: {e}");
-                    return None;
-                }
+                Err(e) => return Err(format!("cannot run useradd ({e}): install passwd")),
                 Ok(o) if !o.status.success() => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Ok(_) => {}
             }
         }
-        let found = lookup();
-        if found.is_none() {
-            println!("skipped: could not create the user {TEST_USER}");
-        }
-        found
-    })
+        lookup().ok_or_else(|| format!("could not create the user {TEST_USER} with useradd"))
+    });
+    // Every test that needs the user reports its own skip.
+    user.as_ref().map_err(|why| skip(why)).ok().copied()
 }
 
 /// A directory the test user can use (mode 0777), with a copy of the agent binary it can run.
