@@ -286,6 +286,10 @@ impl PrivateKey {
     /// OpenSSH's `sshkey_private_deserialize` and `cert_parse` require; the certificate's
     /// CA signature must verify. The private fields are read in place from the request
     /// (which the caller wipes); the only copies are the backend key and wiped temporaries.
+    ///
+    /// Never inlined, as `sign`: the temporaries that moves leave on the stack are then in
+    /// frames below the caller's, which the server's stack wipe clears.
+    #[inline(never)]
     pub fn decode(r: &mut Reader<'_>) -> Result<PrivateKey, KeyError> {
         let (kind, is_cert) = Kind::from_name(r.string()?).ok_or(UNSUPPORTED)?;
         let (public, cert) = if is_cert {
@@ -347,7 +351,10 @@ impl PrivateKey {
     /// (`string algorithm, string signature`).
     ///
     /// A certificate signs with its key under the plain key's algorithm name, as OpenSSH's
-    /// agent does. ECDSA is deterministic (RFC 6979); RSA is blinded.
+    /// agent does. ECDSA is deterministic (RFC 6979); RSA is blinded. Never inlined (see
+    /// `decode`): the expanded Ed25519 key, the ECDSA nonce and the RSA CRT halves stay in
+    /// frames below the caller's.
+    #[inline(never)]
     pub fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, KeyError> {
         const FAILED: KeyError = KeyError("signing failed");
         let mut out = Vec::new();
