@@ -11,7 +11,9 @@
 //! - a client of another uid is refused without a reply, and the refusal is logged;
 //! - an agent running as an ordinary user cannot be ptrace-attached or have its memory read by
 //!   another process of that same user (its parent, even), while a plain process of that user can;
-//! - it leaves no core file when it crashes, even with `ulimit -c unlimited`.
+//! - it leaves no core file when it crashes, even with `ulimit -c unlimited`;
+//! - memory is locked against swap only where that cannot fail later: with CAP_IPC_LOCK, not
+//!   merely as root.
 //!
 //! The tests that need root, a second user or the release binary call `skip` when they cannot
 //! run (a failure under CI=true). As root they create the user `sshkeep-test` (a system user
@@ -934,5 +936,113 @@ fn no_core_file_when_the_agent_crashes() {
         // The kernel writes a core file before the exit status can be collected.
         let cores = core_files(shared.dir.path());
         assert!(cores.is_empty(), "core files after {sig}: {cores:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locking memory against swap
+
+/// A field of /proc/PID/status in kB (`VmSize:`, `VmLck:`).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    proc_field(pid, "status", field)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {field} of /proc/{pid}/status"))
+}
+
+/// Adds `n` fresh Ed25519 keys through raw ADD frames; every one must succeed.
+fn add_many_keys(agent: &Agent, n: u32) {
+    let mut c = RawClient::connect(agent.sock());
+    for i in 0..n {
+        let seed: [u8; 32] = Sha512::digest(format!("memlock key {i}"))[..32]
+            .try_into()
+            .unwrap();
+        let pk = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        let mut body = string(b"ssh-ed25519");
+        body.extend(string(&pk));
+        body.extend(string(&[&seed[..], &pk[..]].concat()));
+        body.extend(string(format!("memlock-{i}").as_bytes()));
+        let reply = c.request(SSH_AGENTC_ADD_IDENTITY, &body);
+        assert_eq!(reply, [SSH_AGENT_SUCCESS], "key {i} of {n} refused");
+    }
+}
+
+/// Root is not enough to lock all memory: under a finite RLIMIT_MEMLOCK and without
+/// CAP_IPC_LOCK (a container, a systemd unit with CapabilityBoundingSet), MCL_FUTURE would
+/// make every allocation beyond the limit fail, and the agent abort with every key. With the
+/// capability the limit does not apply and memory is locked; without it, it is not (said under
+/// -d). Either way the agent grows well past the limit while 2048 keys are added.
+#[test]
+fn memory_is_locked_only_with_cap_ipc_lock() {
+    if !is_root() {
+        skip("dropping CAP_IPC_LOCK from a root agent needs root: run the tests as root");
+        return;
+    }
+    if !sshkeep_only() {
+        return;
+    }
+    for tool in ["/usr/bin/prlimit", "/usr/bin/setpriv"] {
+        if !Path::new(tool).exists() {
+            skip(&format!("{tool} is missing: install util-linux"));
+            return;
+        }
+    }
+    // The limit: 256 KiB above the agent's whole address space at start, so that locking
+    // everything succeeds at start and only later growth would hit it.
+    let bin = agent_bin();
+    let mut probe = Agent::start_bin(&bin, &["-d"]);
+    let limit = (status_kb(probe.pid(), "VmSize:") + 256) * 1024;
+    probe.stop();
+    let memlock = format!("--memlock={limit}:{limit}");
+    let without_cap = [
+        "/usr/bin/prlimit",
+        &memlock,
+        "/usr/bin/setpriv",
+        "--inh-caps=-ipc_lock",
+        "--bounding-set=-ipc_lock",
+    ];
+    for (wrapper, capable) in [
+        (&["/usr/bin/prlimit", &memlock][..], true),
+        (&without_cap[..], false),
+    ] {
+        let mut agent = Agent::start_wrapped(wrapper, &bin, &["-d"], &[]);
+        let pid = agent.pid();
+        let caps = proc_field(pid, "status", "CapEff:");
+        let cap_bit = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap(), 16).unwrap()
+            & (1 << 14)
+            != 0;
+        assert_eq!(cap_bit, capable, "{wrapper:?}: {caps}");
+        let locked = status_kb(pid, "VmLck:");
+        let said = agent
+            .stderr_text()
+            .contains("memory not locked against swap");
+        if capable {
+            assert!(
+                locked > 0 && !said,
+                "not locked with CAP_IPC_LOCK: VmLck {locked} kB"
+            );
+        } else {
+            assert!(
+                locked == 0 && said,
+                "locked without CAP_IPC_LOCK under a {limit}-byte limit: VmLck {locked} kB, \
+                 log:\n{}",
+                agent.stderr_text()
+            );
+        }
+        add_many_keys(&agent, 2048);
+        assert!(agent.is_running(), "{wrapper:?}: the agent died");
+        let grown = status_kb(pid, "VmSize:") * 1024;
+        assert!(
+            grown > limit + 256 * 1024,
+            "the agent grew only to {grown} bytes, not past the {limit}-byte limit"
+        );
+        let listed = ssh_add(&agent, &["-l"]);
+        assert_eq!(stdout(&listed).lines().count(), 2048);
+        if capable {
+            assert!(status_kb(pid, "VmLck:") * 1024 > limit, "growth not locked");
+        }
     }
 }
