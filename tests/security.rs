@@ -593,12 +593,13 @@ struct Shared {
 }
 
 impl Shared {
+    /// The copy is made without the ETXTBSY race (`copy_executable`): a copy written here
+    /// could be held open for writing by a child another test thread forked meanwhile, and
+    /// then fail to execute ("the agent would not start", exit status 126).
     fn new() -> Shared {
         let dir = TempDir::new();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-        let bin = dir.join("sshkeep");
-        fs::copy(agent_bin(), &bin).unwrap();
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        copy_executable(&agent_bin(), &dir.join("sshkeep"));
         Shared { dir }
     }
 
@@ -738,30 +739,19 @@ fn same_uid_cannot_trace_or_read_the_agent() {
     } else {
         ""
     };
-    let mut out = None;
-    for _ in 0..5 {
-        let o = run_as(
-            user,
-            "perl",
-            &[
-                "-e",
-                PERL_TRACER,
-                p(&shared.bin()),
-                p(&sock),
-                ptrace_nr,
-                gdb,
-            ],
-            &[],
-        );
-        // A fresh copy of the binary can be busy for a moment (see start_user_agent).
-        let busy = stderr(&o).contains("Text file busy");
-        out = Some(o);
-        if !busy {
-            break;
-        }
-        let _ = fs::remove_file(&sock);
-    }
-    let out = out.unwrap();
+    let out = run_as(
+        user,
+        "perl",
+        &[
+            "-e",
+            PERL_TRACER,
+            p(&shared.bin()),
+            p(&sock),
+            ptrace_nr,
+            gdb,
+        ],
+        &[],
+    );
     let text = stdout(&out);
     assert!(
         out.status.success(),
@@ -812,29 +802,24 @@ fn spawn_with_cores(user: (u32, u32), cwd: &Path, program: &Path, args: &[&str])
 }
 
 /// Starts the agent copy in `shared` as the test user with `ulimit -c unlimited`, and waits
-/// for its socket. A binary copied a moment ago can fail to execute (ETXTBSY: another test
-/// thread forked while the copy was open for writing), so a start that exits at once is
-/// tried again.
+/// for its socket.
 fn start_user_agent(user: (u32, u32), shared: &Shared, sock: &Path) -> Reaped {
-    for _ in 0..5 {
-        let mut child = spawn_with_cores(
-            user,
-            shared.dir.path(),
-            &shared.bin(),
-            &["-D", "-a", p(sock)],
-        );
-        let mut exited = None;
-        let up = wait_until(START_DEADLINE, || {
-            exited = child.0.try_wait().unwrap();
-            exited.is_some() || std::os::unix::net::UnixStream::connect(sock).is_ok()
-        });
-        match exited {
-            None if up => return child,
-            None => panic!("the agent did not start as {TEST_USER}"),
-            Some(status) => println!("the agent exited at start ({status}); again"),
-        }
+    let mut child = spawn_with_cores(
+        user,
+        shared.dir.path(),
+        &shared.bin(),
+        &["-D", "-a", p(sock)],
+    );
+    let mut exited = None;
+    let up = wait_until(START_DEADLINE, || {
+        exited = child.0.try_wait().unwrap();
+        exited.is_some() || std::os::unix::net::UnixStream::connect(sock).is_ok()
+    });
+    match exited {
+        None if up => child,
+        None => panic!("the agent did not start as {TEST_USER}"),
+        Some(status) => panic!("the agent exited at start as {TEST_USER}: {status}"),
     }
-    panic!("the agent would not start as {TEST_USER}");
 }
 
 fn core_files(dir: &Path) -> Vec<String> {

@@ -42,6 +42,9 @@
 //!   `ssh-keygen -lf` prints (as `ssh-add -l` prints it), [`pub_line`] the `.pub` contents without
 //!   the newline, [`pub_blob`] the decoded key blob, [`certify`]`(ca, key_pub, principals)` signs a
 //!   user certificate and returns the `-cert.pub` path.
+//! - [`copy_executable`]`(src, dst)` and [`write_executable`]`(path, text)` make files to execute
+//!   without the ETXTBSY race (a file written by this process can be held open by a child another
+//!   test thread forks meanwhile, and then cannot be executed).
 //! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes.
 //!   [`pid_alive`]`(pid)` (false for zombies), [`KillOnDrop`]`(pid)` SIGTERMs a background agent
 //!   (e.g. one started with `-s`) when a test ends, however it ends.
@@ -286,6 +289,33 @@ pub fn release_bin() -> Option<PathBuf> {
         return None;
     }
     Some(bin)
+}
+
+/// Copies `src` to `dst` (mode 0755) for a program to execute. The copy is written by a `cp`
+/// child, never through a descriptor of this process: a file this process writes is open for
+/// writing while other test threads fork, a child forked then holds that descriptor until it
+/// execs, and executing the file meanwhile fails with ETXTBSY ("Text file busy"; a shell
+/// reports exit status 126). With `cp`, no process of ours ever holds it open.
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let out = Command::new("cp")
+        .arg(src)
+        .arg(dst)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cp: {e}"));
+    expect_ok(&out);
+    fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Writes an executable file (a script) at `path` without the ETXTBSY race of writing it
+/// here (see [`copy_executable`]): the contents go to `<path>.src`, which is never executed,
+/// and `cp` makes the executable.
+pub fn write_executable(path: &Path, contents: &str) {
+    let mut src = path.as_os_str().to_owned();
+    src.push(".src");
+    let src = PathBuf::from(src);
+    fs::write(&src, contents).unwrap();
+    copy_executable(&src, path);
 }
 
 /// Polls `cond` every few milliseconds until it holds (true) or `deadline` has passed (false).
