@@ -37,7 +37,7 @@ test: all
 	@echo "$(CARGO) test --locked --lib --bins --tests"; \
 	SSHKEEP_SKIPPED=$(SKIPPED) $(CARGO) test --locked --lib --bins --tests; status=$$?; \
 	if [ -s $(SKIPPED) ]; then \
-		echo; echo "make test: $$(wc -l < $(SKIPPED)) tests were SKIPPED, not passed:"; \
+		echo; echo "make test: SKIPPED, not passed ($$(wc -l < $(SKIPPED))):"; \
 		sort $(SKIPPED) | sed 's/^/  /'; \
 		echo "(CI runs them all, as root with OpenSSH's client and server installed)"; \
 	fi; \
