@@ -299,21 +299,39 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usi
 // Memory holding secrets
 
 /// Lock the whole process in memory, now and for every future allocation, so that no
-/// key reaches swap. Only done when nothing can make it fail later: with CAP_IPC_LOCK (root)
-/// or an unlimited RLIMIT_MEMLOCK. Under a finite limit, MCL_FUTURE would turn the limit into
-/// allocation failures, and an allocation failure aborts the agent with every key.
+/// key reaches swap. Only done when nothing can make it fail later: with CAP_IPC_LOCK in
+/// the effective set (then RLIMIT_MEMLOCK does not apply) or an unlimited RLIMIT_MEMLOCK.
+/// Under a finite limit without the capability, MCL_FUTURE would turn the limit into
+/// allocation failures, and an allocation failure aborts the agent with every key. Being
+/// root is not enough: a container or systemd unit may run root without CAP_IPC_LOCK.
 /// Returns why it was not done.
 pub fn lock_all_memory() -> Result<(), String> {
     use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
     let (soft, _) = getrlimit(Resource::RLIMIT_MEMLOCK).map_err(|e| e.to_string())?;
-    let root = nix::unistd::geteuid().is_root();
-    if !root && soft != RLIM_INFINITY {
-        return Err(format!("RLIMIT_MEMLOCK is {soft} bytes, not unlimited"));
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let capable = has_ipc_lock(&status);
+    if !capable && soft != RLIM_INFINITY {
+        return Err(format!(
+            "no CAP_IPC_LOCK and RLIMIT_MEMLOCK is {soft} bytes, not unlimited"
+        ));
     }
     // SAFETY: mlockall takes only flags and changes no memory contents. MCL_ONFAULT locks
     // pages as they are touched instead of faulting in every reserved mapping at once.
     let ret = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
     cerr(ret).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Bit of CAP_IPC_LOCK in the capability sets (linux/capability.h).
+const CAP_IPC_LOCK: u32 = 14;
+
+/// Whether the `CapEff:` line of a /proc/PID/status text has CAP_IPC_LOCK. A missing or
+/// malformed line counts as not having it (then the limit decides).
+fn has_ipc_lock(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -419,6 +437,37 @@ mod tests {
             "{boot:?} vs {mono:?}"
         );
         assert!(Instant::now() >= boot);
+    }
+
+    #[test]
+    fn ipc_lock_is_read_from_the_effective_set() {
+        let status = |eff: &str| {
+            format!(
+                "Name:\tsshkeep\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t{eff}\nCapBnd:\t000001ffffffffff\n"
+            )
+        };
+        assert!(has_ipc_lock(&status("000001ffffffffff")));
+        assert!(has_ipc_lock(&status("0000000000004000")));
+        // Root with everything but CAP_IPC_LOCK (setpriv --bounding-set=-ipc_lock).
+        assert!(!has_ipc_lock(&status("000001fffeffbfff")));
+        assert!(!has_ipc_lock(&status("0000000000000000")));
+        // Permitted but not effective does not count.
+        assert!(!has_ipc_lock(
+            "CapPrm:\t0000000000004000\nCapEff:\t0000000000000000\n"
+        ));
+        for bad in [
+            "",
+            "CapEff:\n",
+            "CapEff:\tzz\n",
+            "CapEff:\t1fffffffffffffffff\n",
+            "capeff: 4000\n",
+        ] {
+            assert!(!has_ipc_lock(bad), "{bad:?}");
+        }
+        // This process's own status parses (whatever its capabilities).
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(own.lines().any(|l| l.starts_with("CapEff:")));
+        let _ = has_ipc_lock(&own);
     }
 
     #[test]

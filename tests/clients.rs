@@ -377,7 +377,7 @@ fn dsa_refused() {
         &[],
     );
     if !made.status.success() {
-        println!("skipped: this ssh-keygen cannot make DSA keys");
+        skip("this ssh-keygen cannot make DSA keys (OpenSSH 10 removed them): use OpenSSH 9");
         return;
     }
     let out = ssh_add(&agent, &[p(&key)]);

@@ -1379,7 +1379,10 @@ fn slowloris_idle_connections() {
     const IDLE: usize = 2000;
     let limit = raise_nofile(IDLE as u64 + 512);
     if limit < IDLE as u64 + 200 {
-        println!("skipped: RLIMIT_NOFILE hard limit {limit} is too low for {IDLE} connections");
+        skip(&format!(
+            "RLIMIT_NOFILE hard limit {limit} is too low for {IDLE} connections: raise it \
+             (ulimit -Hn) or run as root"
+        ));
         return;
     }
     let mut l = Loaded::start();

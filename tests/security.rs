@@ -1,15 +1,23 @@
 //! Security hygiene of the real binary, checked from outside the process:
 //!
-//! - private key bytes are gone from the agent's memory after `ssh-add -D`, after expiry and
-//!   after SIGUSR1 (every readable, writable region scanned through /proc/PID/mem, as root,
-//!   after proving that the same scan finds them while the keys are loaded);
+//! - private key material is gone from the agent's memory after `ssh-add -d` (one key, the
+//!   others staying), `ssh-add -D`, expiry, SIGUSR1 and replacement (re-adding a key): every
+//!   readable mapping of the RELEASE binary (`make`: LTO, panic=abort, stripped; the one users
+//!   run, whose frames and inlining differ from the debug build's) is read through
+//!   /proc/PID/mem, as root, for every form each secret may take (Ed25519 seed and its SHA-512
+//!   expansion, ECDSA scalars plain and in Montgomery form, RSA d, p, q, dp, dq, qinv and the
+//!   primes' Montgomery constants, big- and little-endian), after signing with every key, and
+//!   after proving that the same scan finds each key while it is loaded;
 //! - a client of another uid is refused without a reply, and the refusal is logged;
 //! - an agent running as an ordinary user cannot be ptrace-attached or have its memory read by
 //!   another process of that same user (its parent, even), while a plain process of that user can;
-//! - it leaves no core file when it crashes, even with `ulimit -c unlimited`.
+//! - it leaves no core file when it crashes, even with `ulimit -c unlimited`;
+//! - memory is locked against swap only where that cannot fail later: with CAP_IPC_LOCK, not
+//!   merely as root.
 //!
-//! The tests that need root, or a second user, say so and return when they cannot run. As root
-//! they create the user `sshkeep-test` (a system user without a home or a login shell).
+//! The tests that need root, a second user or the release binary call `skip` when they cannot
+//! run (a failure under CI=true). As root they create the user `sshkeep-test` (a system user
+//! without a home or a login shell).
 
 mod common;
 
@@ -24,6 +32,11 @@ use std::time::Duration;
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use rsa::BoxedUint;
+use rsa::traits::PrivateKeyParts;
+use ssh_key::encoding::bigint::modular::{BoxedMontyForm, BoxedMontyParams};
+use ssh_key::encoding::bigint::{NonZero, Odd};
+use ssh_key::sha2::{Digest, Sha512};
 
 const TEST_USER: &str = "sshkeep-test";
 const NO_IDENTITIES: &str = "The agent has no identities.\n";
@@ -39,27 +52,144 @@ fn is_root() -> bool {
 // ---------------------------------------------------------------------------------------------
 // Scanning the agent's memory
 
-/// One secret and the byte forms it may be stored in.
-struct Secret {
-    what: &'static str,
-    forms: Vec<(&'static str, Vec<u8>)>,
+/// The key types every scan loads, in this order: the three the agent's users have, and P-521,
+/// whose first use runs deepest on the stack (it builds the curve's tables). P-521 comes first:
+/// added after the Ed25519 key, its decoding overwrites, by chance, what an Ed25519 add left in
+/// the loop's own frame (in a build that left it), and the scan would miss that leak.
+const KINDS: [&str; 4] = ["ecdsa-521", "ed25519", "ecdsa-256", "rsa-2048"];
+
+/// One key in the agent, and the byte forms its secrets may be stored in.
+struct Key {
+    kind: &'static str,
+    path: PathBuf,
+    /// (what, form, bytes), e.g. ("RSA prime p", "little-endian", ...).
+    forms: Forms,
 }
 
-impl Secret {
-    /// A big-endian integer, looked for as written and reversed (little-endian limbs).
-    fn integer(what: &'static str, be: &[u8]) -> Secret {
-        let mut le = be.to_vec();
-        le.reverse();
-        Secret {
-            what,
-            forms: vec![("big-endian", be.to_vec()), ("little-endian", le)],
+type Forms = Vec<(&'static str, &'static str, Vec<u8>)>;
+
+/// An integer's forms: as written (big-endian) and as little-endian limbs hold it.
+fn int(forms: &mut Forms, what: &'static str, be: &[u8]) {
+    let be = trim(be);
+    let mut le = be.clone();
+    le.reverse();
+    forms.push((what, "big-endian", be));
+    forms.push((what, "little-endian", le));
+}
+
+/// A big-endian integer without leading zeros.
+fn trim(be: &[u8]) -> Vec<u8> {
+    let zeros = be.iter().take_while(|&&b| b == 0).count();
+    be[zeros..].to_vec()
+}
+
+fn uint(be: &[u8]) -> BoxedUint {
+    BoxedUint::from_be_slice_vartime(be)
+}
+
+/// `x` in Montgomery form modulo the odd `m`: x·R mod m, R = 2^(64·limbs of m), as the curve
+/// and big-number crates store it.
+fn montgomery(x: &[u8], m: &[u8]) -> Vec<u8> {
+    let m = uint(m);
+    let bits = m.bits_precision();
+    let params = BoxedMontyParams::new(Odd::new(m.clone()).unwrap());
+    let x = uint(x).rem(&NonZero::new(m).unwrap());
+    let x = BoxedUint::from_be_slice(&x.to_be_bytes(), bits).unwrap();
+    trim(
+        &BoxedMontyForm::new(x, &params)
+            .as_montgomery()
+            .to_be_bytes(),
+    )
+}
+
+impl Key {
+    /// Reads the key file `ssh-keygen` wrote and derives every form of its secrets.
+    fn new(kind: &'static str, path: PathBuf) -> Key {
+        let key = ssh_key::PrivateKey::read_openssh_file(&path).unwrap();
+        let data = key.key_data();
+        let mut forms = Vec::new();
+        let f = &mut forms;
+        if let Some(ed) = data.ed25519() {
+            let seed = ed.private.to_bytes();
+            let h = Sha512::digest(seed);
+            let mut clamped: [u8; 32] = h[..32].try_into().unwrap();
+            clamped[0] &= 248;
+            clamped[31] &= 127;
+            clamped[31] |= 64;
+            // The group order l = 2^252 + 27742317777372353535851937790883648493.
+            let l = "1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed";
+            let l: Vec<u8> = (0..32)
+                .map(|i| u8::from_str_radix(&l[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let mut be = clamped;
+            be.reverse();
+            let reduced = trim(
+                &uint(&be)
+                    .rem(&NonZero::new(uint(&l)).unwrap())
+                    .to_be_bytes(),
+            );
+            f.push(("Ed25519 seed", "as is", seed.to_vec()));
+            int(f, "Ed25519 scalar (clamped SHA-512 half)", &be);
+            int(f, "Ed25519 scalar mod l", &reduced);
+            let mut low: Vec<u8> = h[..32].to_vec();
+            low.reverse();
+            int(f, "Ed25519 SHA-512 low half", &low);
+            f.push(("Ed25519 nonce prefix", "as is", h[32..].to_vec()));
+        } else if let Some(ec) = data.ecdsa() {
+            let d = ec.private_key_bytes().to_vec();
+            let n = match kind {
+                "ecdsa-256" => "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551",
+                "ecdsa-521" => {
+                    "01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\
+                     fa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409"
+                }
+                _ => panic!("no curve order for {kind}"),
+            };
+            let n: Vec<u8> = (0..n.len() / 2)
+                .map(|i| u8::from_str_radix(&n[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            int(f, "ECDSA scalar", &d);
+            int(f, "ECDSA scalar (Montgomery form)", &montgomery(&d, &n));
+        } else if let Some(r) = data.rsa() {
+            let mut key = rsa::RsaPrivateKey::try_from(r).unwrap();
+            key.precompute().unwrap();
+            let be = |x: &BoxedUint| x.to_be_bytes().to_vec();
+            let [prime_p, prime_q] = key.primes() else {
+                panic!("not a two-prime key")
+            };
+            let (pp, qq) = (be(prime_p), be(prime_q));
+            int(f, "RSA d", &be(key.d()));
+            int(f, "RSA prime p", &pp);
+            int(f, "RSA prime q", &qq);
+            int(f, "RSA dp", &be(key.dp().unwrap()));
+            int(f, "RSA dq", &be(key.dq().unwrap()));
+            let qinv = key.qinv().unwrap();
+            int(f, "RSA qinv", &be(&qinv.retrieve()));
+            int(f, "RSA qinv (Montgomery form)", &be(qinv.as_montgomery()));
+            // The primes' Montgomery constants R mod p and R² mod p give p away (gcd with n).
+            for (what, what2, prime) in [
+                ("RSA R mod p", "RSA R² mod p", &pp),
+                ("RSA R mod q", "RSA R² mod q", &qq),
+            ] {
+                let r = montgomery(&[1], prime);
+                int(f, what, &r);
+                int(f, what2, &montgomery(&r, prime));
+            }
+        } else {
+            panic!("unexpected key type in {}", path.display());
         }
+        Key { kind, path, forms }
+    }
+
+    fn pub_path(&self) -> PathBuf {
+        pub_path(&self.path)
     }
 }
 
-/// Where a secret was found.
-#[derive(Debug)]
+/// Where one form of a secret was found.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Hit {
+    kind: &'static str,
     what: &'static str,
     form: &'static str,
     region: String,
@@ -67,37 +197,8 @@ struct Hit {
     offsets: Vec<usize>,
 }
 
-/// The private parts of the three keys, read from the files `ssh-keygen` wrote.
-fn secrets(ed25519: &Path, ecdsa: &Path, rsa: &Path) -> Vec<Secret> {
-    let read = |p: &Path| {
-        ssh_key::PrivateKey::read_openssh_file(p)
-            .unwrap()
-            .key_data()
-            .clone()
-    };
-    let ed = read(ed25519);
-    let ec = read(ecdsa);
-    let rsa = read(rsa);
-    let seed = ed.ed25519().unwrap().private.to_bytes().to_vec();
-    let scalar = ec.ecdsa().unwrap().private_key_bytes().to_vec();
-    let rsa = rsa.rsa().unwrap();
-    let prime_p = rsa.private().p().as_positive_bytes().unwrap().to_vec();
-    let prime_q = rsa.private().q().as_positive_bytes().unwrap().to_vec();
-    vec![
-        // ed25519-dalek keeps the seed as it is.
-        Secret {
-            what: "Ed25519 seed",
-            forms: vec![("as is", seed)],
-        },
-        Secret::integer("ECDSA P-256 scalar", &scalar),
-        Secret::integer("RSA prime p", &prime_p),
-        Secret::integer("RSA prime q", &prime_q),
-    ]
-}
-
-/// Every region of `pid` that can hold data the process wrote: readable, and writable or
-/// anonymous (code and read-only data of mapped files cannot hold a key added at run time).
-fn data_regions(pid: u32) -> Vec<(u64, u64, String)> {
+/// Every region of `pid` that can be read: all of /proc/PID/maps but the kernel's own pages.
+fn readable_regions(pid: u32) -> Vec<(u64, u64, String)> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     maps.lines()
         .filter_map(|line| {
@@ -110,15 +211,12 @@ fn data_regions(pid: u32) -> Vec<(u64, u64, String)> {
                 u64::from_str_radix(a, 16).ok()?,
                 u64::from_str_radix(b, 16).ok()?,
             );
-            let readable = perms.starts_with('r');
-            let writable = perms.as_bytes().get(1) == Some(&b'w');
-            let special = ["[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]"].contains(&&*path);
-            let anon = path.is_empty() || path.starts_with('[');
-            (readable && !special && (writable || anon)).then(|| {
+            let kernel = ["[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]"].contains(&&*path);
+            (perms.starts_with('r') && !kernel).then(|| {
                 let name = if path.is_empty() {
-                    format!("anonymous {a:x}-{b:x}")
+                    format!("anonymous {a:x}-{b:x} {perms}")
                 } else {
-                    format!("{path} {a:x}-{b:x}")
+                    format!("{path} {a:x}-{b:x} {perms}")
                 };
                 (a, b, name)
             })
@@ -126,36 +224,24 @@ fn data_regions(pid: u32) -> Vec<(u64, u64, String)> {
         .collect()
 }
 
-/// The offset of every occurrence of `needle` in `hay`.
-fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
-    let first = needle[0];
-    let mut found = Vec::new();
-    let mut i = 0;
-    while i + needle.len() <= hay.len() {
-        match hay[i..=hay.len() - needle.len()]
-            .iter()
-            .position(|&b| b == first)
-        {
-            None => break,
-            Some(off) => {
-                let at = i + off;
-                if &hay[at..at + needle.len()] == needle {
-                    found.push(at);
-                }
-                i = at + 1;
-            }
+/// Reads every readable region of `pid` through /proc/PID/mem and reports where each form of
+/// each key's secrets is. One pass per region: each 4-byte window is looked up among the forms'
+/// first four bytes (every form is at least 16 bytes long).
+fn scan(pid: u32, keys: &[&Key]) -> Vec<Hit> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::FileExt;
+    let mut by_prefix: HashMap<[u8; 4], Vec<(usize, usize)>> = HashMap::new();
+    for (k, key) in keys.iter().enumerate() {
+        for (f, (_, _, bytes)) in key.forms.iter().enumerate() {
+            assert!(bytes.len() >= 16, "{} form {f} is too short", key.kind);
+            let prefix = bytes[..4].try_into().unwrap();
+            by_prefix.entry(prefix).or_default().push((k, f));
         }
     }
-    found
-}
-
-/// Reads every data region of `pid` through /proc/PID/mem and reports where each secret is.
-fn scan(pid: u32, secrets: &[Secret]) -> Vec<Hit> {
-    use std::os::unix::fs::FileExt;
     let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     let mut hits = Vec::new();
     let mut scanned = 0u64;
-    for (start, end, name) in data_regions(pid) {
+    for (start, end, name) in readable_regions(pid) {
         let mut buf = vec![0u8; (end - start) as usize];
         // A region can vanish or shrink between reading maps and reading it: keep what was read.
         let mut got = 0;
@@ -167,57 +253,48 @@ fn scan(pid: u32, secrets: &[Secret]) -> Vec<Hit> {
         }
         buf.truncate(got);
         scanned += got as u64;
-        for s in secrets {
-            for (form, bytes) in &s.forms {
-                let offsets = find_all(&buf, bytes);
-                if !offsets.is_empty() {
-                    hits.push(Hit {
-                        what: s.what,
-                        form,
-                        region: name.clone(),
-                        offsets,
-                    });
+        let mut found: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+        // Tests build unoptimised: a table of the first two bytes keeps the pass cheap.
+        let mut first_two = vec![false; 1 << 16];
+        for prefix in by_prefix.keys() {
+            first_two[usize::from(u16::from_be_bytes([prefix[0], prefix[1]]))] = true;
+        }
+        for at in 0..buf.len().saturating_sub(3) {
+            if !first_two[usize::from(buf[at]) << 8 | usize::from(buf[at + 1])] {
+                continue;
+            }
+            let Some(candidates) = by_prefix.get(&buf[at..at + 4]) else {
+                continue;
+            };
+            for &(k, f) in candidates {
+                let bytes = &keys[k].forms[f].2;
+                if buf[at..].starts_with(bytes) {
+                    found.entry((k, f)).or_default().push(at);
                 }
             }
         }
+        for ((k, f), offsets) in found {
+            let (what, form, _) = &keys[k].forms[f];
+            hits.push(Hit {
+                kind: keys[k].kind,
+                what,
+                form,
+                region: name.clone(),
+                offsets,
+            });
+        }
     }
     assert!(scanned > 0, "nothing of process {pid} could be read");
+    hits.sort();
     hits
-}
-
-/// Starts an agent with an Ed25519, an ECDSA P-256 and an RSA-2048 key (added with `extra`
-/// arguments to ssh-add), and proves that a scan of its memory finds every secret.
-fn loaded_agent(extra: &[&str]) -> (Agent, Vec<Secret>) {
-    let agent = Agent::start(&[]);
-    let keys: Vec<PathBuf> = ["ed25519", "ecdsa-256", "rsa-2048"]
-        .iter()
-        .map(|k| keygen(agent.dir(), k))
-        .collect();
-    for key in &keys {
-        let mut args = vec!["-q"];
-        args.extend_from_slice(extra);
-        args.push(p(key));
-        expect_ok(&ssh_add(&agent, &args));
-    }
-    let secrets = secrets(&keys[0], &keys[1], &keys[2]);
-    let hits = scan(agent.pid(), &secrets);
-    for s in &secrets {
-        assert!(
-            hits.iter().any(|h| h.what == s.what),
-            "the scan does not find the {} while the key is loaded, so it could not prove it \
-             gone later; found: {hits:?}",
-            s.what
-        );
-    }
-    println!("while loaded:\n{}", describe(&hits));
-    (agent, secrets)
 }
 
 fn describe(hits: &[Hit]) -> String {
     hits.iter()
         .map(|h| {
             format!(
-                "  {} ({}) in {}: {} cop{} at {:x?}",
+                "  {} {} ({}) in {}: {} cop{} at {:x?}",
+                h.kind,
                 h.what,
                 h.form,
                 h.region,
@@ -230,74 +307,247 @@ fn describe(hits: &[Hit]) -> String {
         .join("\n")
 }
 
-fn wait_empty(agent: &Agent, why: &str) {
-    let empty = wait_until(Duration::from_secs(10), || {
-        stdout(&ssh_add(agent, &["-l"])) == NO_IDENTITIES
-    });
-    assert!(empty, "the agent still lists keys after {why}");
+/// The release agent with one key of each of [`KINDS`] (added with `extra` arguments to
+/// ssh-add), each used once for a signature (`ssh-keygen -Y sign` through the agent, so the
+/// signing code has run and left what it leaves); a scan must then find every key. `None`
+/// (after a skip) when the scan cannot run here.
+struct Loaded {
+    agent: Agent,
+    keys: Vec<Key>,
 }
 
-#[track_caller]
-fn assert_gone(agent: &Agent, secrets: &[Secret], why: &str) {
-    let hits = scan(agent.pid(), secrets);
-    assert!(
-        hits.is_empty(),
-        "key material still in the agent's memory after {why}:\n{}",
-        describe(&hits)
-    );
-}
-
-fn can_scan() -> bool {
-    if !is_root() {
-        println!("skipped: reading another process's memory of a non-dumpable process needs root");
-        return false;
+impl Loaded {
+    fn start(extra: &[&str]) -> Option<Loaded> {
+        if !is_root() {
+            skip("reading the memory of a non-dumpable process needs root: run the tests as root");
+            return None;
+        }
+        if !sshkeep_only() {
+            return None;
+        }
+        let bin = release_bin()?;
+        let agent = Agent::start_bin(&bin, &[]);
+        let keys: Vec<Key> = KINDS
+            .iter()
+            .map(|&kind| Key::new(kind, keygen(agent.dir(), kind)))
+            .collect();
+        for key in &keys {
+            let mut args = vec!["-q"];
+            args.extend_from_slice(extra);
+            args.push(p(&key.path));
+            expect_ok(&ssh_add(&agent, &args));
+        }
+        let loaded = Loaded { agent, keys };
+        loaded.sign_with_each();
+        loaded.assert_found(&loaded.keys.iter().collect::<Vec<_>>(), "while loaded");
+        Some(loaded)
     }
-    sshkeep_only()
+
+    /// A signature with every key, through the agent: `-f` names the public key, so only
+    /// the agent can make it. Checked by `ssh-keygen -Y check-novalidate`.
+    fn sign_with_each(&self) {
+        let msg = self.agent.dir().join("message");
+        fs::write(&msg, "a message signed through the agent\n").unwrap();
+        let sig = self.agent.dir().join("message.sig");
+        let env = [("SSH_AUTH_SOCK", self.agent.sock_str())];
+        for key in &self.keys {
+            let _ = fs::remove_file(&sig);
+            let out = run(
+                "ssh-keygen",
+                &[
+                    "-Y",
+                    "sign",
+                    "-n",
+                    "file",
+                    "-f",
+                    p(&key.pub_path()),
+                    p(&msg),
+                ],
+                &env,
+            );
+            expect_ok(&out);
+            let check = Command::new("ssh-keygen")
+                .args(["-Y", "check-novalidate", "-n", "file", "-s", p(&sig)])
+                .stdin(fs::File::open(&msg).unwrap())
+                .output()
+                .unwrap();
+            expect_ok(&check);
+        }
+    }
+
+    fn key(&self, kind: &str) -> &Key {
+        self.keys.iter().find(|k| k.kind == kind).unwrap()
+    }
+
+    fn scan(&self) -> Vec<Hit> {
+        scan(self.agent.pid(), &self.keys.iter().collect::<Vec<_>>())
+    }
+
+    /// Every key of `present` is found in some form: the scan can see them.
+    #[track_caller]
+    fn assert_found(&self, present: &[&Key], when: &str) {
+        let hits = self.scan();
+        for key in present {
+            assert!(
+                hits.iter().any(|h| h.kind == key.kind),
+                "the scan does not find the {} key {when}, so it could not prove it gone \
+                 later; found:\n{}",
+                key.kind,
+                describe(&hits)
+            );
+        }
+        println!("{when}:\n{}", describe(&hits));
+    }
+
+    /// No form of any secret of the keys of `kinds` is anywhere in the agent's memory.
+    #[track_caller]
+    fn assert_gone(&self, kinds: &[&str], why: &str) {
+        let hits: Vec<Hit> = self
+            .scan()
+            .into_iter()
+            .filter(|h| kinds.contains(&h.kind))
+            .collect();
+        assert!(
+            hits.is_empty(),
+            "key material still in the agent's memory after {why}:\n{}",
+            describe(&hits)
+        );
+    }
+
+    fn listed(&self) -> String {
+        stdout(&ssh_add(&self.agent, &["-l"]))
+    }
+
+    fn wait_empty(&self, why: &str) {
+        let empty = wait_until(Duration::from_secs(20), || self.listed() == NO_IDENTITIES);
+        assert!(empty, "the agent still lists keys after {why}");
+    }
+}
+
+#[test]
+fn keys_wiped_after_remove_one_while_others_stay() {
+    let Some(l) = Loaded::start(&[]) else { return };
+    let mut removed: Vec<&str> = Vec::new();
+    for kind in KINDS {
+        let key = l.key(kind);
+        expect_ok(&ssh_add(&l.agent, &["-q", "-d", p(&key.pub_path())]));
+        removed.push(kind);
+        let why = format!("ssh-add -d of the {kind} key");
+        assert!(
+            !l.listed().contains(&pub_blob_comment(key)),
+            "still listed after {why}"
+        );
+        l.assert_gone(&removed, &why);
+        let staying: Vec<&Key> = l
+            .keys
+            .iter()
+            .filter(|k| !removed.contains(&k.kind))
+            .collect();
+        l.assert_found(&staying, &format!("after {why}"));
+    }
+}
+
+/// The comment `ssh-add -l` shows for a key made by `keygen`.
+fn pub_blob_comment(key: &Key) -> String {
+    pub_line(&key.pub_path())
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string()
 }
 
 #[test]
 fn keys_wiped_after_remove_all() {
-    if !can_scan() {
-        return;
-    }
-    let (agent, secrets) = loaded_agent(&[]);
-    expect_ok(&ssh_add(&agent, &["-D"]));
-    wait_empty(&agent, "ssh-add -D");
-    assert_gone(&agent, &secrets, "ssh-add -D");
+    let Some(l) = Loaded::start(&[]) else { return };
+    expect_ok(&ssh_add(&l.agent, &["-D"]));
+    l.wait_empty("ssh-add -D");
+    l.assert_gone(&KINDS, "ssh-add -D");
 }
 
 #[test]
 fn keys_wiped_after_expiry() {
-    if !can_scan() {
+    // Long enough to sign with every key and scan before they expire, on a slow machine too.
+    let Some(l) = Loaded::start(&["-t", "8"]) else {
         return;
-    }
-    let (agent, secrets) = loaded_agent(&["-t", "1"]);
-    wait_empty(&agent, "their 1 s lifetime");
-    assert_gone(&agent, &secrets, "expiry");
+    };
+    assert_eq!(
+        l.listed().lines().count(),
+        KINDS.len(),
+        "keys expired before the test could use them"
+    );
+    l.wait_empty("their lifetime");
+    l.assert_gone(&KINDS, "expiry");
 }
 
 #[test]
 fn keys_wiped_after_sigusr1() {
-    if !can_scan() {
-        return;
+    let Some(l) = Loaded::start(&[]) else { return };
+    kill(Pid::from_raw(l.agent.pid() as i32), Signal::SIGUSR1).unwrap();
+    l.wait_empty("SIGUSR1");
+    l.assert_gone(&KINDS, "SIGUSR1");
+}
+
+/// Re-adding a key replaces it (new comment): the old copy is wiped then, not when the new
+/// one goes. Replaced, each secret has as many copies as before; after removing the new keys,
+/// none.
+#[test]
+fn replaced_keys_are_wiped() {
+    let Some(l) = Loaded::start(&[]) else { return };
+    let count = |hits: &[Hit]| {
+        let mut c: Vec<_> = hits
+            .iter()
+            .map(|h| ((h.kind, h.what, h.form), h.offsets.len()))
+            .collect();
+        c.sort();
+        c
+    };
+    let before = l.scan();
+    for key in &l.keys {
+        expect_ok(&run(
+            "ssh-keygen",
+            &["-q", "-c", "-C", "replaced", "-f", p(&key.path)],
+            &[],
+        ));
+        expect_ok(&ssh_add(&l.agent, &["-q", p(&key.path)]));
     }
-    let (agent, secrets) = loaded_agent(&[]);
-    kill(Pid::from_raw(agent.pid() as i32), Signal::SIGUSR1).unwrap();
-    wait_empty(&agent, "SIGUSR1");
-    assert_gone(&agent, &secrets, "SIGUSR1");
+    let listed = l.listed();
+    assert_eq!(
+        listed.matches(" replaced (").count(),
+        KINDS.len(),
+        "not replaced:\n{listed}"
+    );
+    let after = l.scan();
+    for (form, n) in count(&after) {
+        let was = count(&before)
+            .into_iter()
+            .find(|(f, _)| *f == form)
+            .map_or(0, |(_, n)| n);
+        assert!(
+            n <= was,
+            "{form:?}: {n} copies after replacement, {was} before:\nbefore:\n{}\nafter:\n{}",
+            describe(&before),
+            describe(&after)
+        );
+    }
+    for key in &l.keys {
+        expect_ok(&ssh_add(&l.agent, &["-q", "-d", p(&key.pub_path())]));
+    }
+    assert_eq!(l.listed(), NO_IDENTITIES);
+    l.assert_gone(&KINDS, "replacement, then ssh-add -d of the new keys");
 }
 
 // ---------------------------------------------------------------------------------------------
 // Another user
 
-/// The test user's uid and gid, created on first use; `None` (with the reason printed) when
-/// that is impossible.
+/// The test user's uid and gid, created on first use; `None` (after a `skip`, which fails
+/// under CI=true) when that is impossible.
 fn test_user() -> Option<(u32, u32)> {
-    static USER: OnceLock<Option<(u32, u32)>> = OnceLock::new();
-    *USER.get_or_init(|| {
+    static USER: OnceLock<Result<(u32, u32), String>> = OnceLock::new();
+    let user = USER.get_or_init(|| {
         if !is_root() {
-            println!("skipped: creating and becoming a second user needs root");
-            return None;
+            return Err(
+                "creating and becoming a second user needs root: run the tests as root".into(),
+            );
         }
         let lookup = || {
             nix::unistd::User::from_name(TEST_USER)
@@ -307,7 +557,7 @@ fn test_user() -> Option<(u32, u32)> {
         };
         for _ in 0..20 {
             if let Some(ids) = lookup() {
-                return Some(ids);
+                return Ok(ids);
             }
             // Other test processes may be adding it at the same moment (useradd then fails
             // to lock /etc/passwd, or finds the user there): look again.
@@ -324,22 +574,17 @@ fn test_user() -> Option<(u32, u32)> {
                 ])
                 .output();
             match out {
-                Err(e) => {
-                    println!("skipped: cannot run useradd: {e}");
-                    return None;
-                }
+                Err(e) => return Err(format!("cannot run useradd ({e}): install passwd")),
                 Ok(o) if !o.status.success() => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Ok(_) => {}
             }
         }
-        let found = lookup();
-        if found.is_none() {
-            println!("skipped: could not create the user {TEST_USER}");
-        }
-        found
-    })
+        lookup().ok_or_else(|| format!("could not create the user {TEST_USER} with useradd"))
+    });
+    // Every test that needs the user reports its own skip.
+    user.as_ref().map_err(|why| skip(why)).ok().copied()
 }
 
 /// A directory the test user can use (mode 0777), with a copy of the agent binary it can run.
@@ -348,12 +593,13 @@ struct Shared {
 }
 
 impl Shared {
+    /// The copy is made without the ETXTBSY race (`copy_executable`): a copy written here
+    /// could be held open for writing by a child another test thread forked meanwhile, and
+    /// then fail to execute ("the agent would not start", exit status 126).
     fn new() -> Shared {
         let dir = TempDir::new();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-        let bin = dir.join("sshkeep");
-        fs::copy(agent_bin(), &bin).unwrap();
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        copy_executable(&agent_bin(), &dir.join("sshkeep"));
         Shared { dir }
     }
 
@@ -493,30 +739,19 @@ fn same_uid_cannot_trace_or_read_the_agent() {
     } else {
         ""
     };
-    let mut out = None;
-    for _ in 0..5 {
-        let o = run_as(
-            user,
-            "perl",
-            &[
-                "-e",
-                PERL_TRACER,
-                p(&shared.bin()),
-                p(&sock),
-                ptrace_nr,
-                gdb,
-            ],
-            &[],
-        );
-        // A fresh copy of the binary can be busy for a moment (see start_user_agent).
-        let busy = stderr(&o).contains("Text file busy");
-        out = Some(o);
-        if !busy {
-            break;
-        }
-        let _ = fs::remove_file(&sock);
-    }
-    let out = out.unwrap();
+    let out = run_as(
+        user,
+        "perl",
+        &[
+            "-e",
+            PERL_TRACER,
+            p(&shared.bin()),
+            p(&sock),
+            ptrace_nr,
+            gdb,
+        ],
+        &[],
+    );
     let text = stdout(&out);
     assert!(
         out.status.success(),
@@ -567,29 +802,24 @@ fn spawn_with_cores(user: (u32, u32), cwd: &Path, program: &Path, args: &[&str])
 }
 
 /// Starts the agent copy in `shared` as the test user with `ulimit -c unlimited`, and waits
-/// for its socket. A binary copied a moment ago can fail to execute (ETXTBSY: another test
-/// thread forked while the copy was open for writing), so a start that exits at once is
-/// tried again.
+/// for its socket.
 fn start_user_agent(user: (u32, u32), shared: &Shared, sock: &Path) -> Reaped {
-    for _ in 0..5 {
-        let mut child = spawn_with_cores(
-            user,
-            shared.dir.path(),
-            &shared.bin(),
-            &["-D", "-a", p(sock)],
-        );
-        let mut exited = None;
-        let up = wait_until(START_DEADLINE, || {
-            exited = child.0.try_wait().unwrap();
-            exited.is_some() || std::os::unix::net::UnixStream::connect(sock).is_ok()
-        });
-        match exited {
-            None if up => return child,
-            None => panic!("the agent did not start as {TEST_USER}"),
-            Some(status) => println!("the agent exited at start ({status}); again"),
-        }
+    let mut child = spawn_with_cores(
+        user,
+        shared.dir.path(),
+        &shared.bin(),
+        &["-D", "-a", p(sock)],
+    );
+    let mut exited = None;
+    let up = wait_until(START_DEADLINE, || {
+        exited = child.0.try_wait().unwrap();
+        exited.is_some() || std::os::unix::net::UnixStream::connect(sock).is_ok()
+    });
+    match exited {
+        None if up => child,
+        None => panic!("the agent did not start as {TEST_USER}"),
+        Some(status) => panic!("the agent exited at start as {TEST_USER}: {status}"),
     }
-    panic!("the agent would not start as {TEST_USER}");
 }
 
 fn core_files(dir: &Path) -> Vec<String> {
@@ -691,5 +921,113 @@ fn no_core_file_when_the_agent_crashes() {
         // The kernel writes a core file before the exit status can be collected.
         let cores = core_files(shared.dir.path());
         assert!(cores.is_empty(), "core files after {sig}: {cores:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locking memory against swap
+
+/// A field of /proc/PID/status in kB (`VmSize:`, `VmLck:`).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    proc_field(pid, "status", field)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {field} of /proc/{pid}/status"))
+}
+
+/// Adds `n` fresh Ed25519 keys through raw ADD frames; every one must succeed.
+fn add_many_keys(agent: &Agent, n: u32) {
+    let mut c = RawClient::connect(agent.sock());
+    for i in 0..n {
+        let seed: [u8; 32] = Sha512::digest(format!("memlock key {i}"))[..32]
+            .try_into()
+            .unwrap();
+        let pk = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        let mut body = string(b"ssh-ed25519");
+        body.extend(string(&pk));
+        body.extend(string(&[&seed[..], &pk[..]].concat()));
+        body.extend(string(format!("memlock-{i}").as_bytes()));
+        let reply = c.request(SSH_AGENTC_ADD_IDENTITY, &body);
+        assert_eq!(reply, [SSH_AGENT_SUCCESS], "key {i} of {n} refused");
+    }
+}
+
+/// Root is not enough to lock all memory: under a finite RLIMIT_MEMLOCK and without
+/// CAP_IPC_LOCK (a container, a systemd unit with CapabilityBoundingSet), MCL_FUTURE would
+/// make every allocation beyond the limit fail, and the agent abort with every key. With the
+/// capability the limit does not apply and memory is locked; without it, it is not (said under
+/// -d). Either way the agent grows well past the limit while 2048 keys are added.
+#[test]
+fn memory_is_locked_only_with_cap_ipc_lock() {
+    if !is_root() {
+        skip("dropping CAP_IPC_LOCK from a root agent needs root: run the tests as root");
+        return;
+    }
+    if !sshkeep_only() {
+        return;
+    }
+    for tool in ["/usr/bin/prlimit", "/usr/bin/setpriv"] {
+        if !Path::new(tool).exists() {
+            skip(&format!("{tool} is missing: install util-linux"));
+            return;
+        }
+    }
+    // The limit: 256 KiB above the agent's whole address space at start, so that locking
+    // everything succeeds at start and only later growth would hit it.
+    let bin = agent_bin();
+    let mut probe = Agent::start_bin(&bin, &["-d"]);
+    let limit = (status_kb(probe.pid(), "VmSize:") + 256) * 1024;
+    probe.stop();
+    let memlock = format!("--memlock={limit}:{limit}");
+    let without_cap = [
+        "/usr/bin/prlimit",
+        &memlock,
+        "/usr/bin/setpriv",
+        "--inh-caps=-ipc_lock",
+        "--bounding-set=-ipc_lock",
+    ];
+    for (wrapper, capable) in [
+        (&["/usr/bin/prlimit", &memlock][..], true),
+        (&without_cap[..], false),
+    ] {
+        let mut agent = Agent::start_wrapped(wrapper, &bin, &["-d"], &[]);
+        let pid = agent.pid();
+        let caps = proc_field(pid, "status", "CapEff:");
+        let cap_bit = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap(), 16).unwrap()
+            & (1 << 14)
+            != 0;
+        assert_eq!(cap_bit, capable, "{wrapper:?}: {caps}");
+        let locked = status_kb(pid, "VmLck:");
+        let said = agent
+            .stderr_text()
+            .contains("memory not locked against swap");
+        if capable {
+            assert!(
+                locked > 0 && !said,
+                "not locked with CAP_IPC_LOCK: VmLck {locked} kB"
+            );
+        } else {
+            assert!(
+                locked == 0 && said,
+                "locked without CAP_IPC_LOCK under a {limit}-byte limit: VmLck {locked} kB, \
+                 log:\n{}",
+                agent.stderr_text()
+            );
+        }
+        add_many_keys(&agent, 2048);
+        assert!(agent.is_running(), "{wrapper:?}: the agent died");
+        let grown = status_kb(pid, "VmSize:") * 1024;
+        assert!(
+            grown > limit + 256 * 1024,
+            "the agent grew only to {grown} bytes, not past the {limit}-byte limit"
+        );
+        let listed = ssh_add(&agent, &["-l"]);
+        assert_eq!(stdout(&listed).lines().count(), 2048);
+        if capable {
+            assert!(status_kb(pid, "VmLck:") * 1024 > limit, "growth not locked");
+        }
     }
 }

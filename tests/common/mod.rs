@@ -12,15 +12,22 @@
 //!   `std::env::temp_dir()` with a short name (Unix socket paths are limited to 108 bytes), removed
 //!   with its contents on drop.
 //! - [`agent_bin`] (`AGENT_UNDER_TEST` or the `sshkeep` binary), [`is_sshkeep`], [`sshkeep_only`]
-//!   (false and prints "skipped: sshkeep-only" when another agent is under test).
-//! - [`Agent`]: `Agent::start(&["-t", "10"])` runs `<bin> -D -a <tmp>/agent.sock <args>` with
+//!   (false and prints "skipped: sshkeep-only" when another agent is under test), [`release_bin`]
+//!   (the `make` build, for tests where memory layout matters; `None` after a skip when missing
+//!   or stale).
+//! - Skips are never silent: a test that cannot run here (needs root, sshd, a tool) calls
+//!   `if skip("reason and what to install") { return; }`. Under `CI=true` that panics; elsewhere
+//!   the line goes to [`skip_file`], which `make test` prints at the end.
+//! - [`Agent`]: `Agent::start(&["-t", "10"])` runs `<bin> -D -a <tmp>/agent.sock <args>` (no
+//!   `-D` when the arguments have `-d`) with
 //!   stdout and stderr captured to files, and returns once the agent answers a request on its
 //!   socket (then it is in its main loop, signal handlers set). `start_env` adds environment
 //!   variables (the agent gets none of `SSH_ASKPASS`, `SSH_ASKPASS_REQUIRE`, `DISPLAY`,
 //!   `WAYLAND_DISPLAY`, `SSH_AUTH_SOCK`, `SSH_AGENT_PID` unless given). `.sock()`, `.sock_str()`,
 //!   `.pid()`, `.dir()` (its temp dir, free for keys), `.stdout_text()`, `.stderr_text()`,
 //!   `.is_running()`, `.exit_status()`, `.stop()` (SIGTERM, returns the exit status). Drop sends
-//!   SIGTERM, then SIGKILL after a deadline, and waits.
+//!   SIGTERM, then SIGKILL after a deadline, and waits. `start_bin(bin, args)` runs another binary,
+//!   `start_wrapped(&["prlimit", ".."], bin, args, env)` runs it under a wrapper that execs it.
 //! - [`run`]`(cmd, args, env)`: runs a program with stdin on `/dev/null` and returns its `Output`;
 //!   the variables listed above are removed from its environment unless `env` gives them, and a
 //!   command still running after [`RUN_DEADLINE`] is killed and fails the test. [`scrub_env`]
@@ -35,6 +42,9 @@
 //!   `ssh-keygen -lf` prints (as `ssh-add -l` prints it), [`pub_line`] the `.pub` contents without
 //!   the newline, [`pub_blob`] the decoded key blob, [`certify`]`(ca, key_pub, principals)` signs a
 //!   user certificate and returns the `-cert.pub` path.
+//! - [`copy_executable`]`(src, dst)` and [`write_executable`]`(path, text)` make files to execute
+//!   without the ETXTBSY race (a file written by this process can be held open by a child another
+//!   test thread forks meanwhile, and then cannot be executed).
 //! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes.
 //!   [`pid_alive`]`(pid)` (false for zombies), [`KillOnDrop`]`(pid)` SIGTERMs a background agent
 //!   (e.g. one started with `-s`) when a test ends, however it ends.
@@ -45,7 +55,8 @@
 //! - [`Sshd`]: `Sshd::start(&[key_pub], trusted_user_ca, &["extra config line"])` runs
 //!   `/usr/sbin/sshd -D -e` on a free port of 127.0.0.1 with its own config, host key and
 //!   `AuthorizedKeysFile` (or `none` when no key is given); `.ssh(agent, &["-o", ".."], "cmd")` logs in
-//!   as root with only the agent's keys. [`can_run_sshd`] is false (and says why) when not root.
+//!   as root with only the agent's keys. [`can_run_sshd`] is false (after a [`skip`]) when not
+//!   root or without sshd.
 #![allow(dead_code)]
 
 use std::fs;
@@ -165,12 +176,146 @@ pub fn is_sshkeep() -> bool {
 }
 
 /// For tests of deliberate sshkeep differences: false (with a note) when another agent is under test.
+/// Not a [`skip`]: against another agent these tests do not apply, even in CI.
 pub fn sshkeep_only() -> bool {
     let yes = is_sshkeep();
     if !yes {
         println!("skipped: sshkeep-only");
     }
     yes
+}
+
+/// Where [`skip`] records skipped tests: `$SSHKEEP_SKIPPED` (`make test` sets it), else
+/// `skipped-tests.txt` in the target directory. `make test` empties it first and prints it last.
+pub fn skip_file() -> PathBuf {
+    if let Some(p) = std::env::var_os("SSHKEEP_SKIPPED").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    target_dir().join("skipped-tests.txt")
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` beside Cargo.toml.
+pub fn target_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|p| !p.is_empty()) {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// Whether this is a CI run (`CI=true`), where every test that needs root or sshd must run.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A test that cannot run here calls `if skip("why, and what to install or run") { return; }`.
+/// Under `CI=true` that is a failure: it panics with the reason. Elsewhere it appends
+/// "<test file>::<test>: <reason>" to [`skip_file`], which `make test` prints at the end (a
+/// `println!` is captured and never seen), and returns true.
+#[track_caller]
+pub fn skip(reason: &str) -> bool {
+    // libtest names each test's thread after the test (unless it runs them on "main").
+    let test = match std::thread::current().name() {
+        Some(name) if name != "main" => name.to_string(),
+        _ => std::panic::Location::caller().to_string(),
+    };
+    let line = format!("{}::{test}: {reason}", env!("CARGO_CRATE_NAME"));
+    if in_ci() {
+        panic!("{line} (CI=true: a test that cannot run is a failure)");
+    }
+    println!("skipped: {reason}");
+    let path = skip_file();
+    if let Some(dir) = path.parent() {
+        let _ = fs::create_dir_all(dir);
+    }
+    // One write per line with O_APPEND: lines of parallel tests do not interleave.
+    let written = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = written {
+        eprintln!(
+            "skipped: {line} (cannot record it in {}: {e})",
+            path.display()
+        );
+    }
+    true
+}
+
+/// The release binary (`make`: LTO, panic=abort, stripped), the one users run: memory layout
+/// tests must scan it, not the debug build. `$SSHKEEP_RELEASE_BIN`, else `release/sshkeep` in
+/// the target directory. `None` (after [`skip`], which fails under CI) when it is missing or
+/// older than a file in `src/` or `Cargo.toml`/`Cargo.lock` (run `make` first; `make test` does).
+pub fn release_bin() -> Option<PathBuf> {
+    let bin = match std::env::var_os("SSHKEEP_RELEASE_BIN").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => target_dir().join("release").join("sshkeep"),
+    };
+    let built = match fs::metadata(&bin).and_then(|m| m.modified()) {
+        Ok(t) => t,
+        Err(_) => {
+            skip(&format!(
+                "needs the release binary {}: run `make` (or `make test`)",
+                bin.display()
+            ));
+            return None;
+        }
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                sources.push(path);
+            }
+        }
+    }
+    let newer = sources.iter().find(|p| {
+        fs::metadata(p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > built)
+    });
+    if let Some(newer) = newer {
+        skip(&format!(
+            "the release binary {} is older than {}: run `make` (or `make test`)",
+            bin.display(),
+            newer.display()
+        ));
+        return None;
+    }
+    Some(bin)
+}
+
+/// Copies `src` to `dst` (mode 0755) for a program to execute. The copy is written by a `cp`
+/// child, never through a descriptor of this process: a file this process writes is open for
+/// writing while other test threads fork, a child forked then holds that descriptor until it
+/// execs, and executing the file meanwhile fails with ETXTBSY ("Text file busy"; a shell
+/// reports exit status 126). With `cp`, no process of ours ever holds it open.
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let out = Command::new("cp")
+        .arg(src)
+        .arg(dst)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cp: {e}"));
+    expect_ok(&out);
+    fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Writes an executable file (a script) at `path` without the ETXTBSY race of writing it
+/// here (see [`copy_executable`]): the contents go to `<path>.src`, which is never executed,
+/// and `cp` makes the executable.
+pub fn write_executable(path: &Path, contents: &str) {
+    let mut src = path.as_os_str().to_owned();
+    src.push(".src");
+    let src = PathBuf::from(src);
+    fs::write(&src, contents).unwrap();
+    copy_executable(&src, path);
 }
 
 /// Polls `cond` every few milliseconds until it holds (true) or `deadline` has passed (false).
@@ -245,17 +390,44 @@ impl Agent {
     }
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Agent::start_wrapped(&[], &agent_bin(), args, env)
+    }
+
+    /// As [`Agent::start`], with another binary (e.g. [`release_bin`]).
+    pub fn start_bin(bin: &Path, args: &[&str]) -> Agent {
+        Agent::start_wrapped(&[], bin, args, &[])
+    }
+
+    /// `wrapper... <bin> -D -a <sock> <args>`: the wrapper (e.g. `prlimit ...` or `setpriv ...`)
+    /// must exec the agent, so that the child's pid is the agent's.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let dir = TempDir::new();
         let sock = dir.join("agent.sock");
-        let mut cmd = Command::new(agent_bin());
-        cmd.arg("-D").arg("-a").arg(&sock).args(args);
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        // -d (debug, in the foreground) replaces -D: the two exclude each other.
+        if !args.contains(&"-d") {
+            cmd.arg("-D");
+        }
+        cmd.arg("-a").arg(&sock).args(args);
         scrub_env(&mut cmd, env);
         cmd.stdin(Stdio::null())
             .stdout(fs::File::create(dir.join("agent.stdout")).unwrap())
             .stderr(fs::File::create(dir.join("agent.stderr")).unwrap());
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", agent_bin().display()));
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
         let mut agent = Agent {
             child,
             sock,
@@ -270,7 +442,7 @@ impl Agent {
         if !up || !agent.is_running() {
             panic!(
                 "agent {} {:?} did not come up (status {:?})\nstdout: {}\nstderr: {}",
-                agent_bin().display(),
+                bin.display(),
                 args,
                 agent.status,
                 agent.stdout_text(),
@@ -776,12 +948,10 @@ const SSHD: &str = "/usr/sbin/sshd";
 /// Whether sshd tests can run here (as root, with sshd installed); says why not when they cannot.
 pub fn can_run_sshd() -> bool {
     if !nix::unistd::geteuid().is_root() {
-        println!("skipped: sshd tests log in as root and need to run as root");
-        return false;
+        return !skip("sshd tests log in as root: run them as root");
     }
     if !Path::new(SSHD).exists() {
-        println!("skipped: {SSHD} is not installed");
-        return false;
+        return !skip(&format!("{SSHD} is missing: install openssh-server"));
     }
     true
 }
