@@ -10,7 +10,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -616,13 +615,6 @@ fn host_certificate_destination() {
 // --confirm-forwarded (sshkeep only)
 
 /// Writes an executable `/bin/sh` script `name` into `dir` and returns its path.
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 /// An agent with `--confirm-forwarded` whose askpass writes its prompt to `marker` and exits
 /// `status`; holding one unconstrained key (added without `-c`).
 fn confirm_forwarded_agent(scripts: &TempDir, marker: &Path, status: u8) -> (Agent, PathBuf) {

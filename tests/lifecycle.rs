@@ -602,19 +602,13 @@ fn socket_activation_listener_is_not_inherited_by_askpass() {
     let fd = listener.as_raw_fd();
     // The askpass records where each of its descriptors points, then allows.
     let askpass = tmp.join("askpass");
-    fs::write(
+    write_executable(
         &askpass,
-        format!(
+        &format!(
             "#!/bin/sh\nfor f in /proc/$$/fd/*; do echo \"${{f##*/}} $(readlink \"$f\")\"; done > '{}'\nexit 0\n",
             fds.display()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(
-        &askpass,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
 
     let mut cmd = Command::new("sh");
     cmd.arg("-c")

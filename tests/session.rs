@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -17,13 +16,6 @@ use common::*;
 const PASSPHRASE: &str = "passphrase";
 
 /// Writes an executable `/bin/sh` script `name` into `dir` and returns its path.
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 /// An askpass script that answers every prompt with `answer`.
 fn askpass_answering(dir: &Path, name: &str, answer: &str) -> PathBuf {
     script(dir, name, &format!("echo '{answer}'"))

@@ -318,6 +318,14 @@ pub fn write_executable(path: &Path, contents: &str) {
     copy_executable(&src, path);
 }
 
+/// Writes the shell script `#!/bin/sh\n<body>` as `dir/name` (through [`write_executable`]) and
+/// returns its path.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    write_executable(&path, &format!("#!/bin/sh\n{body}\n"));
+    path
+}
+
 /// Polls `cond` every few milliseconds until it holds (true) or `deadline` has passed (false).
 pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
