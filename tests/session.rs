@@ -740,8 +740,9 @@ fn unlock_guesses_on_fresh_connections_are_checked_one_at_a_time() {
         .collect();
     let right = reply_later(right, start);
 
-    // Meanwhile another client lists (an empty list: still locked), answered promptly
-    // every time.
+    // Meanwhile another client lists (an empty list while locked), answered promptly
+    // every time. The right passphrase may be accepted between the check of `right` and
+    // a list: a list with the key means the agent has unlocked, which ends the loop too.
     let mut lister = RawClient::connect(agent.sock());
     let mut rounds = 0;
     while !right.is_finished() {
@@ -749,11 +750,14 @@ fn unlock_guesses_on_fresh_connections_are_checked_one_at_a_time() {
         let t = Instant::now();
         let reply = lister.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]);
         let took = t.elapsed();
-        assert_eq!(reply, [SSH_AGENT_IDENTITIES_ANSWER, 0, 0, 0, 0]);
         assert!(
             took < Duration::from_secs(1),
             "a list waited {took:?} behind the unlock back-off (round {rounds})"
         );
+        if reply != [SSH_AGENT_IDENTITIES_ANSWER, 0, 0, 0, 0] {
+            assert_eq!(parse_identities(&reply).len(), 1, "{reply:?}");
+            break;
+        }
         rounds += 1;
         std::thread::sleep(Duration::from_millis(50));
     }
