@@ -23,8 +23,10 @@ use crate::keys::FingerprintHash;
 pub const USAGE: &str = "\
 usage: sshkeep [-c | -s] [-Dd] [-a bind_address] [-E fingerprint_hash]
                [-O option] [-t life] [--exit-with pid] [--confirm-forwarded]
+               [--log-use]
        sshkeep [-a bind_address] [-E fingerprint_hash] [-O option] [-t life]
-               [--exit-with pid] [--confirm-forwarded] command [arg ...]
+               [--exit-with pid] [--confirm-forwarded] [--log-use]
+               command [arg ...]
        sshkeep [-c | -s] -k
        sshkeep -V";
 
@@ -76,6 +78,8 @@ pub struct Options {
     pub exit_with: Option<i32>,
     /// `--confirm-forwarded`.
     pub confirm_forwarded: bool,
+    /// `--log-use`: a log line for every signature request.
+    pub log_use: bool,
     /// Command mode: the command and its arguments (empty otherwise).
     pub command: Vec<OsString>,
     /// Lines to print to stderr before starting, verbatim plus a newline (they carry their own
@@ -151,6 +155,7 @@ pub fn parse(args: Vec<OsString>, shell_env: Option<OsString>) -> Result<Action,
         default_lifetime: flags.default_lifetime,
         exit_with: flags.exit_with,
         confirm_forwarded: flags.confirm_forwarded,
+        log_use: flags.log_use,
         command,
         notices: flags.notices,
     }))
@@ -217,6 +222,7 @@ struct Flags {
     default_lifetime: Option<u32>,
     exit_with: Option<i32>,
     confirm_forwarded: bool,
+    log_use: bool,
     /// `-P` was given (OpenSSH: a second one is fatal).
     allowed_providers: bool,
     /// `-O websafe-allow=` was given (OpenSSH 10: a second one is fatal).
@@ -339,7 +345,8 @@ impl Flags {
         Ok(())
     }
 
-    /// sshkeep's own options: `--exit-with PID`, `--exit-with=PID`, `--confirm-forwarded`.
+    /// sshkeep's own options: `--exit-with PID`, `--exit-with=PID`, `--confirm-forwarded`,
+    /// `--log-use`.
     /// Names are matched exactly (no abbreviations). `long` is the argument after its `--`.
     fn long_option(
         &mut self,
@@ -372,6 +379,14 @@ impl Flags {
                     ));
                 }
                 self.confirm_forwarded = true;
+            }
+            b"log-use" => {
+                if value.is_some() {
+                    return Err(usage_after(
+                        "sshkeep: option --log-use takes no argument".to_owned(),
+                    ));
+                }
+                self.log_use = true;
             }
             _ => {
                 return Err(usage_after(format!(
@@ -508,6 +523,7 @@ mod tests {
             default_lifetime: None,
             exit_with: None,
             confirm_forwarded: false,
+            log_use: false,
             command: Vec::new(),
             notices: Vec::new(),
         }
@@ -546,6 +562,10 @@ mod tests {
         }
         fn confirm(mut self) -> Self {
             self.confirm_forwarded = true;
+            self
+        }
+        fn log_use(mut self) -> Self {
+            self.log_use = true;
             self
         }
         fn cmd(mut self, args: &[&str]) -> Self {
@@ -689,6 +709,11 @@ mod tests {
                 ],
                 o().fg().pid(1).confirm().life(60),
             ),
+            (&["--log-use"], o().log_use()),
+            (
+                &["--log-use", "-D", "--confirm-forwarded"],
+                o().log_use().fg().confirm(),
+            ),
             // "--" ends the options.
             (&["-s", "--"], o()),
             (&["--"], o()),
@@ -732,6 +757,10 @@ mod tests {
                     .confirm()
                     .hash(FingerprintHash::Md5)
                     .cmd(&["bash"]),
+            ),
+            (
+                &["--log-use", "bash", "--log-use"],
+                o().log_use().cmd(&["bash", "--log-use"]),
             ),
             (
                 &["-O", "allow-remote-pkcs11", "bash"],
@@ -963,6 +992,11 @@ mod tests {
                 &["--confirm-forwarded="],
                 u("sshkeep: option --confirm-forwarded takes no argument"),
             ),
+            (
+                &["--log-use=yes"],
+                u("sshkeep: option --log-use takes no argument"),
+            ),
+            (&["--log-us"], u("sshkeep: unknown option --log-us")),
         ];
         for (args, want) in cases {
             assert_eq!(parse(os(args), None), Err(want), "{args:?}");
@@ -1113,7 +1147,7 @@ mod tests {
     #[test]
     fn usage_text() {
         let lines: Vec<&str> = USAGE.lines().collect();
-        assert_eq!(lines.len(), 6);
+        assert_eq!(lines.len(), 8);
         assert!(!USAGE.ends_with('\n'));
         assert!(lines.iter().all(|l| l.len() <= 80 && !l.ends_with(' ')));
         assert!(lines[0].starts_with("usage: sshkeep ["));
@@ -1136,11 +1170,12 @@ mod tests {
             "[-t life]",
             "[--exit-with pid]",
             "[--confirm-forwarded]",
+            "[--log-use]",
             "command [arg ...]",
         ] {
             assert!(all.contains(option), "{option}");
         }
-        assert_eq!(lines[4], "       sshkeep [-c | -s] -k");
-        assert_eq!(lines[5], "       sshkeep -V");
+        assert_eq!(lines[6], "       sshkeep [-c | -s] -k");
+        assert_eq!(lines[7], "       sshkeep -V");
     }
 }

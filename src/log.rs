@@ -44,8 +44,10 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
     if DEST.load(Ordering::Relaxed) == TO_SYSLOG {
         crate::sys::syslog(level, &args.to_string());
     } else {
-        // A failed write to stderr has nowhere to be reported.
-        let _ = writeln!(std::io::stderr().lock(), "sshkeep: {args}");
+        // One write per line: stderr is unbuffered, and a line written in pieces costs a
+        // system call each (and may interleave). A failed write has nowhere to be reported.
+        let line = format!("sshkeep: {args}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
 

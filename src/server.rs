@@ -16,6 +16,7 @@ use std::time::Duration;
 use zeroize::Zeroize;
 
 use crate::agent::{Agent, PendingSign, Reply, Session};
+use crate::askpass::{self, KnownHosts, Peer};
 use crate::protocol::{self, Frame, Request, Response};
 use crate::sys::{self, Instant};
 
@@ -121,6 +122,8 @@ struct Conn {
     input: SecretBuf,
     output: Vec<u8>,
     session: Session,
+    /// The peer process (`SO_PEERCRED`), for prompts and the use log.
+    peer: Peer,
     state: ConnState,
     /// The client closed its end; answer what is buffered, then close.
     eof: bool,
@@ -156,6 +159,8 @@ pub struct Server<'a> {
     signals: OwnedFd,
     watches: Vec<Watch>,
     askpass: Askpass,
+    /// Names bound host keys in prompts and use log lines.
+    known_hosts: KnownHosts,
     uid: u32,
     conns: Vec<Option<Conn>>,
     next_id: u64,
@@ -209,6 +214,7 @@ impl<'a> Server<'a> {
             signals,
             watches,
             askpass,
+            known_hosts: KnownHosts::from_env(),
             uid: nix::unistd::getuid().as_raw(),
             conns: Vec::new(),
             next_id: 0,
@@ -409,8 +415,9 @@ impl<'a> Server<'a> {
         // OpenSSH: only the agent's own uid, and root, may talk to it.
         let cred =
             nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
-        match cred {
-            Ok(c) if c.uid() == self.uid || c.uid() == 0 => {}
+        // The pid is kept for prompts and the use log; /proc is read only when they need it.
+        let pid = match cred {
+            Ok(c) if c.uid() == self.uid || c.uid() == 0 => c.pid(),
             Ok(c) => {
                 error!("uid mismatch: peer euid {} != uid {}", c.uid(), self.uid);
                 return;
@@ -419,7 +426,7 @@ impl<'a> Server<'a> {
                 error!("getpeereid failed: {e}");
                 return;
             }
-        }
+        };
         if let Err(e) = stream.set_nonblocking(true) {
             error!("set_nonblocking: {e}");
             return;
@@ -431,6 +438,7 @@ impl<'a> Server<'a> {
             input: SecretBuf::default(),
             output: Vec::new(),
             session: Session::default(),
+            peer: Peer::new(pid),
             state: ConnState::Ready,
             eof: false,
             backlog: false,
@@ -528,6 +536,17 @@ impl<'a> Server<'a> {
                 }
                 None => Reply::Now(Response::Failure),
             };
+            // The prompt says who asks and for where, read when the request is made.
+            let reply = match reply {
+                Reply::Confirm(mut pending) => {
+                    let requester = conn.peer.describe();
+                    let facts = &pending.facts;
+                    pending.prompt =
+                        askpass::prompt(&pending.prompt, facts, requester, &self.known_hosts);
+                    Reply::Confirm(pending)
+                }
+                other => other,
+            };
             match reply {
                 Reply::Now(r) => r.encode(&mut conn.output),
                 Reply::Delayed(wait, r) => {
@@ -556,6 +575,12 @@ impl<'a> Server<'a> {
                         .confirmed(pending, false, now)
                         .encode(&mut conn.output),
                 },
+            }
+            if let Some(sign) = self.agent.take_use() {
+                info!(
+                    "{}",
+                    askpass::UseLine::new(&sign, conn.peer.describe(), &self.known_hosts)
+                );
             }
         }
         if touched_secrets {
@@ -638,9 +663,17 @@ impl<'a> Server<'a> {
                 continue;
             };
             let reply = self.agent.confirmed(pending, allowed, now);
+            let sign = self.agent.take_use();
             if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut)
                 && conn.id == id
             {
+                if let Some(sign) = sign {
+                    let requester = conn.peer.describe();
+                    info!(
+                        "{}",
+                        askpass::UseLine::new(&sign, requester, &self.known_hosts)
+                    );
+                }
                 reply.encode(&mut conn.output);
                 conn.state = ConnState::Ready;
                 self.process(slot, now, false);
