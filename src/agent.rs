@@ -29,6 +29,8 @@ const SUPPORTED_EXTENSIONS: &[&str] = &[EXT_SESSION_BIND];
 const MAX_SESSION_IDS: usize = 16;
 /// Longest session id accepted in a bind (OpenSSH: AGENT_MAX_SID_LEN).
 const MAX_SID_LEN: usize = 128;
+/// Most bytes of a requested user name shown in a confirmation prompt.
+const MAX_PROMPT_USER: usize = 64;
 
 /// Why a request was refused; logged under `-d`, answered with FAILURE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,9 +410,11 @@ impl Agent {
             {
                 return Err(Refused("host key differs from the one last bound").into());
             }
+            // OpenSSH's line, with the user (request data, chosen by the requester) quoted so
+            // that it cannot add lines to the prompt.
             extra = Some(format!(
-                "public key authentication request for user \"{}\" to listed host",
-                req.user
+                "public key authentication request for user {} to listed host",
+                log::Quoted(req.user.as_bytes(), MAX_PROMPT_USER)
             ));
         }
         let forwarded = session.is_forwarded();
@@ -1579,6 +1583,41 @@ mod tests {
                         .ends_with("\nrequested through a forwarded agent connection")
                 );
                 assert!(p.facts.is_forwarded());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_requested_user_name_cannot_add_prompt_lines() {
+        let a_host = host();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, blob) = body("ed25519");
+        let c = Constraints {
+            confirm: true,
+            ..restricted(vec![DestConstraint {
+                from: Hop::default(),
+                to: hop("a", &a_host.1),
+            }])
+        };
+        req(&mut a, add(&k, "k", c), Instant::now());
+        let mut s = Session::default();
+        bind(&mut s, &a_host, b"sid", false);
+        let data = userauth(b"sid", "root\"\nDestination host key SHA256:x", &blob, None);
+        let sign = Request::Sign {
+            key: blob.clone(),
+            data,
+            flags: 0,
+        };
+        match a.handle(&mut s, sign, Instant::now()) {
+            Reply::Confirm(p) => {
+                let lines: Vec<&str> = p.prompt.lines().collect();
+                assert_eq!(lines.len(), 3, "{lines:?}");
+                assert_eq!(
+                    lines[2],
+                    "public key authentication request for user \
+                     \"root\\x22\\x0aDestination host key SHA256:x\" to listed host"
+                );
             }
             other => panic!("{other:?}"),
         }

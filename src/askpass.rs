@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 use crate::agent::{Refusal, SignFacts, SignUse};
 use crate::keys;
+use crate::log::Quoted;
 
 /// Parents named after the peer itself (the issue asks for at least two levels).
 const MAX_PARENTS: usize = 3;
@@ -145,28 +146,6 @@ fn describe_process(pid: Option<u32>) -> String {
 /// quotes, backslashes, non-ASCII) written `\xNN`; at most `max` bytes of `text`, then `...`.
 pub fn quote(text: &[u8], max: usize) -> String {
     Quoted(text, max).to_string()
-}
-
-/// `quote` written straight into a formatter.
-struct Quoted<'a>(&'a [u8], usize);
-
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Quoted(text, max) = *self;
-        f.write_char('"')?;
-        for &b in text.iter().take(max) {
-            match b {
-                b'"' | b'\\' => write!(f, "\\x{b:02x}")?,
-                0x20..=0x7e => f.write_char(char::from(b))?,
-                _ => write!(f, "\\x{b:02x}")?,
-            }
-        }
-        f.write_char('"')?;
-        if text.len() > max {
-            f.write_str("...")?;
-        }
-        Ok(())
-    }
 }
 
 /// The user's `~/.ssh/known_hosts`, to name bound host keys.

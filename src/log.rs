@@ -51,6 +51,32 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Text from elsewhere (a process name, a known_hosts entry, a user name from a request),
+/// shown so that it cannot add a line or pass for sshkeep's own words: in double quotes,
+/// printable ASCII kept and every other byte (control characters, newlines, quotes,
+/// backslashes, non-ASCII) written `\xNN`; at most `.1` bytes of it, then `...`.
+pub struct Quoted<'a>(pub &'a [u8], pub usize);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        let Quoted(text, max) = *self;
+        f.write_char('"')?;
+        for &b in text.iter().take(max) {
+            match b {
+                b'"' | b'\\' => write!(f, "\\x{b:02x}")?,
+                0x20..=0x7e => f.write_char(char::from(b))?,
+                _ => write!(f, "\\x{b:02x}")?,
+            }
+        }
+        f.write_char('"')?;
+        if text.len() > max {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
 /// Print an error for the user on stderr, whatever the log destination (start-up errors).
 pub fn fatal_line(args: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "sshkeep: {args}");
