@@ -2,6 +2,7 @@
 //! O(1) lookup by key blob, expiry by deadline), the lock, and the defaults from the
 //! command line. No fds and no libc: the server feeds it decoded requests and the time.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
@@ -27,6 +28,8 @@ const SUPPORTED_EXTENSIONS: &[&str] = &[EXT_SESSION_BIND];
 const MAX_SESSION_IDS: usize = 16;
 /// Longest session id accepted in a bind (OpenSSH: AGENT_MAX_SID_LEN).
 const MAX_SID_LEN: usize = 128;
+/// Most bytes of a requested user name shown in a confirmation prompt.
+const MAX_PROMPT_USER: usize = 64;
 
 /// Why a request was refused; logged under `-d`, answered with FAILURE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,8 @@ struct Identity {
     confirm: bool,
     /// Where the key may be used (`ssh-add -h`); empty: anywhere.
     destinations: Vec<DestConstraint>,
+    /// The fingerprint, computed on first need (`--log-use` logs it for every signature).
+    fingerprint: OnceCell<String>,
 }
 
 impl Identity {
@@ -117,6 +122,8 @@ impl fmt::Debug for Reply<'_> {
 pub struct PendingSign {
     /// The text for `$SSH_ASKPASS`, OpenSSH's wording.
     pub prompt: String,
+    /// What the agent knows about the request, for the layer above to add to the prompt.
+    pub facts: SignFacts,
     key: Vec<u8>,
     data: Vec<u8>,
     flags: u32,
@@ -126,6 +133,74 @@ impl fmt::Debug for PendingSign {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PendingSign")
     }
+}
+
+/// What the agent knows about a signature request, for the confirmation prompt and the use
+/// log (`--log-use`). The layer above adds the requester and names the hosts: no I/O here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignFacts {
+    /// The key's fingerprint (`-E` hash; of the plain key for a certificate).
+    pub fingerprint: String,
+    /// The key's comment; `None` when the agent does not hold the key.
+    pub comment: Option<Vec<u8>>,
+    /// The hosts this connection is bound to (`session-bind@openssh.com`), first hop first.
+    pub hops: Vec<BoundHost>,
+}
+
+/// One session binding of a connection, as the prompt and the use log show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundHost {
+    /// The host key's plain key blob (a certificate's key), as `known_hosts` lists it.
+    pub key: Vec<u8>,
+    /// The host key is a certificate.
+    pub certificate: bool,
+    /// The host key's fingerprint (`-E` hash).
+    pub fingerprint: String,
+    /// Bound for agent forwarding (true) or for authentication at that host (false).
+    pub forwarded: bool,
+}
+
+impl SignFacts {
+    /// Whether the request came through a forwarded agent.
+    pub fn is_forwarded(&self) -> bool {
+        self.hops.iter().any(|h| h.forwarded)
+    }
+}
+
+/// Why a signature request was refused, as the use log reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownKey,
+    Locked,
+    /// A destination constraint does not allow this use (the check that failed).
+    NotPermitted(&'static str),
+    NotConfirmed,
+    SignFailed(&'static str),
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::UnknownKey => "key not found",
+            Refusal::Locked => "agent is locked",
+            Refusal::NotPermitted(why) | Refusal::SignFailed(why) => why,
+            Refusal::NotConfirmed => "user did not confirm",
+        }
+    }
+}
+
+/// Destination checks refuse with `Refused`; in a signature request that means "not permitted".
+impl From<Refused> for Refusal {
+    fn from(Refused(why): Refused) -> Refusal {
+        Refusal::NotPermitted(why)
+    }
+}
+
+/// One signature request and its outcome, for the use log (`--log-use`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignUse {
+    pub facts: SignFacts,
+    pub outcome: Result<(), Refusal>,
 }
 
 /// The agent: identities, lock, defaults.
@@ -148,6 +223,10 @@ pub struct Agent {
     fingerprint_hash: FingerprintHash,
     /// `--confirm-forwarded`: every signature over a forwarded connection is confirmed.
     confirm_forwarded: bool,
+    /// `--log-use`: every signature request is recorded for the layer above to log.
+    log_use: bool,
+    /// The last signature request, until the layer above takes it (`take_use`).
+    last_use: Option<SignUse>,
 }
 
 impl Agent {
@@ -163,7 +242,19 @@ impl Agent {
             default_lifetime,
             fingerprint_hash,
             confirm_forwarded: false,
+            log_use: false,
+            last_use: None,
         }
+    }
+
+    /// Record every signature request and its outcome, for `take_use`.
+    pub fn set_log_use(&mut self, on: bool) {
+        self.log_use = on;
+    }
+
+    /// The signature request `handle` or `confirmed` last settled, once (`--log-use` only).
+    pub fn take_use(&mut self) -> Option<SignUse> {
+        self.last_use.take()
     }
 
     /// Ask for confirmation of every signature requested through a forwarded agent.
@@ -200,6 +291,7 @@ impl Agent {
             (true, Request::Extension(Extension::SessionBind(b))) => {
                 Ok(Reply::Now(session_bind(session, b)))
             }
+            (true, Request::Sign { key, .. }) => self.sign_locked(session, &key),
             (true, _) => Err(Refused("agent is locked")),
             (false, Request::RequestIdentities) => Ok(Reply::Now(self.request_identities(session))),
             (false, Request::Sign { key, data, flags }) => self.sign(session, key, data, flags),
@@ -241,14 +333,83 @@ impl Agent {
         )
     }
 
+    /// SIGN_REQUEST; under `--log-use` the request and its outcome are recorded (a request
+    /// that needs confirmation is recorded by `confirmed`).
     fn sign(
         &mut self,
         session: &Session,
         key: Vec<u8>,
         data: Vec<u8>,
         flags: u32,
-    ) -> Result<Reply<'_>, Refused> {
-        let id = self.lookup(&key).ok_or(Refused("key not found"))?;
+    ) -> Result<Reply<'static>, Refused> {
+        let facts = self.log_use.then(|| self.sign_facts(session, &key));
+        let result = self.try_sign(session, key, data, flags);
+        if let Some(facts) = facts {
+            match &result {
+                Ok(Reply::Confirm(_)) => {}
+                Ok(_) => {
+                    self.last_use = Some(SignUse {
+                        facts,
+                        outcome: Ok(()),
+                    })
+                }
+                Err(why) => {
+                    self.last_use = Some(SignUse {
+                        facts,
+                        outcome: Err(*why),
+                    })
+                }
+            }
+        }
+        result.map_err(|why| Refused(why.reason()))
+    }
+
+    /// A locked agent refuses every signature; recorded under `--log-use`.
+    fn sign_locked(&mut self, session: &Session, key: &[u8]) -> Result<Reply<'static>, Refused> {
+        if self.log_use {
+            self.last_use = Some(SignUse {
+                facts: self.sign_facts(session, key),
+                outcome: Err(Refusal::Locked),
+            });
+        }
+        Err(Refused(Refusal::Locked.reason()))
+    }
+
+    /// What the prompt and the use log say about a request for `key` on this connection.
+    fn sign_facts(&self, session: &Session, key: &[u8]) -> SignFacts {
+        let hash = self.fingerprint_hash;
+        let (fingerprint, comment) = match self.lookup(key) {
+            Some(id) => {
+                let fp = id.fingerprint.get_or_init(|| id.key.fingerprint(hash));
+                (fp.clone(), Some(id.comment.clone()))
+            }
+            None => (keys::public_fingerprint(key, hash), None),
+        };
+        let hops = session
+            .bindings
+            .iter()
+            .map(|b| BoundHost {
+                key: keys::plain_public_key(&b.host_key),
+                certificate: keys::is_certificate(&b.host_key),
+                fingerprint: keys::public_fingerprint(&b.host_key, hash),
+                forwarded: b.forwarded,
+            })
+            .collect();
+        SignFacts {
+            fingerprint,
+            comment,
+            hops,
+        }
+    }
+
+    fn try_sign(
+        &mut self,
+        session: &Session,
+        key: Vec<u8>,
+        data: Vec<u8>,
+        flags: u32,
+    ) -> Result<Reply<'static>, Refusal> {
+        let id = self.lookup(&key).ok_or(Refusal::UnknownKey)?;
         let mut extra = None;
         if !id.destinations.is_empty() {
             // OpenSSH process_sign_request2: a constrained key signs only well-formed
@@ -261,24 +422,26 @@ impl Agent {
             ))?;
             permitted(id, session, Some(&req.user))?;
             if !crate::lock::ct_eq(req.session_id, &last.session_id) {
-                return Err(Refused("session id is not the one last bound"));
+                return Err(Refused("session id is not the one last bound").into());
             }
             if session.bindings.len() > 1 && req.host_key.is_none() {
-                return Err(Refused("no host key in a forwarded signature request"));
+                return Err(Refused("no host key in a forwarded signature request").into());
             }
             if req
                 .host_key
                 .is_some_and(|hk| hk != last.host_key.as_slice())
             {
-                return Err(Refused("host key differs from the one last bound"));
+                return Err(Refused("host key differs from the one last bound").into());
             }
+            // OpenSSH's line, with the user (request data, chosen by the requester) quoted so
+            // that it cannot add lines to the prompt.
             extra = Some(format!(
-                "public key authentication request for user \"{}\" to listed host",
-                req.user
+                "public key authentication request for user {} to listed host",
+                log::Quoted(req.user.as_bytes(), MAX_PROMPT_USER)
             ));
         }
-        let forwarded = self.confirm_forwarded && session.is_forwarded();
-        if id.confirm || forwarded {
+        let forwarded = session.is_forwarded();
+        if id.confirm || (self.confirm_forwarded && forwarded) {
             let mut prompt = format!(
                 "Allow use of key {}?\nKey fingerprint {}.",
                 String::from_utf8_lossy(&id.comment),
@@ -292,12 +455,16 @@ impl Agent {
             }
             return Ok(Reply::Confirm(PendingSign {
                 prompt,
+                facts: self.sign_facts(session, &key),
                 key,
                 data,
                 flags,
             }));
         }
-        let sig = id.key.sign(&data, flags).map_err(|e| Refused(e.reason()))?;
+        let sig = id
+            .key
+            .sign(&data, flags)
+            .map_err(|e| Refusal::SignFailed(e.reason()))?;
         Ok(Reply::Now(Response::Signature(sig)))
     }
 
@@ -310,19 +477,32 @@ impl Agent {
         now: Instant,
     ) -> Response<'static> {
         self.reap(now);
-        if !allowed {
-            debug!("refused: user did not confirm");
-            return Response::Failure;
+        let result = if !allowed {
+            Err(Refusal::NotConfirmed)
+        } else if self.lock.is_some() {
+            Err(Refusal::Locked)
+        } else {
+            match self
+                .lookup(&pending.key)
+                .map(|id| id.key.sign(&pending.data, pending.flags))
+            {
+                Some(Ok(sig)) => Ok(sig),
+                Some(Err(e)) => Err(Refusal::SignFailed(e.reason())),
+                None => Err(Refusal::UnknownKey),
+            }
+        };
+        if self.log_use {
+            self.last_use = Some(SignUse {
+                facts: pending.facts,
+                outcome: result.as_ref().map(drop).map_err(|why| *why),
+            });
         }
-        if self.lock.is_some() {
-            return Response::Failure;
-        }
-        match self
-            .lookup(&pending.key)
-            .map(|id| id.key.sign(&pending.data, pending.flags))
-        {
-            Some(Ok(sig)) => Response::Signature(sig),
-            _ => Response::Failure,
+        match result {
+            Ok(sig) => Response::Signature(sig),
+            Err(why) => {
+                debug!("refused: {}", why.reason());
+                Response::Failure
+            }
         }
     }
 
@@ -354,6 +534,7 @@ impl Agent {
             death,
             confirm: constraints.confirm,
             destinations: constraints.destinations,
+            fingerprint: OnceCell::new(),
         };
         let blob = new.key.public_blob();
         match self.index.get(blob).copied() {
@@ -1414,6 +1595,153 @@ mod tests {
                 p.prompt
                     .ends_with("\nrequested through a forwarded agent connection")
             ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn log_use_records_every_signature_request_and_its_outcome() {
+        let t = Instant::now();
+        let a_host = host();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, b) = body("ed25519");
+        let (ck, cb) = body("ed25519");
+        let confirm = Constraints {
+            confirm: true,
+            ..Constraints::default()
+        };
+        req(&mut a, add(&k, "plain", Constraints::default()), t);
+        req(&mut a, add(&ck, "asks", confirm), t);
+        let dest = DestConstraint {
+            from: Hop::default(),
+            to: hop("a", &a_host.1),
+        };
+        let (rk, rb) = body("ed25519");
+        req(&mut a, add(&rk, "restricted", restricted(vec![dest])), t);
+        // Without --log-use nothing is recorded.
+        assert_eq!(req(&mut a, sign(&b), t).get(4), Some(&14));
+        assert_eq!(a.take_use(), None);
+
+        a.set_log_use(true);
+        let fp = |blob: &[u8]| keys::public_fingerprint(blob, FingerprintHash::Sha256);
+        assert_eq!(req(&mut a, sign(&b), t).get(4), Some(&14));
+        let u = a.take_use().unwrap();
+        assert_eq!(u.outcome, Ok(()));
+        assert_eq!(u.facts.fingerprint, fp(&b));
+        assert_eq!(u.facts.comment.as_deref(), Some(&b"plain"[..]));
+        assert!(u.facts.hops.is_empty());
+        assert_eq!(a.take_use(), None, "taken once");
+
+        // Unknown key, destination not permitted (unbound), and on a bound connection.
+        let (_, unknown) = body("ed25519");
+        assert_eq!(req(&mut a, sign(&unknown), t), FAILURE);
+        let u = a.take_use().unwrap();
+        assert_eq!(u.outcome, Err(Refusal::UnknownKey));
+        assert_eq!((u.facts.fingerprint, u.facts.comment), (fp(&unknown), None));
+        assert_eq!(req(&mut a, sign(&rb), t), FAILURE);
+        assert!(matches!(
+            a.take_use().unwrap().outcome,
+            Err(Refusal::NotPermitted(_))
+        ));
+        let mut s = Session::default();
+        bind(&mut s, &a_host, b"sid", true);
+        assert_eq!(
+            sign_data(&mut a, &mut s, &b, b"x".to_vec()).get(4),
+            Some(&14)
+        );
+        let u = a.take_use().unwrap();
+        assert_eq!(
+            u.facts.hops,
+            vec![BoundHost {
+                key: a_host.1.clone(),
+                certificate: false,
+                fingerprint: fp(&a_host.1),
+                forwarded: true,
+            }]
+        );
+
+        // A confirmation is recorded when it is answered, not when it is asked.
+        let ask = |a: &mut Agent| match a.handle(&mut Session::default(), sign(&cb), t) {
+            Reply::Confirm(p) => p,
+            other => panic!("{other:?}"),
+        };
+        let p = ask(&mut a);
+        assert_eq!(a.take_use(), None);
+        assert_eq!(p.facts.comment.as_deref(), Some(&b"asks"[..]));
+        assert_eq!(a.confirmed(p, false, t), Response::Failure);
+        assert_eq!(a.take_use().unwrap().outcome, Err(Refusal::NotConfirmed));
+        let p = ask(&mut a);
+        assert!(matches!(a.confirmed(p, true, t), Response::Signature(_)));
+        assert_eq!(a.take_use().unwrap().outcome, Ok(()));
+        let p = ask(&mut a);
+        req(&mut a, Request::RemoveIdentity { key: cb.clone() }, t);
+        assert_eq!(a.confirmed(p, true, t), Response::Failure);
+        assert_eq!(a.take_use().unwrap().outcome, Err(Refusal::UnknownKey));
+
+        // Locked.
+        req(&mut a, Request::Lock(Zeroizing::new(b"pw".to_vec())), t);
+        assert_eq!(req(&mut a, sign(&b), t), FAILURE);
+        assert_eq!(a.take_use().unwrap().outcome, Err(Refusal::Locked));
+        // Other requests record nothing.
+        req(&mut a, Request::RequestIdentities, t);
+        assert_eq!(a.take_use(), None);
+    }
+
+    #[test]
+    fn forwarded_line_for_every_confirmation_over_a_forwarded_connection() {
+        let t = Instant::now();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, b) = body("ed25519");
+        let confirm = Constraints {
+            confirm: true,
+            ..Constraints::default()
+        };
+        req(&mut a, add(&k, "k", confirm), t);
+        let mut s = Session::default();
+        bind(&mut s, &host(), b"sid", true);
+        match a.handle(&mut s, sign(&b), t) {
+            Reply::Confirm(p) => {
+                assert!(
+                    p.prompt
+                        .ends_with("\nrequested through a forwarded agent connection")
+                );
+                assert!(p.facts.is_forwarded());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_requested_user_name_cannot_add_prompt_lines() {
+        let a_host = host();
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, blob) = body("ed25519");
+        let c = Constraints {
+            confirm: true,
+            ..restricted(vec![DestConstraint {
+                from: Hop::default(),
+                to: hop("a", &a_host.1),
+            }])
+        };
+        req(&mut a, add(&k, "k", c), Instant::now());
+        let mut s = Session::default();
+        bind(&mut s, &a_host, b"sid", false);
+        let data = userauth(b"sid", "root\"\nDestination host key SHA256:x", &blob, None);
+        let sign = Request::Sign {
+            key: blob.clone(),
+            data,
+            flags: 0,
+        };
+        match a.handle(&mut s, sign, Instant::now()) {
+            Reply::Confirm(p) => {
+                let lines: Vec<&str> = p.prompt.lines().collect();
+                assert_eq!(lines.len(), 3, "{lines:?}");
+                assert_eq!(
+                    lines[2],
+                    "public key authentication request for user \
+                     \"root\\x22\\x0aDestination host key SHA256:x\" to listed host"
+                );
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -23,10 +23,12 @@ use crate::keys::FingerprintHash;
 pub const USAGE: &str = "\
 usage: sshkeep [-c | -s] [-Dd] [-a bind_address] [-E fingerprint_hash]
                [-O option] [-t life] [--exit-with pid] [--confirm-forwarded]
+               [--log-use]
        sshkeep [-a bind_address] [-E fingerprint_hash] [-O option] [-t life]
-               [--exit-with pid] [--confirm-forwarded] command [arg ...]
+               [--exit-with pid] [--confirm-forwarded] [--log-use]
+               command [arg ...]
        sshkeep [-c | -s] --reuse [-a bind_address] [-E fingerprint_hash]
-               [-t life] [--confirm-forwarded]
+               [-t life] [--confirm-forwarded] [--log-use]
        sshkeep --status [-a bind_address]
        sshkeep [-c | -s] -k
        sshkeep -V";
@@ -84,6 +86,8 @@ pub struct Options {
     pub exit_with: Option<i32>,
     /// `--confirm-forwarded`.
     pub confirm_forwarded: bool,
+    /// `--log-use`: a log line for every signature request.
+    pub log_use: bool,
     /// Command mode: the command and its arguments (empty otherwise).
     pub command: Vec<OsString>,
     /// Lines to print to stderr before starting, verbatim plus a newline (they carry their own
@@ -183,6 +187,7 @@ pub fn parse(args: Vec<OsString>, shell_env: Option<OsString>) -> Result<Action,
         default_lifetime: flags.default_lifetime,
         exit_with: flags.exit_with,
         confirm_forwarded: flags.confirm_forwarded,
+        log_use: flags.log_use,
         command,
         notices: flags.notices,
     };
@@ -254,6 +259,7 @@ struct Flags {
     default_lifetime: Option<u32>,
     exit_with: Option<i32>,
     confirm_forwarded: bool,
+    log_use: bool,
     /// `-P` was given (OpenSSH: a second one is fatal).
     allowed_providers: bool,
     /// `-O websafe-allow=` was given (OpenSSH 10: a second one is fatal).
@@ -387,7 +393,7 @@ impl Flags {
     }
 
     /// sshkeep's own options: `--exit-with PID`, `--exit-with=PID`, `--confirm-forwarded`,
-    /// `--reuse`, `--status`.
+    /// `--log-use`, `--reuse`, `--status`.
     /// Names are matched exactly (no abbreviations). `long` is the argument after its `--`.
     fn long_option(
         &mut self,
@@ -436,6 +442,14 @@ impl Flags {
                     ));
                 }
                 self.confirm_forwarded = true;
+            }
+            b"log-use" => {
+                if value.is_some() {
+                    return Err(usage_after(
+                        "sshkeep: option --log-use takes no argument".to_owned(),
+                    ));
+                }
+                self.log_use = true;
             }
             _ => {
                 return Err(usage_after(format!(
@@ -577,6 +591,7 @@ mod tests {
             default_lifetime: None,
             exit_with: None,
             confirm_forwarded: false,
+            log_use: false,
             command: Vec::new(),
             notices: Vec::new(),
         }
@@ -615,6 +630,10 @@ mod tests {
         }
         fn confirm(mut self) -> Self {
             self.confirm_forwarded = true;
+            self
+        }
+        fn log_use(mut self) -> Self {
+            self.log_use = true;
             self
         }
         fn cmd(mut self, args: &[&str]) -> Self {
@@ -758,6 +777,11 @@ mod tests {
                 ],
                 o().fg().pid(1).confirm().life(60),
             ),
+            (&["--log-use"], o().log_use()),
+            (
+                &["--log-use", "-D", "--confirm-forwarded"],
+                o().log_use().fg().confirm(),
+            ),
             // "--" ends the options.
             (&["-s", "--"], o()),
             (&["--"], o()),
@@ -801,6 +825,10 @@ mod tests {
                     .confirm()
                     .hash(FingerprintHash::Md5)
                     .cmd(&["bash"]),
+            ),
+            (
+                &["--log-use", "bash", "--log-use"],
+                o().log_use().cmd(&["bash", "--log-use"]),
             ),
             (
                 &["-O", "allow-remote-pkcs11", "bash"],
@@ -1032,6 +1060,11 @@ mod tests {
                 &["--confirm-forwarded="],
                 u("sshkeep: option --confirm-forwarded takes no argument"),
             ),
+            (
+                &["--log-use=yes"],
+                u("sshkeep: option --log-use takes no argument"),
+            ),
+            (&["--log-us"], u("sshkeep: unknown option --log-us")),
         ];
         for (args, want) in cases {
             assert_eq!(parse(os(args), None), Err(want), "{args:?}");
@@ -1289,7 +1322,7 @@ mod tests {
     #[test]
     fn usage_text() {
         let lines: Vec<&str> = USAGE.lines().collect();
-        assert_eq!(lines.len(), 9);
+        assert_eq!(lines.len(), 11);
         assert!(!USAGE.ends_with('\n'));
         assert!(lines.iter().all(|l| l.len() <= 80 && !l.ends_with(' ')));
         assert!(lines[0].starts_with("usage: sshkeep ["));
@@ -1312,13 +1345,14 @@ mod tests {
             "[-t life]",
             "[--exit-with pid]",
             "[--confirm-forwarded]",
+            "[--log-use]",
             "command [arg ...]",
             "--reuse",
         ] {
             assert!(all.contains(option), "{option}");
         }
-        assert_eq!(lines[6], "       sshkeep --status [-a bind_address]");
-        assert_eq!(lines[7], "       sshkeep [-c | -s] -k");
-        assert_eq!(lines[8], "       sshkeep -V");
+        assert_eq!(lines[8], "       sshkeep --status [-a bind_address]");
+        assert_eq!(lines[9], "       sshkeep [-c | -s] -k");
+        assert_eq!(lines[10], "       sshkeep -V");
     }
 }

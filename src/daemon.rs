@@ -497,6 +497,7 @@ fn serve(
     }
     let mut agent = Agent::new(opts.default_lifetime, opts.fingerprint_hash);
     agent.set_confirm_forwarded(opts.confirm_forwarded);
+    agent.set_log_use(opts.log_use);
     let Socket {
         listener, cleanup, ..
     } = socket;

@@ -473,6 +473,29 @@ pub fn is_certificate(blob: &[u8]) -> bool {
         .is_ok_and(|name| name.ends_with(b"-cert-v01@openssh.com"))
 }
 
+/// The plain key of a public key blob: a certificate's key, else the blob itself (what
+/// fingerprints hash and `known_hosts` lists). A certificate that does not parse is kept whole.
+pub fn plain_public_key(blob: &[u8]) -> Vec<u8> {
+    if is_certificate(blob)
+        && let Ok(key) = ssh_key::Certificate::from_bytes(blob)
+            .map_err(drop)
+            .and_then(|c| c.public_key().encode_vec().map_err(drop))
+    {
+        return key;
+    }
+    blob.to_vec()
+}
+
+/// The fingerprint of a public key blob as `ssh-keygen -l` prints it (of its key for a certificate).
+pub fn public_fingerprint(blob: &[u8], hash: FingerprintHash) -> String {
+    fingerprint(&plain_public_key(blob), hash)
+}
+
+/// Decode the base64 key field of a `known_hosts` or `.pub` line; `None` when malformed.
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    ssh_key::encoding::base64::Base64::decode_vec(text).ok()
+}
+
 /// OpenSSH's checks of a host certificate against a CA key (`match_key_hop`,
 /// `sshkey_cert_check_host`): the certificate is signed by exactly `ca` with an allowed
 /// signature algorithm (not SHA-1 `ssh-rsa`) and the signature verifies, it is a host

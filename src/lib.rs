@@ -9,6 +9,7 @@
 pub mod log;
 
 pub mod agent;
+pub mod askpass;
 pub mod cli;
 pub mod daemon;
 pub mod keys;

@@ -44,8 +44,36 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
     if DEST.load(Ordering::Relaxed) == TO_SYSLOG {
         crate::sys::syslog(level, &args.to_string());
     } else {
-        // A failed write to stderr has nowhere to be reported.
-        let _ = writeln!(std::io::stderr().lock(), "sshkeep: {args}");
+        // One write per line: stderr is unbuffered, and a line written in pieces costs a
+        // system call each (and may interleave). A failed write has nowhere to be reported.
+        let line = format!("sshkeep: {args}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// Text from elsewhere (a process name, a known_hosts entry, a user name from a request),
+/// shown so that it cannot add a line or pass for sshkeep's own words: in double quotes,
+/// printable ASCII kept and every other byte (control characters, newlines, quotes,
+/// backslashes, non-ASCII) written `\xNN`; at most `.1` bytes of it, then `...`.
+pub struct Quoted<'a>(pub &'a [u8], pub usize);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        let Quoted(text, max) = *self;
+        f.write_char('"')?;
+        for &b in text.iter().take(max) {
+            match b {
+                b'"' | b'\\' => write!(f, "\\x{b:02x}")?,
+                0x20..=0x7e => f.write_char(char::from(b))?,
+                _ => write!(f, "\\x{b:02x}")?,
+            }
+        }
+        f.write_char('"')?;
+        if text.len() > max {
+            f.write_str("...")?;
+        }
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::agent::{Agent, PendingSign, Reply, Session};
+use crate::askpass::{self, KnownHosts, Peer};
 use crate::protocol::{self, Frame, Request, Response};
 use crate::sys::{self, Instant};
 
@@ -127,6 +128,8 @@ struct Conn {
     input: SecretBuf,
     output: Vec<u8>,
     session: Session,
+    /// The peer process (`SO_PEERCRED`), for prompts and the use log.
+    peer: Peer,
     state: ConnState,
     /// The client closed its end; answer what is buffered, then close.
     eof: bool,
@@ -192,6 +195,8 @@ pub struct Server<'a> {
     signals: OwnedFd,
     watches: Vec<Watch>,
     askpass: Askpass,
+    /// Names bound host keys in prompts and use log lines.
+    known_hosts: KnownHosts,
     uid: u32,
     conns: Vec<Option<Conn>>,
     next_id: u64,
@@ -250,6 +255,7 @@ impl<'a> Server<'a> {
             signals,
             watches,
             askpass,
+            known_hosts: KnownHosts::from_env(),
             uid: nix::unistd::getuid().as_raw(),
             conns: Vec::new(),
             next_id: 0,
@@ -475,8 +481,9 @@ impl<'a> Server<'a> {
         // OpenSSH: only the agent's own uid, and root, may talk to it.
         let cred =
             nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
-        match cred {
-            Ok(c) if c.uid() == self.uid || c.uid() == 0 => {}
+        // The pid is kept for prompts and the use log; /proc is read only when they need it.
+        let pid = match cred {
+            Ok(c) if c.uid() == self.uid || c.uid() == 0 => c.pid(),
             Ok(c) => {
                 error!("uid mismatch: peer euid {} != uid {}", c.uid(), self.uid);
                 return;
@@ -485,7 +492,7 @@ impl<'a> Server<'a> {
                 error!("getpeereid failed: {e}");
                 return;
             }
-        }
+        };
         if let Err(e) = stream.set_nonblocking(true) {
             error!("set_nonblocking: {e}");
             return;
@@ -497,6 +504,7 @@ impl<'a> Server<'a> {
             input: SecretBuf::default(),
             output: Vec::new(),
             session: Session::default(),
+            peer: Peer::new(pid),
             state: ConnState::Ready,
             eof: false,
             backlog: false,
@@ -596,6 +604,17 @@ impl<'a> Server<'a> {
                 // copied into the next key's allocations (a move copies padding too).
                 wipe_stack();
             }
+            // The prompt says who asks and for where, read when the request is made.
+            let reply = match reply {
+                Reply::Confirm(mut pending) => {
+                    let requester = conn.peer.describe();
+                    let facts = &pending.facts;
+                    pending.prompt =
+                        askpass::prompt(&pending.prompt, facts, requester, &self.known_hosts);
+                    Reply::Confirm(pending)
+                }
+                other => other,
+            };
             match reply {
                 Reply::Now(r) => r.encode(&mut conn.output),
                 Reply::Delayed(wait, r) => {
@@ -626,11 +645,17 @@ impl<'a> Server<'a> {
                             }
                             Err(pending) => self
                                 .agent
-                                .confirmed(pending, false, now)
+                                .confirmed(*pending, false, now)
                                 .encode(&mut conn.output),
                         }
                     }
                 }
+            }
+            if let Some(sign) = self.agent.take_use() {
+                info!(
+                    "{}",
+                    askpass::UseLine::new(&sign, conn.peer.describe(), &self.known_hosts)
+                );
             }
         }
         if let Err(e) = write_out(conn) {
@@ -715,6 +740,7 @@ impl<'a> Server<'a> {
             if allowed {
                 wipe_stack(); // it signed (`PrivateKey::sign` runs below this frame)
             }
+            self.log_use(me);
             self.answer(me, &reply, &mut resume);
         }
         // The next in line, skipping (and refusing) any whose askpass cannot start.
@@ -725,13 +751,30 @@ impl<'a> Server<'a> {
             match show_prompt(&self.askpass, q.conn, q.pending, now) {
                 Ok(p) => self.prompt = Some(p),
                 Err(pending) => {
-                    let reply = self.agent.confirmed(pending, false, now);
+                    let reply = self.agent.confirmed(*pending, false, now);
+                    self.log_use(q.conn);
                     self.answer(q.conn, &reply, &mut resume);
                 }
             }
         }
         for slot in resume {
             self.process(slot, now, false);
+        }
+    }
+
+    /// `--log-use`: the line for the signature request the agent just settled for `me`.
+    fn log_use(&mut self, (slot, id): ConnRef) {
+        let Some(sign) = self.agent.take_use() else {
+            return;
+        };
+        if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut)
+            && conn.id == id
+        {
+            let requester = conn.peer.describe();
+            info!(
+                "{}",
+                askpass::UseLine::new(&sign, requester, &self.known_hosts)
+            );
         }
     }
 
@@ -936,9 +979,9 @@ fn show_prompt(
     conn: ConnRef,
     pending: PendingSign,
     now: Instant,
-) -> Result<Prompt, PendingSign> {
+) -> Result<Prompt, Box<PendingSign>> {
     let Some((child, stdout)) = spawn_askpass(askpass, &pending.prompt) else {
-        return Err(pending);
+        return Err(Box::new(pending));
     };
     Ok(Prompt {
         conn: Some(conn),

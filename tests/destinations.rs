@@ -667,12 +667,41 @@ fn confirm_forwarded_asks_only_for_signatures_through_a_forwarded_agent() {
     let prompt = fs::read_to_string(&marker).expect("askpass did not run");
     let fp_line = fingerprint(&pub_path(&key));
     let fp = fp_line.split_whitespace().nth(1).unwrap();
+    // OpenSSH's lines, the forwarded line, then who forwards it and the hops (tests/who.rs).
+    let lines: Vec<&str> = prompt.split('\n').collect();
     assert_eq!(
-        prompt,
-        format!(
-            "Allow use of key id_ed25519@sshkeep-test?\nKey fingerprint {fp}.\n\
-             requested through a forwarded agent connection"
-        )
+        lines[..3],
+        [
+            "Allow use of key id_ed25519@sshkeep-test?",
+            &format!("Key fingerprint {fp}."),
+            "requested through a forwarded agent connection",
+        ],
+        "{prompt}"
+    );
+    assert!(
+        lines[3].starts_with("Forwarded by \"ssh\" (pid "),
+        "{prompt}"
+    );
+    let host_fp = |h: &Host| {
+        fingerprint(&h.host_pub())
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        lines[4..],
+        [
+            format!(
+                "Forwarded to host key {} (no name in known_hosts)",
+                host_fp(&a)
+            ),
+            format!(
+                "Destination host key {} (no name in known_hosts)",
+                host_fp(&a2)
+            ),
+        ],
+        "{prompt}"
     );
 }
 

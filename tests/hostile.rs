@@ -1846,6 +1846,9 @@ fn run_agent_input(data: &[u8]) {
     use sshkeep::protocol::{Request, Response};
 
     let mut agent = Table::new(None, FingerprintHash::Sha256);
+    // The use log and prompt lines are built from what hostile requests leave behind too.
+    agent.set_log_use(true);
+    let known = sshkeep::askpass::KnownHosts::default();
     let mut session = Session::default();
     let mut now = sshkeep::sys::Instant::now();
     let mut rest = data;
@@ -1858,7 +1861,10 @@ fn run_agent_input(data: &[u8]) {
             continue;
         };
         let pending = match agent.handle(&mut session, req, now) {
-            Reply::Confirm(p) => Some(p),
+            Reply::Confirm(p) => {
+                let _ = sshkeep::askpass::prompt(&p.prompt, &p.facts, "\"x\" (pid 1)", &known);
+                Some(p)
+            }
             Reply::Now(r) => {
                 r.encode(&mut Vec::new());
                 None
@@ -1870,9 +1876,11 @@ fn run_agent_input(data: &[u8]) {
             // Held during the unlock back-off: dropped unchecked, as when its client leaves.
             Reply::Held(_) => None,
         };
+        log_use_line(&mut agent, &known);
         if let Some(p) = pending {
             let _ = agent.confirmed(p, dt & 1 == 1, now);
         }
+        log_use_line(&mut agent, &known);
         let listed = match agent.handle(&mut Session::default(), Request::RequestIdentities, now) {
             Reply::Now(Response::Identities(ids)) => ids.len(),
             other => panic!("list answered {other:?}"),
@@ -1880,6 +1888,14 @@ fn run_agent_input(data: &[u8]) {
         if !agent.is_locked() {
             assert_eq!(listed, agent.len());
         }
+    }
+}
+
+/// The use log line of the last signature request, if any: one line, whatever the request.
+fn log_use_line(agent: &mut sshkeep::agent::Agent, known: &sshkeep::askpass::KnownHosts) {
+    if let Some(u) = agent.take_use() {
+        let line = sshkeep::askpass::UseLine::new(&u, "\"x\" (pid 1)", known).to_string();
+        assert!(!line.contains('\n'), "{line:?}");
     }
 }
 

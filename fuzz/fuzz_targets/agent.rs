@@ -14,6 +14,9 @@ use sshkeep::protocol::{Request, Response};
 
 fuzz_target!(|data: &[u8]| {
     let mut agent = Agent::new(None, FingerprintHash::Sha256);
+    // The use log and prompt lines are built from what hostile requests leave behind too.
+    agent.set_log_use(true);
+    let known = sshkeep::askpass::KnownHosts::default();
     let mut session = Session::default();
     let mut now = sshkeep::sys::Instant::now();
     let mut rest = data;
@@ -27,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
         };
         // A confirmation is answered from the clock byte: odd allows, even refuses.
         let pending = match agent.handle(&mut session, req, now) {
-            Reply::Confirm(p) => Some(p),
+            Reply::Confirm(p) => {
+                let _ = sshkeep::askpass::prompt(&p.prompt, &p.facts, "\"x\" (pid 1)", &known);
+                Some(p)
+            }
             Reply::Now(r) => {
                 check_reply(&r);
                 None
@@ -39,10 +45,12 @@ fuzz_target!(|data: &[u8]| {
             // Held during the unlock back-off: dropped unchecked, as when its client leaves.
             Reply::Held(_) => None,
         };
+        log_use_line(&mut agent, &known);
         if let Some(p) = pending {
             let r = agent.confirmed(p, dt & 1 == 1, now);
             check_reply(&r);
         }
+        log_use_line(&mut agent, &known);
         // Whatever happened, listing must work and match the table's size.
         let mut session2 = Session::default();
         let listed = match agent.handle(&mut session2, Request::RequestIdentities, now) {
@@ -54,6 +62,14 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// The use log line of the last signature request, if any: one line, whatever the request.
+fn log_use_line(agent: &mut Agent, known: &sshkeep::askpass::KnownHosts) {
+    if let Some(u) = agent.take_use() {
+        let line = sshkeep::askpass::UseLine::new(&u, "\"x\" (pid 1)", known).to_string();
+        assert!(!line.contains('\n'), "{line:?}");
+    }
+}
 
 fn check_reply(r: &Response<'_>) {
     let mut out = Vec::new();

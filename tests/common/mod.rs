@@ -55,8 +55,9 @@
 //! - [`Sshd`]: `Sshd::start(&[key_pub], trusted_user_ca, &["extra config line"])` runs
 //!   `/usr/sbin/sshd -D -e` on a free port of 127.0.0.1 with its own config, host key and
 //!   `AuthorizedKeysFile` (or `none` when no key is given); `.ssh(agent, &["-o", ".."], "cmd")` logs in
-//!   as root with only the agent's keys. [`can_run_sshd`] is false (after a [`skip`]) when not
-//!   root or without sshd.
+//!   as root with only the agent's keys, `.ssh_args(&[..], "cmd")` gives those arguments for a
+//!   `Command` of your own, `.host_key_pub()` is its host key. [`can_run_sshd`] is false (after a
+//!   [`skip`]) when not root or without sshd.
 #![allow(dead_code)]
 
 use std::fs;
@@ -1051,6 +1052,11 @@ impl Sshd {
         self.port
     }
 
+    /// The public half of this sshd's host key.
+    pub fn host_key_pub(&self) -> PathBuf {
+        self.dir.join("host_key.pub")
+    }
+
     /// sshd's log (DEBUG1), for diagnosis.
     pub fn log_text(&self) -> String {
         fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
@@ -1058,6 +1064,13 @@ impl Sshd {
 
     /// `ssh <opts> -p PORT root@127.0.0.1 <cmd>` authenticating only with `agent`'s keys.
     pub fn ssh(&self, agent: &Agent, opts: &[&str], cmd: &str) -> Output {
+        let args = self.ssh_args(opts, cmd);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("ssh", &args, &[("SSH_AUTH_SOCK", agent.sock_str())])
+    }
+
+    /// The arguments [`Sshd::ssh`] runs `ssh` with.
+    pub fn ssh_args(&self, opts: &[&str], cmd: &str) -> Vec<String> {
         let port = self.port.to_string();
         let mut args = vec![
             "-F",
@@ -1083,7 +1096,7 @@ impl Sshd {
         ];
         args.extend_from_slice(opts);
         args.extend_from_slice(&["-p", &port, "root@127.0.0.1", cmd]);
-        run("ssh", &args, &[("SSH_AUTH_SOCK", agent.sock_str())])
+        args.into_iter().map(str::to_string).collect()
     }
 }
 
