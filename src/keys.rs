@@ -6,7 +6,8 @@
 //! the protocol `Reader` (borrowed slices, no copies), so the only copies of secret bytes
 //! made here are the backend signing keys and a few `Zeroizing` temporaries. `ssh-key`
 //! parses certificates and public keys and verifies signatures; the signing backends are
-//! `ed25519-dalek`, `p256`/`p384`/`p521` and `rsa`, each built once when the key is added.
+//! `ed25519-dalek`, `p256`/`p384`/`p521` and `rsa`, each built once when the key is added,
+//! and for RSA SHA-2 and Ed25519 `graviola` where the CPU runs it (`keys/verified.rs`).
 
 use std::cell::Cell;
 use std::fmt;
@@ -22,6 +23,16 @@ use ssh_key::sha2::{Digest, Sha256, Sha384, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::protocol::{DecodeError, Reader, put_string};
+
+mod verified;
+
+pub use verified::PORTABLE_ENV;
+
+/// What signs in this process, for the start-up log: graviola's assembly where the CPU has
+/// what it needs (checked once), else the portable RustCrypto code.
+pub fn signing_backend() -> &'static str {
+    verified::describe()
+}
 
 /// Smallest RSA modulus accepted, in bits (OpenSSH: SSH_RSA_MINIMUM_MODULUS_SIZE).
 const RSA_MIN_BITS: usize = 1024;
@@ -231,10 +242,13 @@ impl Public<'_> {
 // landed in crypto-bigint"), nor the big-integer temporaries of validation and signing.
 enum Backend {
     Ed25519(ed25519_dalek::SigningKey),
+    /// graviola's Ed25519 (`verified.rs`), where the CPU has it; wiped on drop too.
+    Ed25519Verified(verified::Ed25519),
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
     P521(p521::ecdsa::SigningKey),
-    Rsa(RsaKey),
+    /// The `rsa` key signs SHA-1, and everything where graviola's key is `None`.
+    Rsa(RsaKey, Option<verified::Rsa>),
 }
 
 /// Read the ECDSA private scalar `d` (an mpint) from `$r` and build the signing key of
@@ -287,6 +301,11 @@ impl PrivateKey {
     /// CA signature must verify. The private fields are read in place from the request
     /// (which the caller wipes); the only copies are the backend key and wiped temporaries.
     pub fn decode(r: &mut Reader<'_>) -> Result<PrivateKey, KeyError> {
+        Self::decode_with(r, verified::enabled())
+    }
+
+    /// `decode`, with graviola's signing where `verified` and the key allows it.
+    fn decode_with(r: &mut Reader<'_>, verified: bool) -> Result<PrivateKey, KeyError> {
         let (kind, is_cert) = Kind::from_name(r.string()?).ok_or(UNSUPPORTED)?;
         let (public, cert) = if is_cert {
             let cert = r.string()?;
@@ -300,7 +319,12 @@ impl PrivateKey {
                 if is_cert && r.string()? != *pk {
                     return Err(MISMATCH);
                 }
-                Backend::Ed25519(ed25519_key(pk, r.string()?)?)
+                let sk = r.string()?;
+                if verified {
+                    Backend::Ed25519Verified(verified::Ed25519::new(pk, sk)?)
+                } else {
+                    Backend::Ed25519(ed25519_key(pk, sk)?)
+                }
             }
             (Public::Ecdsa { q }, Kind::P256) => Backend::P256(ecdsa_key!(p256, 32, 256, q, r)),
             (Public::Ecdsa { q }, Kind::P384) => Backend::P384(ecdsa_key!(p384, 48, 384, q, r)),
@@ -310,7 +334,9 @@ impl PrivateKey {
                 let _iqmp = mpint(r)?; // recomputed by `rsa` from p and q
                 let p = mpint(r)?;
                 let q = mpint(r)?;
-                Backend::Rsa(RsaKey::new(rsa_key(n, e, d, p, q)?)?)
+                let key = RsaKey::new(rsa_key(n, e, d, p, q)?)?;
+                let fast = verified.then(|| verified::Rsa::new(&key.key)).flatten();
+                Backend::Rsa(key, fast)
             }
             _ => return Err(UNSUPPORTED),
         };
@@ -356,6 +382,10 @@ impl PrivateKey {
                 put_string(&mut out, Kind::Ed25519.name().as_bytes());
                 put_string(&mut out, &k.sign(data).to_bytes());
             }
+            Backend::Ed25519Verified(k) => {
+                put_string(&mut out, Kind::Ed25519.name().as_bytes());
+                put_string(&mut out, &k.sign(data));
+            }
             Backend::P256(k) => {
                 let sig: p256::ecdsa::Signature = k.try_sign(data).map_err(|_| FAILED)?;
                 let (r, s) = sig.split_bytes();
@@ -371,20 +401,20 @@ impl PrivateKey {
                 let (r, s) = sig.split_bytes();
                 put_ecdsa_signature(&mut out, Kind::P521, &r, &s);
             }
-            Backend::Rsa(k) => {
+            Backend::Rsa(k, fast) => {
                 // OpenSSH agent_decode_alg: 0x02 is checked first, then 0x04, else SHA-1.
                 let (alg, sig) = if flags & FLAG_RSA_SHA2_256 != 0 {
-                    let digest = Sha256::digest(data);
-                    (
-                        "rsa-sha2-256",
-                        k.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest),
-                    )
+                    let sig = match fast {
+                        Some(f) => f.sign(verified::Sha2::Sha256, data),
+                        None => k.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(data)),
+                    };
+                    ("rsa-sha2-256", sig)
                 } else if flags & FLAG_RSA_SHA2_512 != 0 {
-                    let digest = Sha512::digest(data);
-                    (
-                        "rsa-sha2-512",
-                        k.sign(rsa::Pkcs1v15Sign::new::<Sha512>(), &digest),
-                    )
+                    let sig = match fast {
+                        Some(f) => f.sign(verified::Sha2::Sha512, data),
+                        None => k.sign(rsa::Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(data)),
+                    };
+                    ("rsa-sha2-512", sig)
                 } else {
                     let digest = sha1::Sha1::digest(data);
                     (
@@ -1075,10 +1105,11 @@ mod tests {
             bodies.push(key.key_data().encode_vec().unwrap());
         }
         for body in &bodies {
-            let key = decode(body).unwrap();
+            // The portable path: graviola (verified.rs) does not blind.
+            let key = PrivateKey::decode_with(&mut Reader::new(body), false).unwrap();
             let kp = KeypairData::decode(&mut &body[..]).unwrap();
             let reference = rsa::RsaPrivateKey::try_from(kp.rsa().unwrap()).unwrap();
-            let Backend::Rsa(rsa_key) = &*key.backend else {
+            let Backend::Rsa(rsa_key, _) = &*key.backend else {
                 panic!("not an RSA backend");
             };
             for i in 0..2 * RSA_BLINDING_USES + 2 {
