@@ -247,7 +247,8 @@ mod imp {
         /// RSASSA-PKCS1-v1_5 of `data` (hashed here), as long as the modulus; `None` if
         /// graviola's check of the result against the public key fails.
         pub(in crate::keys) fn sign(&self, hash: Sha2, data: &[u8]) -> Option<Vec<u8>> {
-            let mut sig = vec![0u8; self.0.modulus_len_bytes()];
+            // Room for any modulus: `modulus_len_bytes` would copy the public key each time.
+            let mut sig = vec![0u8; super::super::RSA_MAX_BITS / 8];
             let len = match hash {
                 Sha2::Sha256 => self.0.sign_pkcs1_sha256(&mut sig, data),
                 Sha2::Sha512 => self.0.sign_pkcs1_sha512(&mut sig, data),
