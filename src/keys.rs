@@ -26,8 +26,6 @@ use crate::protocol::{DecodeError, Reader, put_string};
 
 mod verified;
 
-pub use verified::PORTABLE_ENV;
-
 /// What signs in this process, for the start-up log: graviola's assembly where the CPU has
 /// what it needs (checked once), else the portable RustCrypto code.
 pub fn signing_backend() -> &'static str {

@@ -10,8 +10,9 @@
 //! it said yes. It does not build for other architectures: there these types are empty.
 //!
 //! Not through graviola: SHA-1 (`ssh-rsa`, flags 0), which it does not sign; RSA keys under
-//! 2048 bits, which it does not take; and keys whose primes differ in size by a 64-bit word or
-//! more (`ssh-keygen -b 2049`), outside what its CRT code is checked with.
+//! 2048 bits, which it does not take; and keys whose primes have different numbers of 64-bit
+//! words (the `rsa` crate's 2049-bit keys: 1024 and 1025 bits; `ssh-keygen` makes none), which
+//! its CRT code's debug assertions do not allow.
 //!
 //! Keys in memory: graviola's key types wipe their secret fields on drop (`SecretPosInt`, and
 //! the Ed25519 seed, scalar and prefix); each is kept in a `Box`, built once when the key is
@@ -36,7 +37,7 @@ use super::{INVALID, KeyError, MISMATCH, UNSUPPORTED};
 
 /// Set to a non-empty value, the agent signs with the portable RustCrypto code even where
 /// the CPU could run graviola (the man page's ENVIRONMENT).
-pub const PORTABLE_ENV: &str = "SSHKEEP_PORTABLE_CRYPTO";
+const PORTABLE_ENV: &str = "SSHKEEP_PORTABLE_CRYPTO";
 
 /// Which code signs, decided on first use (the server asks at start-up).
 struct Choice {
