@@ -17,9 +17,11 @@
 //! Keys in memory: graviola's key types wipe their secret fields on drop (`SecretPosInt`, and
 //! the Ed25519 seed, scalar and prefix); each is kept in a `Box`, built once when the key is
 //! added and never moved after, so the heap block (wiped on free by the allocator as well) is
-//! the only long-lived copy. Construction passes the key through graviola's stack frames, and
-//! RSA signing keeps CRT temporaries there: both below the request handler, in the stack the
-//! server wipes after every request that touches a secret.
+//! the only long-lived copy. graviola returns keys by value, so building one passes it through
+//! stack frames: it is built in a function of its own and the stack that function used is
+//! wiped as soon as it returns. RSA signing keeps CRT temporaries in graviola's frames (12 KiB
+//! deep at 8192 bits), below the request handler, in the stack the server wipes after every
+//! request that touches a secret.
 // Where graviola does not build, the DER code has no caller.
 #![cfg_attr(
     not(any(target_arch = "x86_64", target_arch = "aarch64")),
@@ -229,6 +231,35 @@ mod imp {
         graviola::util::is_cpu_supported()
     }
 
+    /// How much stack below the caller building a key may touch: graviola itself measured 17
+    /// KiB for RSA-8192 and about 1 KiB for Ed25519 (a painted stack, release build), and the
+    /// builder's frame holds the key as it is moved into its box (8 KiB for RSA, unoptimised
+    /// builds several copies).
+    const RSA_BUILD_STACK: usize = 64 * 1024;
+    const ED25519_BUILD_STACK: usize = 8 * 1024;
+
+    /// graviola returns its keys by value: the key (primes, exponents, seed) passes through
+    /// this frame and graviola's below it, which `wipe_stack` overwrites once it returns.
+    /// The caller keeps only the box.
+    #[inline(never)]
+    fn build_rsa(der: &[u8]) -> Option<Box<SigningKey>> {
+        SigningKey::from_pkcs1_der(der).ok().map(Box::new)
+    }
+
+    #[inline(never)]
+    fn build_ed25519(seed: &[u8]) -> Option<Box<Ed25519SigningKey>> {
+        Ed25519SigningKey::from_bytes(seed).ok().map(Box::new)
+    }
+
+    /// Overwrite `N` bytes of the stack below the caller with zeros (as the server does
+    /// after each request, which may be too shallow for a build in an unoptimised binary).
+    #[inline(never)]
+    fn wipe_stack<const N: usize>() {
+        let zeros = [0u8; N];
+        // The zeros must really be written: black_box makes the array observable.
+        std::hint::black_box(&zeros);
+    }
+
     /// graviola's RSA key, for the SHA-2 signatures of a key `rsa` validated.
     pub(in crate::keys) struct Rsa(Box<SigningKey>);
 
@@ -240,9 +271,9 @@ mod imp {
                 return None;
             }
             let der = pkcs1_der(&rsa_components(key)?)?;
-            // Built once, boxed straight away, never moved again.
-            let key = Box::new(SigningKey::from_pkcs1_der(&der).ok()?);
-            Some(Rsa(key))
+            let key = build_rsa(&der);
+            wipe_stack::<RSA_BUILD_STACK>();
+            Some(Rsa(key?))
         }
 
         /// RSASSA-PKCS1-v1_5 of `data` (hashed here), as long as the modulus; `None` if
@@ -275,7 +306,9 @@ mod imp {
                 return Err(INVALID);
             }
             let (seed, sk_pk) = sk.split_at(32);
-            let key = Box::new(Ed25519SigningKey::from_bytes(seed).map_err(|_| INVALID)?);
+            let key = build_ed25519(seed);
+            wipe_stack::<ED25519_BUILD_STACK>();
+            let key = key.ok_or(INVALID)?;
             if key.public_key().as_bytes().as_slice() != pk || sk_pk != pk {
                 return Err(MISMATCH);
             }
