@@ -495,6 +495,8 @@ fn serve(
     if let Err(why) = sys::lock_all_memory() {
         debug!("memory not locked against swap: {why}");
     }
+    // Decided once, before any key arrives (keys::signing_backend says why).
+    debug!("signing with {}", crate::keys::signing_backend());
     let mut agent = Agent::new(opts.default_lifetime, opts.fingerprint_hash);
     agent.set_confirm_forwarded(opts.confirm_forwarded);
     agent.set_log_use(opts.log_use);
