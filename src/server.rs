@@ -930,6 +930,9 @@ fn wipe_stack() {
 /// Read what the socket has (bounded), wiping the stack buffer after.
 fn read_into(conn: &mut Conn) -> io::Result<()> {
     let mut buf = [0u8; READ_CHUNK];
+    // How much of `buf` a read has written: only that is wiped after (a whole 4 KiB wipe per
+    // read was 5% of the agent's time under one signing client).
+    let mut used = 0;
     let result = loop {
         if conn.input.0.len() >= INPUT_LIMIT {
             break Ok(());
@@ -940,6 +943,7 @@ fn read_into(conn: &mut Conn) -> io::Result<()> {
                 break Ok(());
             }
             Ok(n) => {
+                used = used.max(n);
                 conn.input.append(buf.get(..n).unwrap_or_default());
                 if n < buf.len() {
                     break Ok(());
@@ -950,7 +954,9 @@ fn read_into(conn: &mut Conn) -> io::Result<()> {
             Err(e) => break Err(e),
         }
     };
-    buf.zeroize();
+    if let Some(written) = buf.get_mut(..used) {
+        written.zeroize();
+    }
     result
 }
 
