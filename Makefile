@@ -26,8 +26,10 @@ all:
 # Unit tests and the integration tests in tests/, which start the real binary and drive it
 # with ssh-add, ssh-keygen and ssh against a throwaway sshd on 127.0.0.1.
 # Not --all-targets: that would also run the benchmark, which `make bench` runs on purpose.
+# The memory scans (tests/sealed.rs) run against the release binary: build it first.
 test:
 	$(MANDOC_LINT) $(MAN)
+	$(CARGO) build --release --locked
 	$(CARGO) test --locked --lib --bins --tests
 
 lint: check-unsafe

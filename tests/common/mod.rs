@@ -46,7 +46,10 @@
 //!   `/usr/sbin/sshd -D -e` on a free port of 127.0.0.1 with its own config, host key and
 //!   `AuthorizedKeysFile` (or `none` when no key is given); `.ssh(agent, &["-o", ".."], "cmd")` logs in
 //!   as root with only the agent's keys. [`can_run_sshd`] is false (and says why) when not root.
+//! - [`memscan`]: the secret forms of a key file, and a root scan of a process's memory for them.
 #![allow(dead_code)]
+
+pub mod memscan;
 
 use std::fs;
 use std::io::{self, Read, Write};
