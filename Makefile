@@ -26,7 +26,8 @@ all:
 # Unit tests and the integration tests in tests/, which start the real binary and drive it
 # with ssh-add, ssh-keygen and ssh against a throwaway sshd on 127.0.0.1.
 # Not --all-targets: that would also run the benchmark, which `make bench` runs on purpose.
-# The release build comes first: the memory scans of tests/security.rs run against it.
+# The release build comes first: the memory scans of tests/security.rs and tests/sealed.rs
+# run against it.
 # A test that cannot run here (no root, no sshd) records why in $(SKIPPED), printed last,
 # after cargo's summary and whether or not the tests passed; under CI=true it fails instead.
 SKIPPED = $(CURDIR)/target/skipped-tests.txt

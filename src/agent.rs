@@ -8,8 +8,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::keys;
-use crate::keys::{FingerprintHash, PrivateKey};
-use crate::lock::{self, LockHash};
+use crate::keys::{FingerprintHash, HeldKey, PrivateKey};
+use crate::lock::{self, Lock};
 use crate::log;
 use crate::protocol::{
     self, Constraints, DestConstraint, EXT_SESSION_BIND, Extension, Hop, Request, Response,
@@ -37,7 +37,8 @@ pub struct Refused(pub &'static str);
 
 /// One key the agent holds.
 struct Identity {
-    key: PrivateKey,
+    /// Sealed while the agent is locked.
+    key: HeldKey,
     comment: Vec<u8>,
     /// When the key expires (lifetime constraint or `-t`).
     death: Option<Instant>,
@@ -213,7 +214,10 @@ pub struct Agent {
     expiries: BTreeSet<(Instant, usize)>,
     /// Size of the IDENTITIES_ANSWER body, kept under the clients' 256 KiB limit.
     list_bytes: usize,
-    lock: Option<LockHash>,
+    /// Some while locked: every identity's key is sealed under it.
+    lock: Option<Lock>,
+    /// bcrypt-pbkdf rounds of the lock's wrapping key.
+    kdf_rounds: u32,
     /// Failed unlocks since the last success, one counter for the agent (as OpenSSH).
     unlock_failures: u32,
     /// The next UNLOCK may be checked at this time, not before: one time for the agent,
@@ -237,6 +241,7 @@ impl Agent {
             expiries: BTreeSet::new(),
             list_bytes: 0,
             lock: None,
+            kdf_rounds: lock::default_rounds(),
             unlock_failures: 0,
             unlock_backoff: None,
             default_lifetime,
@@ -260,6 +265,13 @@ impl Agent {
     /// Ask for confirmation of every signature requested through a forwarded agent.
     pub fn set_confirm_forwarded(&mut self, on: bool) {
         self.confirm_forwarded = on;
+    }
+
+    /// The bcrypt-pbkdf rounds of later locks (`lock::KDF_ROUNDS` by default). Only for
+    /// programs that drive the agent in-process, as the fuzzers do: a lock that costs a
+    /// tenth of a second would leave them little time for anything else.
+    pub fn set_kdf_rounds(&mut self, rounds: u32) {
+        self.kdf_rounds = rounds;
     }
 
     pub fn len(&self) -> usize {
@@ -529,7 +541,7 @@ impl Agent {
             );
         }
         let new = Identity {
-            key,
+            key: key.into(),
             comment,
             death,
             confirm: constraints.confirm,
@@ -633,13 +645,26 @@ impl Agent {
         Response::Success
     }
 
+    /// Seal every key (lock.rs); identities keep their place, public half, comment,
+    /// lifetime and constraints.
     fn lock(&mut self, passphrase: &[u8]) -> Result<Response<'static>, Refused> {
-        let hash = LockHash::new(passphrase).map_err(|e| match e {
+        let rounds = self.kdf_rounds;
+        let mut keys = self.held_keys();
+        let lock = Lock::seal(passphrase, rounds, &mut keys).map_err(|e| match e {
             lock::LockError::EmptyPassphrase => Refused("empty password not supported"),
-            _ => Refused("cannot hash the passphrase"),
+            _ => Refused("cannot seal the keys"),
         })?;
-        self.lock = Some(hash);
+        self.lock = Some(lock);
         Ok(Response::Success)
+    }
+
+    /// Every identity's key, in table order.
+    fn held_keys(&mut self) -> Vec<&mut HeldKey> {
+        self.slots
+            .iter_mut()
+            .flatten()
+            .map(|id| &mut id.key)
+            .collect()
     }
 
     /// OpenSSH checks a guess, then sleeps in its only thread, so guesses are checked one
@@ -649,9 +674,19 @@ impl Agent {
         if self.unlock_backoff.is_some_and(|t| now < t) {
             return Reply::Held(passphrase);
         }
-        let matches = self.lock.as_ref().is_some_and(|l| l.matches(&passphrase));
+        // A wrong passphrase is the AEAD's failure, and leaves every key sealed.
+        let opened = match self.lock.take() {
+            Some(l) => {
+                let opened = l.unseal(&passphrase, &mut self.held_keys()).is_ok();
+                if !opened {
+                    self.lock = Some(l);
+                }
+                opened
+            }
+            None => false,
+        };
         drop(passphrase);
-        if matches {
+        if opened {
             self.lock = None;
             self.unlock_failures = 0;
             self.unlock_backoff = None;
@@ -1207,6 +1242,97 @@ mod tests {
         req(&mut a, Request::Lock(Zeroizing::new(b"pw".to_vec())), t);
         assert_eq!(a.reap(t + Duration::from_secs(1)), None);
         assert!(a.is_empty());
+    }
+
+    /// LOCK seals every key and keeps the table as it was: order, comments, lifetimes (which
+    /// run on), confirm flags, destination constraints. A wrong passphrase leaves it sealed;
+    /// the right one gives every key back, ready to sign.
+    #[test]
+    fn lock_seals_the_table_and_unlock_restores_it() {
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        let pw = |p: &str| Zeroizing::new(p.as_bytes().to_vec());
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let a_host = host();
+        let kinds = ["ed25519", "ecdsa256", "ecdsa384", "ecdsa521", "rsa2048"];
+        let keys: Vec<_> = kinds.iter().map(|k| body(k)).collect();
+        let confirm = Constraints {
+            confirm: true,
+            ..Constraints::default()
+        };
+        let to_a = restricted(vec![DestConstraint {
+            from: Hop::default(),
+            to: hop("a", &a_host.1),
+        }]);
+        let constraints = [
+            lifetime(10),
+            confirm,
+            to_a,
+            lifetime(100),
+            Constraints::default(),
+        ];
+        for ((k, _), (c, kind)) in keys.iter().zip(constraints.into_iter().zip(kinds)) {
+            assert_eq!(req(&mut a, add(k, kind, c), t), SUCCESS);
+        }
+        let before = listed(&mut a, t);
+        // What a signature request gets: a signature (deterministic for every type), a
+        // prompt (the confirm key) or a refusal (the destination-constrained key, unbound).
+        let outcomes = |a: &mut Agent, now: Instant| -> Vec<Option<Vec<u8>>> {
+            keys.iter()
+                .map(
+                    |(_, b)| match a.handle(&mut Session::default(), sign(b), now) {
+                        Reply::Confirm(_) => None,
+                        r => Some(encoded(r)),
+                    },
+                )
+                .collect()
+        };
+        let sigs = outcomes(&mut a, t);
+        assert!(sigs[1].is_none());
+        assert_eq!(sigs[2].as_deref(), Some(&FAILURE[..]));
+
+        assert_eq!(req(&mut a, Request::Lock(pw("secret")), t), SUCCESS);
+        assert!(a.slots.iter().flatten().all(|id| id.key.is_sealed()));
+        assert_eq!(a.len(), 5);
+        // A wrong passphrase: refused, and every key stays sealed.
+        assert!(matches!(
+            a.handle(&mut Session::default(), Request::Unlock(pw("wrong")), t),
+            Reply::Delayed(_, Response::Failure)
+        ));
+        assert!(a.slots.iter().flatten().all(|id| id.key.is_sealed()));
+        assert!(a.is_locked());
+
+        let at = t + s(5);
+        assert_eq!(req(&mut a, Request::Unlock(pw("secret")), at), SUCCESS);
+        assert!(!a.slots.iter().flatten().any(|id| id.key.is_sealed()));
+        assert_eq!(listed(&mut a, at), before);
+        assert_eq!(outcomes(&mut a, at), sigs);
+        // The lifetimes ran on while locked: the first key goes at t + 10 s, the fourth at
+        // t + 100 s.
+        assert_eq!(a.reap(at), Some(t + s(10)));
+        assert_eq!(a.reap(t + s(10)), Some(t + s(100)));
+        assert_eq!(a.len(), 4);
+    }
+
+    /// SIGUSR1 while locked removes the sealed keys; the lock stays, and the passphrase
+    /// still opens it, to an empty table.
+    #[test]
+    fn remove_all_while_locked() {
+        let t = Instant::now();
+        let pw = |p: &str| Zeroizing::new(p.as_bytes().to_vec());
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k, _) = body("ed25519");
+        req(&mut a, add(&k, "k", Constraints::default()), t);
+        req(&mut a, Request::Lock(pw("pw")), t);
+        a.remove_all();
+        assert!(a.is_empty() && a.is_locked());
+        assert!(matches!(
+            a.handle(&mut Session::default(), Request::Unlock(pw("wrong")), t),
+            Reply::Delayed(_, Response::Failure)
+        ));
+        let later = t + Duration::from_secs(1);
+        assert_eq!(req(&mut a, Request::Unlock(pw("pw")), later), SUCCESS);
+        assert!(!a.is_locked() && listed(&mut a, later).is_empty());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Keys: the only module that names `ssh-key` and crypto types. Decodes and validates
 //! private keys from ADD requests, converts each once into a ready-to-sign form, signs
-//! with the requested flags, computes fingerprints and verifies signatures.
+//! with the requested flags, computes fingerprints, verifies signatures and seals keys (`seal`).
 //!
 //! The private fields of an ADD request are read straight from the request buffer with
 //! the protocol `Reader` (borrowed slices, no copies), so the only copies of secret bytes
@@ -31,6 +31,8 @@ mod verified;
 pub fn signing_backend() -> &'static str {
     verified::describe()
 }
+mod seal;
+pub use seal::{HeldKey, Sealed, SealedKey, WrappingKey};
 
 /// Smallest RSA modulus accepted, in bits (OpenSSH: SSH_RSA_MINIMUM_MODULUS_SIZE).
 const RSA_MIN_BITS: usize = 1024;
@@ -910,16 +912,6 @@ fn md5(data: &[u8]) -> [u8; 16] {
         o.copy_from_slice(&s.to_le_bytes());
     }
     out
-}
-
-/// OpenSSH's lock hash: `bcrypt_pbkdf(passphrase, salt, 32 bytes, 1 round)`.
-pub fn bcrypt_pbkdf(passphrase: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), KeyError> {
-    let kdf = ssh_key::Kdf::Bcrypt {
-        salt: salt.to_vec(),
-        rounds: 1, // OpenSSH: LOCK_ROUNDS
-    };
-    kdf.derive(passphrase, out)
-        .map_err(|_| KeyError("bcrypt-pbkdf failed"))
 }
 
 /// Test keys for other modules' unit tests.

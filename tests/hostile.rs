@@ -1849,6 +1849,8 @@ fn run_agent_input(data: &[u8]) {
     // The use log and prompt lines are built from what hostile requests leave behind too.
     agent.set_log_use(true);
     let known = sshkeep::askpass::KnownHosts::default();
+    // One round: the agent's ~0.1 s lock would leave no time for the rest.
+    agent.set_kdf_rounds(1);
     let mut session = Session::default();
     let mut now = sshkeep::sys::Instant::now();
     let mut rest = data;

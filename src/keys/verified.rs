@@ -318,6 +318,14 @@ mod imp {
         pub(in crate::keys) fn sign(&self, data: &[u8]) -> [u8; 64] {
             self.0.sign(data)
         }
+
+        /// The 32-byte seed and the public key, for sealing (`seal.rs`).
+        pub(in crate::keys) fn seed_and_public(&self) -> (Zeroizing<[u8; 32]>, [u8; 32]) {
+            (
+                Zeroizing::new(self.0.as_seed()),
+                self.0.public_key().as_bytes(),
+            )
+        }
     }
 }
 
@@ -350,6 +358,10 @@ mod imp {
         }
 
         pub(in crate::keys) fn sign(&self, _: &[u8]) -> [u8; 64] {
+            match *self {}
+        }
+
+        pub(in crate::keys) fn seed_and_public(&self) -> (Zeroizing<[u8; 32]>, [u8; 32]) {
             match *self {}
         }
     }

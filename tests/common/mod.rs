@@ -58,7 +58,10 @@
 //!   as root with only the agent's keys, `.ssh_args(&[..], "cmd")` gives those arguments for a
 //!   `Command` of your own, `.host_key_pub()` is its host key. [`can_run_sshd`] is false (after a
 //!   [`skip`]) when not root or without sshd.
+//! - [`memscan`]: the secret forms of a key file, and a root scan of a process's memory for them.
 #![allow(dead_code)]
+
+pub mod memscan;
 
 use std::fs;
 use std::io::{self, Read, Write};

@@ -1,0 +1,313 @@
+//! Scanning a process's memory for the secret forms of private keys (as root, through
+//! `/proc/PID/mem`): the key files' secrets in every byte form an agent may keep them in.
+//!
+//! API: [`secrets_of`]`(key_file)` gives the [`Secret`]s of one private key file (Ed25519 seed
+//! and its SHA-512 expansion; ECDSA scalar big- and little-endian and in Montgomery form;
+//! RSA d, p, q big- and little-endian); [`scan`]`(pid, &secrets)` reads every
+//! readable mapping and returns the [`Hit`]s; [`describe`] prints them; [`can_scan`] says
+//! whether this process may read another's memory (root) and says why not otherwise.
+//!
+//! XXX: tests/security.rs has its own scanner for three key types (`secrets`, `data_regions`,
+//! `scan`); fold the two into this one.
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use ssh_key::private::KeypairData;
+use ssh_key::sha2::{Digest, Sha512};
+
+/// One secret and the byte forms it may be stored in.
+#[derive(Debug)]
+pub struct Secret {
+    pub what: String,
+    pub forms: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// Where a secret was found.
+#[derive(Debug)]
+pub struct Hit {
+    pub what: String,
+    pub form: &'static str,
+    pub region: String,
+    /// Offsets into the region of every copy.
+    pub offsets: Vec<usize>,
+}
+
+/// Whether memory scans can run here: reading a non-dumpable process's memory needs root.
+pub fn can_scan() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: reading another process's memory of a non-dumpable process needs root");
+        return false;
+    }
+    true
+}
+
+fn reversed(b: &[u8]) -> Vec<u8> {
+    b.iter().rev().copied().collect()
+}
+
+/// An integer (big-endian magnitude) as written and reversed (little-endian limbs).
+fn integer(what: String, be: &[u8]) -> Secret {
+    let be = strip(be);
+    Secret {
+        what,
+        forms: vec![("big-endian", be.to_vec()), ("little-endian", reversed(be))],
+    }
+}
+
+fn strip(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    &b[start..]
+}
+
+// Big-endian byte arithmetic, enough for the few forms below (tests only, no speed needed).
+
+fn ge(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (strip(a), strip(b));
+    a.len() > b.len() || (a.len() == b.len() && a >= b)
+}
+
+/// a - b for a >= b, at a's length.
+fn sub(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut out = a.to_vec();
+    let mut borrow = 0i16;
+    for i in 0..out.len() {
+        let ai = out.len() - 1 - i;
+        let bv = if i < b.len() {
+            b[b.len() - 1 - i] as i16
+        } else {
+            0
+        };
+        let mut d = out[ai] as i16 - bv - borrow;
+        borrow = 0;
+        if d < 0 {
+            d += 256;
+            borrow = 1;
+        }
+        out[ai] = d as u8;
+    }
+    out
+}
+
+/// x mod n by repeated subtraction: only for x < 16·n.
+fn reduce_small(x: &[u8], n: &[u8]) -> Vec<u8> {
+    let mut v = x.to_vec();
+    while ge(&v, n) {
+        v = sub(&v, n);
+    }
+    v
+}
+
+/// x·2^k mod n (the Montgomery form of x for R = 2^k), big-endian, at n's length.
+pub fn montgomery(x: &[u8], n: &[u8], k: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n.len() + 1];
+    let off = v.len() - x.len();
+    v[off..].copy_from_slice(x);
+    v = reduce_small(&v, n);
+    for _ in 0..k {
+        let mut carry = 0u8;
+        for b in v.iter_mut().rev() {
+            let top = *b >> 7;
+            *b = (*b << 1) | carry;
+            carry = top;
+        }
+        v = reduce_small(&v, n);
+    }
+    let s = strip(&v);
+    let mut out = vec![0u8; n.len() - s.len()];
+    out.extend_from_slice(s);
+    out
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The order of the Ed25519 group, ℓ = 2^252 + 27742317777372353535851937790883648493.
+const ED25519_L: &str = "1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed";
+/// The orders of P-256, P-384 and P-521.
+const P256_N: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+const P384_N: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973";
+const P521_N: &str = "01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409";
+
+/// Every secret form of the private key in `path` (an unencrypted OpenSSH key file). Each
+/// secret is named after the file and the part.
+pub fn secrets_of(path: &Path) -> Vec<Secret> {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let key = ssh_key::PrivateKey::read_openssh_file(path).unwrap();
+    match key.key_data() {
+        KeypairData::Ed25519(kp) => {
+            let seed = kp.private.to_bytes().to_vec();
+            let h = Sha512::digest(&seed);
+            let (lower, prefix) = h.split_at(32);
+            let mut clamped = lower.to_vec();
+            clamped[0] &= 248;
+            clamped[31] &= 127;
+            clamped[31] |= 64;
+            // curve25519-dalek keeps scalars as little-endian bytes reduced mod ℓ.
+            let reduced = reversed(&reduce_small(&reversed(&clamped), &hex(ED25519_L)));
+            vec![
+                Secret {
+                    what: format!("{name}: Ed25519 seed"),
+                    forms: vec![("as is", seed)],
+                },
+                Secret {
+                    what: format!("{name}: Ed25519 SHA-512 expansion"),
+                    forms: vec![
+                        ("scalar half", lower.to_vec()),
+                        ("clamped scalar", clamped),
+                        ("reduced scalar", reduced),
+                        ("prefix half", prefix.to_vec()),
+                    ],
+                },
+            ]
+        }
+        KeypairData::Ecdsa(kp) => {
+            let d = kp.private_key_bytes().to_vec();
+            let mut s = integer(format!("{name}: ECDSA scalar"), &d);
+            // p256, p384 and p521 keep scalars in Montgomery form, R = 2^(64·limbs).
+            let order = match d.len() {
+                32 => Some((hex(P256_N), 256)),
+                48 => Some((hex(P384_N), 384)),
+                66 => Some((hex(P521_N), 576)),
+                _ => None,
+            };
+            if let Some((n, k)) = order {
+                let m = montgomery(&d, &n, k);
+                s.forms.push(("Montgomery little-endian", reversed(&m)));
+                s.forms.push(("Montgomery big-endian", m));
+            }
+            vec![s]
+        }
+        KeypairData::Rsa(kp) => {
+            let part = |x: &ssh_key::Mpint| x.as_positive_bytes().unwrap().to_vec();
+            vec![
+                integer(format!("{name}: RSA d"), &part(kp.private().d())),
+                integer(format!("{name}: RSA p"), &part(kp.private().p())),
+                integer(format!("{name}: RSA q"), &part(kp.private().q())),
+            ]
+        }
+        other => panic!("{name}: no secret forms for {:?}", other.algorithm()),
+    }
+}
+
+/// Every readable mapping of `pid` (those the kernel will not read, such as `[vvar]`, give
+/// nothing and are skipped by `scan`).
+fn readable_regions(pid: u32) -> Vec<(u64, u64, String)> {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let range = f.next()?;
+            let perms = f.next()?;
+            let path = f.nth(3).unwrap_or("").to_string();
+            let (a, b) = range.split_once('-')?;
+            let (a, b) = (
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            );
+            let name = if path.is_empty() {
+                format!("anonymous {a:x}-{b:x}")
+            } else {
+                format!("{path} {a:x}-{b:x}")
+            };
+            perms.starts_with('r').then_some((a, b, name))
+        })
+        .collect()
+}
+
+/// Every secret form, indexed by its first two bytes, so one pass over a region finds them
+/// all (the test crate is not optimised: a pass per form would take seconds).
+struct Index<'a> {
+    by_prefix: Vec<Vec<(&'a Secret, &'static str, &'a [u8])>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(secrets: &'a [Secret]) -> Index<'a> {
+        let mut by_prefix = vec![Vec::new(); 1 << 16];
+        for s in secrets {
+            for (form, bytes) in &s.forms {
+                assert!(
+                    bytes.len() >= 16,
+                    "{} ({form}) is too short to look for",
+                    s.what
+                );
+                let p = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+                by_prefix[p].push((s, *form, bytes.as_slice()));
+            }
+        }
+        Index { by_prefix }
+    }
+
+    /// (secret, form, offset) of every copy in `hay`.
+    fn find(&self, hay: &[u8], mut found: impl FnMut(&'a Secret, &'static str, usize)) {
+        for (i, pair) in hay.windows(2).enumerate() {
+            let p = usize::from(u16::from_be_bytes([pair[0], pair[1]]));
+            for &(s, form, bytes) in &self.by_prefix[p] {
+                if hay[i..].starts_with(bytes) {
+                    found(s, form, i);
+                }
+            }
+        }
+    }
+}
+
+/// Reads every readable mapping of `pid` through /proc/PID/mem and reports where each
+/// secret form is.
+pub fn scan(pid: u32, secrets: &[Secret]) -> Vec<Hit> {
+    let index = Index::new(secrets);
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut scanned = 0u64;
+    for (start, end, name) in readable_regions(pid) {
+        let mut buf = vec![0u8; (end - start) as usize];
+        // A region can vanish or shrink between reading maps and reading it, and some
+        // (`[vvar]`) cannot be read: keep what was read.
+        let mut got = 0;
+        while got < buf.len() {
+            match mem.read_at(&mut buf[got..], start + got as u64) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        buf.truncate(got);
+        scanned += got as u64;
+        index.find(&buf, |s, form, at| {
+            match hits
+                .iter_mut()
+                .find(|h| h.what == s.what && h.form == form && h.region == name)
+            {
+                Some(h) => h.offsets.push(at),
+                None => hits.push(Hit {
+                    what: s.what.clone(),
+                    form,
+                    region: name.clone(),
+                    offsets: vec![at],
+                }),
+            }
+        });
+    }
+    assert!(scanned > 0, "nothing of process {pid} could be read");
+    hits
+}
+
+pub fn describe(hits: &[Hit]) -> String {
+    hits.iter()
+        .map(|h| {
+            format!(
+                "  {} ({}) in {}: {} cop{} at {:x?}",
+                h.what,
+                h.form,
+                h.region,
+                h.offsets.len(),
+                if h.offsets.len() == 1 { "y" } else { "ies" },
+                h.offsets
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
