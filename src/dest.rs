@@ -10,7 +10,7 @@
 //! capped in length (hosts 255 bytes, users 255), and so are wildcard principals, so one
 //! match is at most a few hundred word operations. The agent caps the constraints it holds
 //! in total (`MAX_TOTAL`), so one visibility check over every key, on a connection with
-//! every binding allowed, stays under two milliseconds (tests/destinations.rs measures it).
+//! every binding allowed, takes about two milliseconds (tests/destinations.rs measures it).
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};

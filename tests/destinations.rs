@@ -1153,10 +1153,11 @@ const MAX_CA_KEYS: usize = 256;
 const KEYS: usize = 2048;
 const BINDINGS: usize = 16;
 /// How much of the agent's CPU time one request may take: 10 ms for an optimised agent
-/// (`cargo test --release`; about 1.5 ms measured on a 2-CPU virtual machine). Unoptimised
-/// builds (plain `cargo test`) run the agent's own code 20 to 30 times slower (about 40 ms
-/// measured), so the bound there is 25 times larger. Either way it fails by far an agent that
-/// re-verifies certificates or matches unbounded patterns per request (seconds).
+/// (`cargo test --release`; 1 to 2 ms measured on a loaded 2-CPU virtual machine).
+/// Unoptimised builds (plain `cargo test`) run the agent's own code 20 to 30 times slower
+/// (25 to 40 ms measured), so the bound there is 25 times larger. Either way it fails by far
+/// an agent that re-verifies certificates or matches unbounded patterns per request (sshkeep
+/// before these limits: 2 to 20 s per request unoptimised).
 const REQUEST_CPU_BOUND: Duration = if cfg!(debug_assertions) {
     Duration::from_millis(250)
 } else {
