@@ -7,14 +7,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::dest::Session;
+use crate::dest::{self, Destinations, session_bind};
 use crate::keys;
 use crate::keys::{FingerprintHash, HeldKey, PrivateKey};
 use crate::lock::{self, Lock};
 use crate::log;
-use crate::protocol::{
-    self, Constraints, DestConstraint, EXT_SESSION_BIND, Extension, Hop, Request, Response,
-    SessionBind,
-};
+use crate::protocol::{self, Constraints, EXT_SESSION_BIND, Extension, Request, Response};
 use crate::sys::Instant;
 use zeroize::Zeroizing;
 
@@ -24,10 +23,6 @@ pub const MAX_IDENTITIES: usize = 2048;
 
 /// Extensions `query` reports (OpenSSH lists session-bind only).
 const SUPPORTED_EXTENSIONS: &[&str] = &[EXT_SESSION_BIND];
-/// Most session bindings on one connection (OpenSSH: AGENT_MAX_SESSION_IDS).
-const MAX_SESSION_IDS: usize = 16;
-/// Longest session id accepted in a bind (OpenSSH: AGENT_MAX_SID_LEN).
-const MAX_SID_LEN: usize = 128;
 /// Most bytes of a requested user name shown in a confirmation prompt.
 const MAX_PROMPT_USER: usize = 64;
 
@@ -45,7 +40,7 @@ struct Identity {
     /// Every signature needs the user's confirmation (`ssh-add -c`).
     confirm: bool,
     /// Where the key may be used (`ssh-add -h`); empty: anywhere.
-    destinations: Vec<DestConstraint>,
+    destinations: Destinations,
     /// The fingerprint, computed on first need (`--log-use` logs it for every signature).
     fingerprint: OnceCell<String>,
 }
@@ -64,32 +59,6 @@ impl fmt::Debug for Identity {
             .field("death", &self.death)
             .field("confirm", &self.confirm)
             .finish_non_exhaustive()
-    }
-}
-
-/// Per-connection protocol state: the session bindings `ssh` recorded on this connection
-/// (OpenSSH PROTOCOL.agent). The server keeps one per connection and passes it to `handle`.
-#[derive(Debug, Default)]
-pub struct Session {
-    bindings: Vec<Binding>,
-    /// A bind was tried on this connection, even one that failed: the connection is
-    /// remote, and a failed bind must not leave it looking local (OpenSSH 9.6).
-    bind_attempted: bool,
-}
-
-/// One hop of the path a request came along: the host it reached and its session.
-#[derive(Debug)]
-struct Binding {
-    host_key: Vec<u8>,
-    session_id: Vec<u8>,
-    /// Bound for agent forwarding (true) or for authentication at that host (false).
-    forwarded: bool,
-}
-
-impl Session {
-    /// Whether the request came through a forwarded agent.
-    fn is_forwarded(&self) -> bool {
-        self.bindings.iter().any(|b| b.forwarded)
     }
 }
 
@@ -214,6 +183,8 @@ pub struct Agent {
     expiries: BTreeSet<(Instant, usize)>,
     /// Size of the IDENTITIES_ANSWER body, kept under the clients' 256 KiB limit.
     list_bytes: usize,
+    /// What the destination constraints of all identities hold, under `dest::MAX_TOTAL`.
+    dest_cost: dest::Cost,
     /// Some while locked: every identity's key is sealed under it.
     lock: Option<Lock>,
     /// bcrypt-pbkdf rounds of the lock's wrapping key.
@@ -240,6 +211,7 @@ impl Agent {
             index: HashMap::new(),
             expiries: BTreeSet::new(),
             list_bytes: 0,
+            dest_cost: dest::Cost::default(),
             lock: None,
             kdf_rounds: lock::default_rounds(),
             unlock_failures: 0,
@@ -335,11 +307,12 @@ impl Agent {
 
     /// Keys hidden from this connection by their destination constraints are not listed.
     fn request_identities(&self, session: &Session) -> Response<'_> {
+        let now = dest::wall_clock();
         Response::Identities(
             self.slots
                 .iter()
                 .flatten()
-                .filter(|id| permitted(id, session, None).is_ok())
+                .filter(|id| permitted(id, session, now).is_ok())
                 .map(|id| (id.key.public_blob(), id.comment.as_slice()))
                 .collect(),
         )
@@ -398,13 +371,12 @@ impl Agent {
             None => (keys::public_fingerprint(key, hash), None),
         };
         let hops = session
-            .bindings
-            .iter()
-            .map(|b| BoundHost {
-                key: keys::plain_public_key(&b.host_key),
-                certificate: keys::is_certificate(&b.host_key),
-                fingerprint: keys::public_fingerprint(&b.host_key, hash),
-                forwarded: b.forwarded,
+            .hops()
+            .map(|(host_key, forwarded)| BoundHost {
+                key: keys::plain_public_key(host_key),
+                certificate: keys::is_certificate(host_key),
+                fingerprint: keys::public_fingerprint(host_key, hash),
+                forwarded,
             })
             .collect();
         SignFacts {
@@ -424,32 +396,13 @@ impl Agent {
         let id = self.lookup(&key).ok_or(Refusal::UnknownKey)?;
         let mut extra = None;
         if !id.destinations.is_empty() {
-            // OpenSSH process_sign_request2: a constrained key signs only well-formed
-            // userauth requests for the session most recently bound on this connection.
-            let last = session.bindings.last().ok_or(Refused(
-                "destination-constrained key on an unbound connection",
-            ))?;
-            let req = protocol::parse_userauth_request(&data, &key).ok_or(Refused(
-                "destination-constrained key asked to sign a non-userauth request",
-            ))?;
-            permitted(id, session, Some(&req.user))?;
-            if !crate::lock::ct_eq(req.session_id, &last.session_id) {
-                return Err(Refused("session id is not the one last bound").into());
-            }
-            if session.bindings.len() > 1 && req.host_key.is_none() {
-                return Err(Refused("no host key in a forwarded signature request").into());
-            }
-            if req
-                .host_key
-                .is_some_and(|hk| hk != last.host_key.as_slice())
-            {
-                return Err(Refused("host key differs from the one last bound").into());
-            }
+            let user = dest::check_sign(&id.destinations, session, &key, &data, dest::wall_clock())
+                .map_err(Refused)?;
             // OpenSSH's line, with the user (request data, chosen by the requester) quoted so
             // that it cannot add lines to the prompt.
             extra = Some(format!(
                 "public key authentication request for user {} to listed host",
-                log::Quoted(req.user.as_bytes(), MAX_PROMPT_USER)
+                log::Quoted(user.as_bytes(), MAX_PROMPT_USER)
             ));
         }
         let forwarded = session.is_forwarded();
@@ -545,16 +498,25 @@ impl Agent {
             comment,
             death,
             confirm: constraints.confirm,
-            destinations: constraints.destinations,
+            destinations: Destinations::new(constraints.destinations),
             fingerprint: OnceCell::new(),
         };
         let blob = new.key.public_blob();
-        match self.index.get(blob).copied() {
+        let slot = self.index.get(blob).copied();
+        let old = slot.and_then(|s| self.slots.get(s)?.as_ref());
+        if let Some(old) = old {
+            // A key hidden from this connection cannot be replaced through it.
+            permitted(old, session, dest::wall_clock())?;
+        }
+        let old_cost = old.map_or_else(dest::Cost::default, |o| o.destinations.cost());
+        let dest_cost = self.dest_cost.minus(old_cost).plus(new.destinations.cost());
+        if !dest_cost.within(dest::MAX_TOTAL) {
+            return Err(Refused(
+                "destination constraints of all keys would exceed their limit",
+            ));
+        }
+        match slot {
             Some(slot) => {
-                // A key hidden from this connection cannot be replaced through it.
-                if let Some(old) = self.slots.get(slot).and_then(Option::as_ref) {
-                    permitted(old, session, None)?;
-                }
                 // OpenSSH replaces an existing key in place: same position, new comment
                 // and constraints. The old key is wiped as it drops.
                 let old_len = self
@@ -574,6 +536,7 @@ impl Agent {
                     self.expiries.insert((d, slot));
                 }
                 self.list_bytes = new_bytes;
+                self.dest_cost = dest_cost;
                 if let Some(s) = self.slots.get_mut(slot) {
                     *s = Some(new);
                 }
@@ -592,6 +555,7 @@ impl Agent {
                     self.expiries.insert((d, slot));
                 }
                 self.list_bytes += new.list_len();
+                self.dest_cost = dest_cost;
                 self.slots.push(Some(new));
             }
         }
@@ -606,7 +570,7 @@ impl Agent {
             .ok_or(Refused("key not found"))?;
         if let Some(id) = self.slots.get(slot).and_then(Option::as_ref) {
             // A hidden key cannot be removed either (OpenSSH).
-            permitted(id, session, None)?;
+            permitted(id, session, dest::wall_clock())?;
         }
         self.remove_slot(slot);
         Ok(Response::Success)
@@ -616,17 +580,17 @@ impl Agent {
     /// keys too, so anyone on a host the agent is forwarded to can wipe keys it was never
     /// allowed to use; here they stay.
     fn remove_visible(&mut self, session: &Session) -> Response<'static> {
-        let hidden = |id: &Identity| permitted(id, session, None).is_err();
-        if !self.slots.iter().flatten().any(hidden) {
-            return self.remove_all();
-        }
+        let now = dest::wall_clock();
         let visible: Vec<Vec<u8>> = self
             .slots
             .iter()
             .flatten()
-            .filter(|id| !hidden(id))
+            .filter(|id| permitted(id, session, now).is_ok())
             .map(|id| id.key.public_blob().to_vec())
             .collect();
+        if visible.len() == self.index.len() {
+            return self.remove_all();
+        }
         for blob in visible {
             if let Some(slot) = self.index.get(&blob).copied() {
                 self.remove_slot(slot);
@@ -642,6 +606,7 @@ impl Agent {
         self.index.clear();
         self.expiries.clear();
         self.list_bytes = 0;
+        self.dest_cost = dest::Cost::default();
         Response::Success
     }
 
@@ -744,6 +709,7 @@ impl Agent {
             self.expiries.remove(&(d, slot));
         }
         self.list_bytes = self.list_bytes.saturating_sub(id.list_len());
+        self.dest_cost = self.dest_cost.minus(id.destinations.cost());
         drop(id); // wipes the key
         self.compact();
     }
@@ -768,189 +734,17 @@ impl Agent {
     }
 }
 
-/// `session-bind@openssh.com` (OpenSSH process_ext_session_bind): record which host, in
-/// which session, this connection speaks for. Failures answer SSH_AGENT_EXTENSION_FAILURE.
-fn session_bind(session: &mut Session, b: SessionBind) -> Response<'static> {
-    match try_session_bind(session, b) {
-        Ok(()) => Response::Success,
-        Err(Refused(why)) => {
-            debug!("session-bind refused: {why}");
-            Response::ExtensionFailure
-        }
-    }
-}
-
-fn try_session_bind(session: &mut Session, b: SessionBind) -> Result<(), Refused> {
-    session.bind_attempted = true;
-    if b.session_id.len() > MAX_SID_LEN {
-        return Err(Refused("session id too long"));
-    }
-    if !keys::is_public_key(&b.host_key) {
-        return Err(Refused("invalid host key"));
-    }
-    if !keys::verify(&b.host_key, &b.session_id, &b.signature) {
-        return Err(Refused(
-            "host key signature over the session id does not verify",
-        ));
-    }
-    for old in &session.bindings {
-        if !old.forwarded {
-            return Err(Refused("connection already bound for authentication"));
-        }
-        let sid_match = crate::lock::ct_eq(&old.session_id, &b.session_id);
-        if sid_match && old.host_key == b.host_key {
-            return Ok(()); // already recorded
-        }
-        if sid_match {
-            return Err(Refused("session id recorded against a different host key"));
-        }
-    }
-    if session.bindings.len() >= MAX_SESSION_IDS {
-        return Err(Refused("too many session ids"));
-    }
-    session.bindings.push(Binding {
-        host_key: b.host_key,
-        session_id: b.session_id,
-        forwarded: b.forwarding,
-    });
-    Ok(())
-}
-
-/// OpenSSH's `identity_permitted`: may this connection see (`user` = None) or sign with
-/// (`user` = the target user) this identity? Every recorded hop must be allowed by some
-/// destination constraint, starting from this machine.
-fn permitted(id: &Identity, session: &Session, user: Option<&str>) -> Result<(), Refused> {
-    if id.destinations.is_empty() {
-        return Ok(()); // unconstrained
-    }
-    if session.bind_attempted && session.bindings.is_empty() {
-        return Err(Refused("previous session bind failed on this connection"));
-    }
-    let Some(last) = session.bindings.len().checked_sub(1) else {
-        return Ok(()); // local use
-    };
-    let mut from: Option<&[u8]> = None;
-    for (i, b) in session.bindings.iter().enumerate() {
-        let test_user = if i == last {
-            // The user is given only for signatures: never sign on a forwarding hop.
-            if b.forwarded && user.is_some() {
-                return Err(Refused("tried to sign on a forwarding hop"));
-            }
-            user
-        } else if !b.forwarded {
-            return Err(Refused("tried to forward through a signing bind"));
-        } else {
-            None
-        };
-        if !permitted_by(&id.destinations, from, Some(&b.host_key), test_user) {
-            return Err(Refused("not permitted for this destination"));
-        }
-        from = Some(&b.host_key);
-    }
-    // After a forwarding hop, show only keys that may be used beyond it.
-    if let Some(b) = session.bindings.last()
-        && b.forwarded
-        && user.is_none()
-        && !permitted_by(&id.destinations, Some(&b.host_key), None, None)
-    {
-        return Err(Refused("key permitted at this host but not beyond"));
-    }
-    Ok(())
-}
-
-/// OpenSSH's `permitted_by_dest_constraints`.
-fn permitted_by(
-    destinations: &[DestConstraint],
-    from: Option<&[u8]>,
-    to: Option<&[u8]>,
-    user: Option<&str>,
-) -> bool {
-    destinations.iter().any(|d| {
-        let from_ok = match from {
-            None => d.from.hostname.is_none() && d.from.keys.is_empty(),
-            Some(k) => match_key_hop(k, &d.from),
-        };
-        let to_ok = to.is_none_or(|k| match_key_hop(k, &d.to));
-        let user_ok = match (&d.to.user, user) {
-            (Some(pattern), Some(u)) => match_pattern(u.as_bytes(), pattern.as_bytes()),
-            _ => true,
-        };
-        from_ok && to_ok && user_ok
-    })
-}
-
-/// OpenSSH's `match_key_hop`: a plain host key must be listed as itself; a host
-/// certificate must be signed by a listed CA and valid for the hop's host name, which must
-/// match one of its principals, each a wildcard pattern (OpenSSH 10.3; a certificate
-/// without principals matches no host).
-fn match_key_hop(key: &[u8], hop: &Hop) -> bool {
-    if !keys::is_certificate(key) {
-        return hop.keys.iter().any(|k| !k.is_ca && k.blob == key);
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let Some(host) = hop.hostname.as_deref() else {
-        return false;
-    };
-    hop.keys.iter().filter(|k| k.is_ca).any(|k| {
-        keys::host_cert_principals(key, &k.blob, now).is_some_and(|principals| {
-            principals
-                .iter()
-                .any(|p| match_pattern(host.as_bytes(), p.as_bytes()))
-        })
-    })
-}
-
-/// OpenSSH's `match_pattern`: `*` matches any run of bytes, `?` any one byte. It runs a
-/// set of states over the pattern, so a hostile pattern cannot make it slow.
-fn match_pattern(s: &[u8], pattern: &[u8]) -> bool {
-    // states[i]: the first i pattern bytes can match the input read so far.
-    let star_closure = |states: &mut [bool]| {
-        for (i, &p) in pattern.iter().enumerate() {
-            if p == b'*'
-                && states.get(i) == Some(&true)
-                && let Some(next) = states.get_mut(i + 1)
-            {
-                *next = true;
-            }
-        }
-    };
-    let mut states = vec![false; pattern.len() + 1];
-    if let Some(first) = states.first_mut() {
-        *first = true;
-    }
-    star_closure(&mut states);
-    for &c in s {
-        let mut next = vec![false; pattern.len() + 1];
-        for (i, &p) in pattern.iter().enumerate() {
-            if states.get(i) != Some(&true) {
-                continue;
-            }
-            let to = match p {
-                b'*' => i,
-                b'?' => i + 1,
-                _ if p == c => i + 1,
-                _ => continue,
-            };
-            if let Some(n) = next.get_mut(to) {
-                *n = true;
-            }
-        }
-        star_closure(&mut next);
-        if !next.contains(&true) {
-            return false;
-        }
-        states = next;
-    }
-    states.last() == Some(&true)
+/// OpenSSH's `identity_permitted` for listing, removing and replacing: may this connection
+/// see this identity? `now` is the wall clock.
+fn permitted(id: &Identity, session: &Session, now: u64) -> Result<(), Refused> {
+    dest::visible(&id.destinations, session, now).map_err(Refused)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::testkeys;
-    use crate::protocol::Reader;
+    use crate::protocol::{DestConstraint, Hop, Reader, SessionBind};
 
     const SUCCESS: [u8; 5] = [0, 0, 0, 1, 6];
     const FAILURE: [u8; 5] = [0, 0, 0, 1, 5];
@@ -1512,50 +1306,6 @@ mod tests {
     }
 
     #[test]
-    fn session_bind_rules() {
-        let a_host = host();
-        let b_host = host();
-        let mut s = Session::default();
-        // A forged signature is refused, and the connection counts as remote after it.
-        let forged = SessionBind {
-            host_key: a_host.1.clone(),
-            session_id: b"sid".to_vec(),
-            signature: b_host.0.sign(b"sid", 0).unwrap(),
-            forwarding: true,
-        };
-        assert_eq!(session_bind(&mut s, forged), Response::ExtensionFailure);
-        assert!(s.bind_attempted && s.bindings.is_empty());
-        let mut s = Session::default();
-        assert_eq!(bind(&mut s, &a_host, b"sid1", true), Response::Success);
-        // The same id with the same key is a no-op; with another key it is refused.
-        assert_eq!(bind(&mut s, &a_host, b"sid1", true), Response::Success);
-        assert_eq!(
-            bind(&mut s, &b_host, b"sid1", true),
-            Response::ExtensionFailure
-        );
-        assert_eq!(s.bindings.len(), 1);
-        // An authentication binding cannot be followed by another.
-        assert_eq!(bind(&mut s, &b_host, b"sid2", false), Response::Success);
-        assert_eq!(
-            bind(&mut s, &a_host, b"sid3", true),
-            Response::ExtensionFailure
-        );
-        // Long session ids and too many bindings are refused.
-        let mut s = Session::default();
-        assert_eq!(
-            bind(&mut s, &a_host, &[7u8; 129], true),
-            Response::ExtensionFailure
-        );
-        for i in 0..16u8 {
-            assert_eq!(bind(&mut s, &a_host, &[i; 32], true), Response::Success);
-        }
-        assert_eq!(
-            bind(&mut s, &a_host, &[99; 32], true),
-            Response::ExtensionFailure
-        );
-    }
-
-    #[test]
     fn destination_constraints_hide_and_restrict() {
         let t = Instant::now();
         let a_host = host();
@@ -1725,6 +1475,28 @@ mod tests {
         }
     }
 
+    /// A constraint to host "h" listing `plain` host keys and `ca` CA keys (made-up blobs
+    /// of `len` bytes: the agent does not look inside them).
+    fn listing(plain: usize, ca: usize, len: usize) -> Constraints {
+        let mut n = 0u32;
+        let mut key = |is_ca| {
+            n += 1;
+            let mut blob = vec![0u8; len.max(4)];
+            blob[..4].copy_from_slice(&n.to_be_bytes());
+            protocol::HopKey { blob, is_ca }
+        };
+        let mut keys: Vec<_> = (0..plain).map(|_| key(false)).collect();
+        keys.extend((0..ca).map(|_| key(true)));
+        restricted(vec![DestConstraint {
+            from: Hop::default(),
+            to: Hop {
+                user: None,
+                hostname: Some("h".into()),
+                keys,
+            },
+        }])
+    }
+
     #[test]
     fn log_use_records_every_signature_request_and_its_outcome() {
         let t = Instant::now();
@@ -1873,19 +1645,73 @@ mod tests {
     }
 
     #[test]
-    fn pattern_matching() {
-        let m = |s: &str, p: &str| match_pattern(s.as_bytes(), p.as_bytes());
-        assert!(m("", ""));
-        assert!(!m("a", ""));
-        assert!(m("root", "root"));
-        assert!(m("root", "r*"));
-        assert!(m("root", "*"));
-        assert!(m("", "*"));
-        assert!(m("root", "r??t"));
-        assert!(!m("root", "r?t"));
-        assert!(m("a-b-c", "a*b*c"));
-        assert!(!m("a-b-c", "a*b*d"));
-        assert!(m("aaa", "*a*a*a*"));
-        assert!(!m(&"a".repeat(200), &format!("{}b", "*a".repeat(100))));
+    fn destination_constraints_are_capped_in_total() {
+        let t = Instant::now();
+        let max = dest::MAX_TOTAL;
+        let mut a = Agent::new(None, FingerprintHash::Sha256);
+        let (k1, b1) = body("ed25519");
+        let (k2, b2) = body("ed25519");
+        // Host keys: up to the limit across keys, then refused; a replacement counts the
+        // difference, a removal frees its share.
+        assert_eq!(
+            req(&mut a, add(&k1, "1", listing(max.host_keys - 1, 0, 51)), t),
+            SUCCESS
+        );
+        assert_eq!(req(&mut a, add(&k2, "2", listing(2, 0, 51)), t), FAILURE);
+        assert_eq!(req(&mut a, add(&k2, "2", listing(1, 0, 51)), t), SUCCESS);
+        assert_eq!(
+            req(&mut a, add(&k1, "1", listing(max.host_keys, 0, 51)), t),
+            FAILURE
+        );
+        assert_eq!(blobs(&mut a, t), vec![b1.clone(), b2.clone()]);
+        assert_eq!(
+            req(&mut a, add(&k1, "1", listing(max.host_keys - 1, 0, 51)), t),
+            SUCCESS
+        );
+        assert_eq!(req(&mut a, Request::RemoveIdentity { key: b2 }, t), SUCCESS);
+        assert_eq!(
+            req(&mut a, add(&k1, "1", listing(max.host_keys, 0, 51)), t),
+            SUCCESS
+        );
+        req(&mut a, Request::RemoveAllIdentities, t);
+        assert_eq!(a.dest_cost, dest::Cost::default());
+
+        // CA keys.
+        assert_eq!(
+            req(&mut a, add(&k1, "1", listing(0, max.ca_keys, 51)), t),
+            SUCCESS
+        );
+        assert_eq!(req(&mut a, add(&k2, "2", listing(0, 1, 51)), t), FAILURE);
+        assert_eq!(req(&mut a, add(&k2, "2", listing(1, 0, 51)), t), SUCCESS);
+        req(&mut a, Request::RemoveAllIdentities, t);
+
+        // Bytes held: a key that takes all of them exactly, then nothing more.
+        let overhead = Destinations::new(listing(1, 0, 4).destinations)
+            .cost()
+            .bytes
+            - 4;
+        let all = listing(1, 0, max.bytes - overhead);
+        assert_eq!(
+            Destinations::new(all.destinations.clone()).cost().bytes,
+            max.bytes
+        );
+        assert_eq!(req(&mut a, add(&k1, "1", all.clone()), t), SUCCESS);
+        assert_eq!(req(&mut a, add(&k2, "2", listing(1, 0, 4)), t), FAILURE);
+        let over = listing(1, 0, max.bytes - overhead + 1);
+        assert_eq!(req(&mut a, add(&k1, "1", over), t), FAILURE);
+        // Expiry frees them too.
+        let short = Constraints {
+            lifetime: Some(1),
+            ..all
+        };
+        assert_eq!(req(&mut a, add(&k1, "1", short), t), SUCCESS);
+        assert_eq!(
+            req(
+                &mut a,
+                add(&k2, "2", listing(1, 0, 4)),
+                t + Duration::from_secs(1)
+            ),
+            SUCCESS
+        );
     }
 }

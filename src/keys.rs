@@ -458,7 +458,7 @@ fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<()
         if !allow_cert {
             return Err(BAD_CERT);
         }
-        let cert = ssh_key::Certificate::from_bytes(key).map_err(|_| INVALID)?;
+        let cert = parse_certificate(key).map_err(|_| INVALID)?;
         cert.public_key().clone()
     } else {
         let mut rest = key;
@@ -490,7 +490,7 @@ pub fn is_public_key(blob: &[u8]) -> bool {
         return false;
     };
     if name.ends_with(b"-cert-v01@openssh.com") {
-        return ssh_key::Certificate::from_bytes(blob).is_ok_and(|c| c.verify_signature().is_ok());
+        return parse_certificate(blob).is_ok_and(|c| c.verify_signature().is_ok());
     }
     let mut rest = blob;
     ssh_key::public::KeyData::decode(&mut rest).is_ok() && rest.is_empty()
@@ -526,15 +526,27 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
     ssh_key::encoding::base64::Base64::decode_vec(text).ok()
 }
 
-/// OpenSSH's checks of a host certificate against a CA key (`match_key_hop`,
-/// `sshkey_cert_check_host`): the certificate is signed by exactly `ca` with an allowed
-/// signature algorithm (not SHA-1 `ssh-rsa`) and the signature verifies, it is a host
-/// certificate without critical options, and it is valid at `now` (seconds since the
-/// epoch). Returns its principals, which the caller matches against the host name.
-pub fn host_cert_principals(cert: &[u8], ca: &[u8], now: u64) -> Option<Vec<String>> {
-    let c = ssh_key::Certificate::from_bytes(cert).ok()?;
-    let signer = c.signature_key().encode_vec().ok()?;
-    if signer.as_slice() != ca || c.verify_signature().is_err() || !c.cert_type().is_host() {
+/// What a session binding keeps of a host certificate, checked once when it is bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCert {
+    /// The CA key blob that signed it.
+    pub ca: Vec<u8>,
+    /// Its principals, each a wildcard pattern for host names (OpenSSH 10.3).
+    pub principals: Vec<String>,
+    /// Valid from `valid_after` (inclusive) to `valid_before` (exclusive), seconds since
+    /// the epoch.
+    pub valid_after: u64,
+    pub valid_before: u64,
+}
+
+/// OpenSSH's checks of a host certificate that do not depend on the time or the host name
+/// (`sshkey_cert_check_host` with `SSH_ALLOWED_CA_SIGALGS`): it parses, its CA signature
+/// verifies, it is a host certificate, it has no critical options and is not signed with
+/// SHA-1 `ssh-rsa`. Returns what the validity and name checks need later, so a binding
+/// parses and verifies its certificate once; `None` if it can never match a destination.
+pub fn host_cert(cert: &[u8]) -> Option<HostCert> {
+    let c = parse_certificate(cert).ok()?;
+    if c.verify_signature().is_err() || !c.cert_type().is_host() {
         return None;
     }
     if !c.critical_options().is_empty()
@@ -542,10 +554,32 @@ pub fn host_cert_principals(cert: &[u8], ca: &[u8], now: u64) -> Option<Vec<Stri
     {
         return None;
     }
-    if now < c.valid_after() || now >= c.valid_before() {
-        return None;
+    Some(HostCert {
+        ca: c.signature_key().encode_vec().ok()?,
+        principals: c.valid_principals().to_vec(),
+        valid_after: c.valid_after(),
+        valid_before: c.valid_before(),
+    })
+}
+
+/// Every certificate parse goes through here (each is followed by a signature check).
+fn parse_certificate(blob: &[u8]) -> Result<ssh_key::Certificate, ssh_key::Error> {
+    #[cfg(test)]
+    test_counters::CERT_PARSES.with(|c| c.set(c.get() + 1));
+    ssh_key::Certificate::from_bytes(blob)
+}
+
+/// How often this thread parsed a certificate: unit tests prove that matching a bound host
+/// certificate does not.
+#[cfg(test)]
+pub(crate) mod test_counters {
+    use std::cell::Cell;
+
+    thread_local!(pub(super) static CERT_PARSES: Cell<usize> = const { Cell::new(0) });
+
+    pub(crate) fn cert_parses() -> usize {
+        CERT_PARSES.with(Cell::get)
     }
-    Some(c.valid_principals().to_vec())
 }
 
 /// Walk a certificate blob as OpenSSH's `cert_parse` does: its type must be `kind`'s, it
@@ -573,7 +607,7 @@ fn check_cert(kind: Kind, blob: &[u8]) -> Result<Public<'_>, KeyError> {
         return Err(BAD_CERT);
     }
     // The fields skipped above must be well formed too (cert type, principals, options).
-    ssh_key::Certificate::from_bytes(blob).map_err(|_| BAD_CERT)?;
+    parse_certificate(blob).map_err(|_| BAD_CERT)?;
     // OpenSSH refuses a certificate whose CA signature does not verify, and a CA key that
     // is itself a certificate.
     let signed = blob.get(..signed_len).ok_or(BAD_CERT)?;

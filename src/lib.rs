@@ -1,7 +1,8 @@
 //! sshkeep: a small, synchronous drop-in replacement for OpenSSH's `ssh-agent`.
 //!
 //! Read from the protocol down to the OS, as OpenSSH's `ssh-agent.c` is:
-//! `protocol` (bytes ↔ requests) → `agent` (the identity table, one handler per message)
+//! `protocol` (bytes ↔ requests) → `dest` (destination constraints, session bindings)
+//! → `agent` (the identity table, one handler per message)
 //! → `server` (the poll loop) → `daemon` (socket, fork, process life) → `sys` (every `unsafe`).
 #![deny(unsafe_code)]
 
@@ -12,6 +13,7 @@ pub mod agent;
 pub mod askpass;
 pub mod cli;
 pub mod daemon;
+pub mod dest;
 pub mod keys;
 pub mod lock;
 pub mod protocol;

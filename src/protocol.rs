@@ -133,6 +133,9 @@ pub const EXT_RESTRICT_DESTINATION: &str = "restrict-destination-v00@openssh.com
 pub const MAX_DEST_CONSTRAINTS: usize = 1024;
 /// Longest user pattern in a hop (OpenSSH 10.4: AGENT_USER_CONSTRAINT_MAX_LEN).
 pub const MAX_USER_PATTERN_LEN: usize = 256;
+/// Longest host name in a hop. OpenSSH has no limit; a DNS name has at most 253 bytes, and
+/// the name is matched against host certificates' principals, whose cost grows with it.
+pub const MAX_HOSTNAME_LEN: usize = 255;
 
 /// A host key in a hop, or a CA key whose host certificates it accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +191,9 @@ fn decode_hop(body: &[u8]) -> Result<Hop, DecodeError> {
     }
     if user.len() > MAX_USER_PATTERN_LEN {
         return Err(DecodeError("user match pattern too long"));
+    }
+    if hostname.len() > MAX_HOSTNAME_LEN {
+        return Err(DecodeError("host name too long"));
     }
     let mut keys = Vec::new();
     while !r.is_empty() {
@@ -863,14 +869,21 @@ mod tests {
             )]))
             .is_err()
         );
-        let long = "u".repeat(MAX_USER_PATTERN_LEN + 1);
-        assert!(
+        // User patterns up to 256 bytes (OpenSSH), host names up to 255.
+        let one = |user: &str, host: &str| {
             parse(&dest_ext(&[(
                 origin.clone(),
-                hop_bytes(&long, "h", &[(&key, false)])
+                hop_bytes(user, host, &[(&key, false)]),
             )]))
-            .is_err()
-        );
+        };
+        let longest = "u".repeat(MAX_USER_PATTERN_LEN);
+        assert!(one(&longest, "h").is_ok());
+        assert!(one(&format!("{longest}u"), "h").is_err());
+        let longest = "h".repeat(MAX_HOSTNAME_LEN);
+        assert!(one("", &longest).is_ok());
+        assert!(one("", &format!("{longest}h")).is_err());
+        let from = hop_bytes("", &format!("{longest}h"), &[(&key, false)]);
+        assert!(parse(&dest_ext(&[(from, to.clone())])).is_err());
         let mut ext_hop = Vec::new();
         put_string(&mut ext_hop, b"");
         put_string(&mut ext_hop, b"h");

@@ -12,6 +12,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::{Signal, kill};
@@ -1152,5 +1153,330 @@ fn host_certificate_principals_as_current_openssh() {
     assert!(
         !listed_when_bound_to(&agent, &anyhost, &hk, &exact),
         "a host certificate without principals matches any host"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cost of the worst constraints the limits allow (sshkeep only)
+
+/// sshkeep's limits on destination constraints (see the man page, "Limits of destination
+/// constraints"): host names and principals up to 255 bytes, user names 255 and user patterns
+/// 256 (as OpenSSH), 256 principals per host certificate (as OpenSSH) of which 64 bytes may be
+/// wildcard principals, and across all keys 16384 host keys of which 256 CA keys.
+const MAX_NAME: usize = 255;
+const MAX_USER: usize = 255;
+const MAX_USER_PATTERN: usize = 256;
+const MAX_PRINCIPALS: usize = 256;
+const MAX_WILDCARD_BYTES: usize = 64;
+const MAX_HOST_KEYS: usize = 16384;
+const MAX_CA_KEYS: usize = 256;
+/// 2048 keys (the agent's and OpenSSH's clients' limit), 16 bindings per connection.
+const KEYS: usize = 2048;
+const BINDINGS: usize = 16;
+/// How much of the agent's CPU time one request may take: 10 ms, measured on the release
+/// binary users run (1 to 2 ms measured on a loaded 2-CPU virtual machine). It fails by far
+/// an agent that re-verifies certificates or matches unbounded patterns per request (sshkeep
+/// before these limits: 120 ms to 3 s per request, release build).
+const REQUEST_CPU_BOUND: Duration = Duration::from_millis(10);
+
+/// The agent's CPU time so far (user and system, nanoseconds: /proc/PID/schedstat).
+fn cpu_time(pid: u32) -> Duration {
+    let s = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    Duration::from_nanos(s.split_whitespace().next().unwrap().parse().unwrap())
+}
+
+/// An Ed25519 key made in-process from a number: (its ADD body without comment and
+/// constraints, its public blob).
+fn ed25519_key(n: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut seed = [0x5au8; 32];
+    seed[..8].copy_from_slice(&n.to_be_bytes());
+    let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let pk = sk.verifying_key().to_bytes();
+    let mut blob = string(b"ssh-ed25519");
+    blob.extend(string(&pk));
+    let mut body = blob.clone();
+    let mut pair = seed.to_vec();
+    pair.extend_from_slice(&pk);
+    body.extend(string(&pair));
+    (body, blob)
+}
+
+/// A public Ed25519 host key blob nobody holds the private half of.
+fn fake_host_key(n: u64) -> Vec<u8> {
+    let mut pk = [0xc3u8; 32];
+    pk[..8].copy_from_slice(&n.to_be_bytes());
+    let mut blob = string(b"ssh-ed25519");
+    blob.extend(string(&pk));
+    blob
+}
+
+/// One end of a destination constraint on the wire.
+fn wire_hop(user: &[u8], host: &[u8], keys: &[(&[u8], bool)]) -> Vec<u8> {
+    let mut h = string(user);
+    h.extend(string(host));
+    h.extend(string(b""));
+    for (k, ca) in keys {
+        h.extend(string(k));
+        h.push(u8::from(*ca));
+    }
+    h
+}
+
+fn wire_rule(from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut c = string(from);
+    c.extend(string(to));
+    c.extend(string(b""));
+    string(&c)
+}
+
+/// An ADD_ID_CONSTRAINED body restricting `key` to `rules`.
+fn constrained_add(key: &[u8], comment: &str, rules: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = key.to_vec();
+    body.extend(string(comment.as_bytes()));
+    body.push(255);
+    body.extend(string(b"restrict-destination-v00@openssh.com"));
+    body.extend(string(&rules.concat()));
+    body
+}
+
+/// Adds a key over `c`; panics unless the agent says SUCCESS.
+#[track_caller]
+fn add_ok(c: &mut RawClient, body: &[u8]) {
+    assert!(body.len() < MAX_MESSAGE_LEN, "add of {} bytes", body.len());
+    assert_eq!(
+        c.request(SSH_AGENTC_ADD_ID_CONSTRAINED, body),
+        [SSH_AGENT_SUCCESS]
+    );
+}
+
+/// The worst case the limits allow, for the work of one request: 2048 destination-constrained
+/// keys holding every host key and CA key the agent accepts (the longest names, the patterns
+/// that cost most), seen through connections with 16 bindings to hosts presenting host
+/// certificates with 256 principals of the longest kind. One REQUEST_IDENTITIES or SIGN takes
+/// at most a few milliseconds of the agent's CPU: host certificates were verified when bound,
+/// names are capped, and so is what all keys hold together.
+#[test]
+fn worst_case_constraints_cost_little_cpu_per_request() {
+    if !sshkeep_only() {
+        return;
+    }
+    let Some(bin) = release_bin() else {
+        return;
+    };
+    let agent = Agent::start_bin(&bin, &[]);
+    let dir = agent.dir();
+    let ca = keygen_named(dir, "ed25519", "ca", "ca");
+    let ca_blob = pub_blob(&pub_path(&ca));
+
+    // Host certificates: 256 principals each, one of them the host name the keys use, 254
+    // plain ones of the longest length and one wildcard principal that matches nothing
+    // after a full scan of the longest host name ("*aaa...ab" against "aaa...a").
+    let host = b"hostc";
+    let long_name = vec![b'a'; MAX_NAME];
+    let mut wildcard = vec![b'*'];
+    wildcard.extend(vec![b'a'; MAX_WILDCARD_BYTES - 2]);
+    wildcard.push(b'b');
+    let mut principals = vec![String::from_utf8(host.to_vec()).unwrap()];
+    principals.push(String::from_utf8(wildcard).unwrap());
+    for i in 0..MAX_PRINCIPALS - 2 {
+        principals.push(format!("{i:0>width$}", width = MAX_NAME));
+    }
+    let principals = principals.join(",");
+    let hosts: Vec<(HostKey, Vec<u8>)> = (0..BINDINGS)
+        .map(|i| {
+            let hk = HostKey::new(dir, "ed25519", &format!("hk{i}"));
+            let cert = hk.certify(&ca, &["-h", "-n", &principals]);
+            (hk, cert)
+        })
+        .collect();
+    let plain14 = HostKey::new(dir, "ed25519", "plain14");
+    let plain15 = HostKey::new(dir, "ed25519", "plain15");
+
+    let mut c = RawClient::connect(agent.sock());
+    c.set_timeout(Duration::from_secs(600));
+    // Host keys and CA keys added so far.
+    let (mut host_keys, mut ca_keys) = (0, 0);
+    let count = |host_keys: &mut usize, ca_keys: &mut usize, hops: &[&[(&[u8], bool)]]| {
+        for hop in hops {
+            *host_keys += hop.len();
+            *ca_keys += hop.iter().filter(|(_, ca)| *ca).count();
+        }
+    };
+    let ca_hop: &[(&[u8], bool)] = &[(&ca_blob, true)];
+    let origin = wire_hop(b"", b"", &[]);
+    let via_ca = wire_hop(b"", host, ca_hop);
+
+    // The signing key: usable along 14 certificate hops, then two plain ones (the last an
+    // authentication), for any user; before that rule come as many rules as an ADD holds
+    // that pass the host checks at the last hop and then fail on the user: a 256-byte
+    // pattern that costs a full scan of a 255-byte user name.
+    let (sign_key, sign_blob) = ed25519_key(0);
+    let p14: &[(&[u8], bool)] = &[(&plain14.blob, false)];
+    let p15: &[(&[u8], bool)] = &[(&plain15.blob, false)];
+    let mut user_pattern = vec![b'*'];
+    user_pattern.extend(vec![b'a'; MAX_USER_PATTERN - 2]);
+    user_pattern.push(b'b');
+    let from14 = wire_hop(b"", b"plain14", p14);
+    let decoy = wire_rule(&from14, &wire_hop(&user_pattern, b"plain15", p15));
+    let mut rules = vec![
+        wire_rule(&origin, &via_ca),
+        wire_rule(&via_ca, &via_ca),
+        wire_rule(&via_ca, &wire_hop(b"", b"plain14", p14)),
+    ];
+    count(
+        &mut host_keys,
+        &mut ca_keys,
+        &[ca_hop, ca_hop, ca_hop, ca_hop, p14],
+    );
+    let room = MAX_MESSAGE_LEN - 1024 - rules.concat().len();
+    let decoys = (room / decoy.len()).min(1024 - 4);
+    for _ in 0..decoys {
+        rules.push(decoy.clone());
+        count(&mut host_keys, &mut ca_keys, &[p14, p15]);
+    }
+    rules.push(wire_rule(&from14, &wire_hop(b"", b"plain15", p15)));
+    count(&mut host_keys, &mut ca_keys, &[p14, p15]);
+    add_ok(&mut c, &constrained_add(&sign_key, "sign", &rules));
+
+    // Filler keys: one rule each, hidden from every bound connection.
+    let fillers = KEYS - 6;
+    let mut n = 1;
+    for i in 0..fillers as u64 {
+        let (key, _) = ed25519_key(1000 + i);
+        let fake = fake_host_key(i);
+        let hop: &[(&[u8], bool)] = &[(&fake, false)];
+        let rule = wire_rule(&origin, &wire_hop(b"", b"filler", hop));
+        count(&mut host_keys, &mut ca_keys, &[hop]);
+        add_ok(&mut c, &constrained_add(&key, "filler", &[rule]));
+        n += 1;
+    }
+
+    // Five keys usable along 16 certificate hops, holding the rest: first every remaining CA
+    // key, each in a rule whose "from" names a host of the longest name (a full wildcard scan
+    // per binding, then no match), then every remaining host key in "from" hops that do not
+    // match, scanned at every hop. The rules that let the key through come last.
+    let visible_keys = 5;
+    let path_ca = visible_keys * 3;
+    let ca_decoys = MAX_CA_KEYS - ca_keys - path_ca;
+    let mut fake_n = 1_000_000u64;
+    let mut visible_blobs = vec![sign_blob.clone()];
+    for v in 0..visible_keys {
+        let (key, blob) = ed25519_key(100 + v as u64);
+        visible_blobs.push(blob);
+        let mut rules = Vec::new();
+        if v == 0 {
+            for i in 0..ca_decoys {
+                let fake = fake_host_key(fake_n);
+                fake_n += 1;
+                let to: &[(&[u8], bool)] = &[(&fake, false)];
+                let mut name = long_name[5..].to_vec();
+                name.extend(format!("{i:05}").bytes());
+                rules.push(wire_rule(
+                    &wire_hop(b"", &name, ca_hop),
+                    &wire_hop(b"", b"x", to),
+                ));
+                count(&mut host_keys, &mut ca_keys, &[ca_hop, to]);
+            }
+        }
+        // Path rules: 3 CA keys (count them now, so the host keys left are known).
+        count(&mut host_keys, &mut ca_keys, &[ca_hop, ca_hop, ca_hop]);
+        let left_keys = MAX_HOST_KEYS - host_keys;
+        let share = left_keys / (visible_keys - v);
+        let per_rule = 16;
+        let mut used = 0;
+        while share - used >= 2 {
+            let k = per_rule.min(share - used - 1);
+            let fakes: Vec<Vec<u8>> = (0..k)
+                .map(|_| {
+                    fake_n += 1;
+                    fake_host_key(fake_n)
+                })
+                .collect();
+            let from: Vec<(&[u8], bool)> = fakes.iter().map(|f| (f.as_slice(), false)).collect();
+            // "to" holds the first fake again: never reached, and counted.
+            let to: Vec<(&[u8], bool)> = vec![(fakes[0].as_slice(), false)];
+            rules.push(wire_rule(
+                &wire_hop(b"", b"decoy", &from),
+                &wire_hop(b"", b"decoy", &to),
+            ));
+            count(&mut host_keys, &mut ca_keys, &[&from, &to]);
+            used += k + 1;
+        }
+        rules.push(wire_rule(&origin, &via_ca));
+        rules.push(wire_rule(&via_ca, &via_ca));
+        add_ok(&mut c, &constrained_add(&key, "visible", &rules));
+        n += 1;
+    }
+    assert_eq!(n, KEYS);
+    assert_eq!(ca_keys, MAX_CA_KEYS);
+    assert!(
+        host_keys <= MAX_HOST_KEYS && host_keys > MAX_HOST_KEYS - 32,
+        "{host_keys} host keys"
+    );
+
+    // Connection L: 16 forwarding bindings, each to a host with a certificate.
+    let mut l = RawClient::connect(agent.sock());
+    l.set_timeout(Duration::from_secs(600));
+    for (i, (hk, cert)) in hosts.iter().enumerate() {
+        assert_eq!(
+            bind_as(&mut l, cert, hk, &[i as u8 + 1; 32], true),
+            SSH_AGENT_SUCCESS
+        );
+    }
+    // Connection S: 14 such bindings, then plain14 (forwarding) and plain15 (authentication).
+    let mut s = RawClient::connect(agent.sock());
+    s.set_timeout(Duration::from_secs(600));
+    for (i, (hk, cert)) in hosts.iter().take(BINDINGS - 2).enumerate() {
+        assert_eq!(
+            bind_as(&mut s, cert, hk, &[i as u8 + 1; 32], true),
+            SSH_AGENT_SUCCESS
+        );
+    }
+    assert_eq!(bind(&mut s, &plain14, &[0xe0; 32], true), SSH_AGENT_SUCCESS);
+    let sid = [0xf0u8; 32];
+    assert_eq!(bind(&mut s, &plain15, &sid, false), SSH_AGENT_SUCCESS);
+
+    let pid = agent.pid();
+    let mut costs = Vec::new();
+    let mut timed = |what: &str, c: &mut RawClient, kind: u8, body: &[u8]| {
+        let before = cpu_time(pid);
+        let reply = c.request(kind, body);
+        let cost = cpu_time(pid) - before;
+        println!("{what}: {cost:?} of agent CPU");
+        costs.push((what.to_string(), cost));
+        reply
+    };
+    let user = "a".repeat(MAX_USER);
+    let data = userauth_request(&sid, &user, &sign_blob, Some(&plain15.blob));
+    let mut sign_body = string(&sign_blob);
+    sign_body.extend(string(&data));
+    sign_body.extend(u32(0));
+    for _ in 0..3 {
+        let reply = timed("list, 16 certificate bindings", &mut l, 11, &[]);
+        let listed: Vec<Vec<u8>> = parse_identities(&reply)
+            .into_iter()
+            .map(|(b, _)| b)
+            .collect();
+        assert_eq!(listed, visible_blobs);
+        let reply = timed("list, 16 bindings, last two plain", &mut s, 11, &[]);
+        assert_eq!(parse_identities(&reply).len(), 1, "only the signing key");
+        let reply = timed("sign", &mut s, SSH_AGENTC_SIGN_REQUEST, &sign_body);
+        assert_eq!(reply[0], SSH_AGENT_SIGN_RESPONSE);
+    }
+    let over: Vec<_> = costs
+        .iter()
+        .filter(|(_, cost)| *cost > REQUEST_CPU_BOUND)
+        .collect();
+    assert!(
+        over.is_empty(),
+        "requests over {REQUEST_CPU_BOUND:?} of CPU: {over:?}"
+    );
+
+    // The limit was reached: replacing a filler key's plain host key by a CA key is refused.
+    let (key, _) = ed25519_key(1000);
+    let one_more = constrained_add(&key, "one more", &[wire_rule(&origin, &via_ca)]);
+    assert_eq!(
+        c.request(SSH_AGENTC_ADD_ID_CONSTRAINED, &one_more),
+        [SSH_AGENT_FAILURE]
     );
 }
