@@ -28,6 +28,9 @@
 //!   `.is_running()`, `.exit_status()`, `.stop()` (SIGTERM, returns the exit status). Drop sends
 //!   SIGTERM, then SIGKILL after a deadline, and waits. `start_bin(bin, args)` runs another binary,
 //!   `start_wrapped(&["prlimit", ".."], bin, args, env)` runs it under a wrapper that execs it.
+//!   [`answers`]`(sock)`: whether an agent answers a request on `sock` (a raw probe with a
+//!   timeout). [`activated_agent_command`]`(listener, out_dir)`: the agent under `-D` started the
+//!   way systemd's socket activation does (the listener as fd 3, `LISTEN_FDS`, `LISTEN_PID`).
 //! - [`run`]`(cmd, args, env)`: runs a program with stdin on `/dev/null` and returns its `Output`;
 //!   the variables listed above are removed from its environment unless `env` gives them, and a
 //!   command still running after [`RUN_DEADLINE`] is killed and fails the test. [`scrub_env`]
@@ -67,7 +70,9 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
@@ -514,8 +519,10 @@ impl Agent {
     }
 }
 
-/// Whether an agent listens on `sock` and answers REQUEST_IDENTITIES.
-fn answers(sock: &Path) -> bool {
+/// Whether an agent listens on `sock` and answers REQUEST_IDENTITIES (a raw client with a
+/// timeout: connecting to a listener nobody accepts from succeeds, and `ssh-add` would then
+/// wait for its answer forever).
+pub fn answers(sock: &Path) -> bool {
     let Ok(stream) = UnixStream::connect(sock) else {
         return false;
     };
@@ -533,6 +540,45 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `sh -c '... exec <agent_bin> -D'` with `listener` as fd 3 and `LISTEN_FDS=1`, `LISTEN_PID`
+/// the agent's own pid, as systemd's socket activation starts it; stdout and stderr go to the
+/// files `stdout` and `stderr` in `out_dir`, stdin is `/dev/null`, `SSH_AUTH_SOCK` and
+/// `LISTEN_FDNAMES` are removed. Add variables with `.env(..)`; wait for the agent with
+/// `wait_until(START_DEADLINE, || answers(path))`. The command holds its own copy of the
+/// listener (the caller may close `listener` before spawning) until it is dropped: spawn it
+/// in one expression, so that the test keeps no listener of its own.
+pub fn activated_agent_command(listener: &UnixListener, out_dir: &Path) -> Command {
+    let listener = listener.try_clone().unwrap();
+    let mut cmd = Command::new("sh");
+    // `exec` keeps the shell's pid, so $$ is the agent's pid.
+    cmd.arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$AGENT" -D"#)
+        .env("AGENT", agent_bin())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("LISTEN_FDNAMES")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(out_dir.join("stdout")).unwrap())
+        .stderr(fs::File::create(out_dir.join("stderr")).unwrap());
+    // SAFETY: between fork and exec the closure calls only dup2 and fcntl, which are
+    // async-signal-safe, and touches no memory the parent's other threads could hold locked.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = listener.as_raw_fd();
+            // dup2 onto itself would keep FD_CLOEXEC, so clear it by hand in that case.
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 // ---------------------------------------------------------------------------------------------
