@@ -13,8 +13,8 @@
 //!   with its contents on drop.
 //! - [`agent_bin`] (`AGENT_UNDER_TEST` or the `sshkeep` binary), [`is_sshkeep`], [`sshkeep_only`]
 //!   (false and prints "skipped: sshkeep-only" when another agent is under test), [`release_bin`]
-//!   (the `make` build, for tests where memory layout matters; `None` after a skip when missing
-//!   or stale).
+//!   (the `make` build, for tests where memory layout matters; `None` after a skip when missing,
+//!   a failure when stale).
 //! - Skips are never silent: a test that cannot run here (needs root, sshd, a tool) calls
 //!   `if skip("reason and what to install") { return; }`. Under `CI=true` that panics; elsewhere
 //!   the line goes to [`skip_file`], which `make test` prints at the end.
@@ -61,7 +61,8 @@
 //!   as root with only the agent's keys, `.ssh_args(&[..], "cmd")` gives those arguments for a
 //!   `Command` of your own, `.host_key_pub()` is its host key. [`can_run_sshd`] is false (after a
 //!   [`skip`]) when not root or without sshd.
-//! - [`memscan`]: the secret forms of a key file, and a root scan of a process's memory for them.
+//! - [`memscan`]: the secret forms of a key file, a root scan of a process's memory for them, and
+//!   the release binary to scan.
 #![allow(dead_code)]
 
 pub mod memscan;
@@ -254,8 +255,9 @@ pub fn skip(reason: &str) -> bool {
 
 /// The release binary (`make`: LTO, panic=abort, stripped), the one users run: memory layout
 /// tests must scan it, not the debug build. `$SSHKEEP_RELEASE_BIN`, else `release/sshkeep` in
-/// the target directory. `None` (after [`skip`], which fails under CI) when it is missing or
-/// older than a file in `src/` or `Cargo.toml`/`Cargo.lock` (run `make` first; `make test` does).
+/// the target directory. `None` (after [`skip`], which fails under CI) when it is missing; a
+/// failure when it is older than a file in `src/` or `Cargo.toml`/`Cargo.lock` (it would test
+/// other code than this). Run `make` first; `make test` does.
 pub fn release_bin() -> Option<PathBuf> {
     let bin = match std::env::var_os("SSHKEEP_RELEASE_BIN").filter(|p| !p.is_empty()) {
         Some(p) => PathBuf::from(p),
@@ -290,12 +292,11 @@ pub fn release_bin() -> Option<PathBuf> {
             .is_ok_and(|t| t > built)
     });
     if let Some(newer) = newer {
-        skip(&format!(
+        panic!(
             "the release binary {} is older than {}: run `make` (or `make test`)",
             bin.display(),
             newer.display()
-        ));
-        return None;
+        );
     }
     Some(bin)
 }
