@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -93,16 +93,6 @@ impl Drop for Reaped {
         }
         let _ = self.0.wait();
     }
-}
-
-/// Waits for `child` up to `deadline`; None if it is still running.
-fn wait_child(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let mut status = None;
-    wait_until(deadline, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    status
 }
 
 /// Parses a pid a shell printed; panics with the command's whole output when it is not one.

@@ -497,11 +497,7 @@ fn eight_starters_lined_up_on_the_lock_make_one_agent() {
     drop(held);
 
     for child in &mut children {
-        let mut status = None;
-        assert!(wait_until(START_DEADLINE, || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        }));
+        assert!(wait_child(child, START_DEADLINE).is_some());
     }
     let read = |name: String| fs::read_to_string(out_dir.join(name)).unwrap();
     let first = read("out0".into());
@@ -697,12 +693,7 @@ fn activate(listener: &UnixListener, sock: &Path, out_dir: &Path) -> Child {
 
 fn stop(child: &mut Child) -> ExitStatus {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let mut status = None;
-    assert!(wait_until(START_DEADLINE, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    }));
-    status.unwrap()
+    wait_child(child, START_DEADLINE).unwrap()
 }
 
 /// Under socket activation the listening socket was made by another process (here the test;

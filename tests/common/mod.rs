@@ -48,7 +48,8 @@
 //! - [`copy_executable`]`(src, dst)` and [`write_executable`]`(path, text)` make files to execute
 //!   without the ETXTBSY race (a file written by this process can be held open by a child another
 //!   test thread forks meanwhile, and then cannot be executed).
-//! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes.
+//! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes;
+//!   [`wait_child`]`(child, deadline)` waits so for a child's exit status.
 //!   [`pid_alive`]`(pid)` (false for zombies), [`KillOnDrop`]`(pid)` SIGTERMs a background agent
 //!   (e.g. one started with `-s`) when a test ends, however it ends.
 //! - Raw protocol: [`RawClient`] (`connect`, `send_frame`, `send_raw`, `try_send_raw`, `recv_frame`,
@@ -350,6 +351,16 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Waits for `child` to exit, up to `deadline`: its status, or `None` while it still runs.
+pub fn wait_child(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until(deadline, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status
+}
+
 /// Whether process `pid` exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -613,12 +624,7 @@ pub fn run(cmd: impl AsRef<std::ffi::OsStr>, args: &[&str], env: &[(&str, &str)]
     let mut child = c
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let mut status = None;
-    wait_until(RUN_DEADLINE, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let Some(status) = status else {
+    let Some(status) = wait_child(&mut child, RUN_DEADLINE) else {
         let _ = child.kill();
         let _ = child.wait();
         panic!("{cmd:?} {args:?} still running after {RUN_DEADLINE:?}");
