@@ -11,7 +11,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -78,8 +77,11 @@ impl Release {
 
     /// `ssh-add -x` / `-X` with the passphrase from an askpass script.
     fn lock_op(&self, op: &str, passphrase: &str) -> Output {
-        let askpass = self.dir.join(format!("askpass-{}", passphrase.len()));
-        write_script(&askpass, &format!("echo '{passphrase}'"));
+        let askpass = script(
+            self.dir.path(),
+            &format!("askpass-{}", passphrase.len()),
+            &format!("echo '{passphrase}'"),
+        );
         self.ssh_add_env(
             &[op],
             &[
@@ -113,11 +115,6 @@ impl Drop for Release {
             let _ = self.child.wait();
         }
     }
-}
-
-fn write_script(path: &Path, body: &str) {
-    fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[track_caller]
@@ -208,8 +205,11 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
     };
     let keys = TempDir::new();
     let prompts = keys.join("prompts");
-    let confirm = keys.join("confirm");
-    write_script(&confirm, &format!("echo prompt >> '{}'", p(&prompts)));
+    let confirm = script(
+        keys.path(),
+        "confirm",
+        &format!("echo prompt >> '{}'", p(&prompts)),
+    );
     let agent = Release::start(
         &bin,
         &[
