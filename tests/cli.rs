@@ -67,11 +67,8 @@ fn agent_cmd(args: &[&str], env: &[(&str, &str)]) -> Run {
         .stderr(fs::File::create(out.join("stderr")).unwrap());
     let mut child = cmd.spawn().unwrap();
     let pid = child.id();
-    let mut status = None;
-    let done = wait_until(CMD_DEADLINE, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
+    let status = wait_child(&mut child, CMD_DEADLINE);
+    let done = status.is_some();
     if !done {
         let _ = child.kill();
         let _ = child.wait();

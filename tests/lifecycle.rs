@@ -6,11 +6,9 @@
 mod common;
 
 use std::fs;
-use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -95,16 +93,6 @@ impl Drop for Reaped {
         }
         let _ = self.0.wait();
     }
-}
-
-/// Waits for `child` up to `deadline`; None if it is still running.
-fn wait_child(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let mut status = None;
-    wait_until(deadline, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    status
 }
 
 /// Parses a pid a shell printed; panics with the command's whole output when it is not one.
@@ -520,45 +508,15 @@ fn socket_activation_serves_the_inherited_listener() {
     let tmp = TempDir::new();
     let path = tmp.join("activated.sock");
     let listener = UnixListener::bind(&path).unwrap();
-    let fd = listener.as_raw_fd();
-
-    let mut cmd = Command::new("sh");
-    // `exec` keeps the shell's pid, so $$ is the agent's pid.
-    cmd.arg("-c")
-        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$AGENT" -D"#)
-        .env("AGENT", agent_bin())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("LISTEN_FDNAMES")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(tmp.join("stdout")).unwrap())
-        .stderr(fs::File::create(tmp.join("stderr")).unwrap());
-    // SAFETY: between fork and exec the closure calls only dup2 and fcntl, which are
-    // async-signal-safe, and touches no memory the parent's other threads could hold locked.
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 onto itself would keep FD_CLOEXEC, so clear it by hand in that case.
-            let r = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, 3)
-            };
-            if r == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = Reaped(cmd.spawn().unwrap());
+    let mut child = Reaped(
+        activated_agent_command(&listener, tmp.path())
+            .spawn()
+            .unwrap(),
+    );
     drop(listener);
 
-    // Probe with a raw client and a short timeout: connecting to a listener nobody accepts from
-    // succeeds, and `ssh-add` would then wait for its answer forever.
-    let served = wait_until(START_DEADLINE, || {
-        let mut c = RawClient::connect(&path);
-        c.set_timeout(Duration::from_millis(200));
-        c.send_raw(&frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
-        c.recv_frame().is_some()
-    });
+    // A raw probe: `ssh-add` would wait forever on a listener nobody accepts from.
+    let served = wait_until(START_DEADLINE, || answers(&path));
     let sock = path.to_str().unwrap();
     let log = || fs::read_to_string(tmp.join("stderr")).unwrap_or_default();
     assert!(
@@ -599,7 +557,6 @@ fn socket_activation_listener_is_not_inherited_by_askpass() {
     let path = tmp.join("activated.sock");
     let fds = tmp.join("askpass-fds");
     let listener = UnixListener::bind(&path).unwrap();
-    let fd = listener.as_raw_fd();
     // The askpass records where each of its descriptors points, then allows.
     let askpass = tmp.join("askpass");
     write_executable(
@@ -610,41 +567,16 @@ fn socket_activation_listener_is_not_inherited_by_askpass() {
         ),
     );
 
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$AGENT" -D"#)
-        .env("AGENT", agent_bin())
-        .env("SSH_ASKPASS", &askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("LISTEN_FDNAMES")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(tmp.join("stdout")).unwrap())
-        .stderr(fs::File::create(tmp.join("stderr")).unwrap());
-    // SAFETY: between fork and exec the closure calls only dup2 and fcntl, which are
-    // async-signal-safe, and touches no memory the parent's other threads could hold locked.
-    unsafe {
-        cmd.pre_exec(move || {
-            let r = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, 3)
-            };
-            if r == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let _child = Reaped(cmd.spawn().unwrap());
+    let _child = Reaped(
+        activated_agent_command(&listener, tmp.path())
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .spawn()
+            .unwrap(),
+    );
     drop(listener);
     let log = || fs::read_to_string(tmp.join("stderr")).unwrap_or_default();
-    let served = wait_until(START_DEADLINE, || {
-        let mut c = RawClient::connect(&path);
-        c.set_timeout(Duration::from_millis(200));
-        c.send_raw(&frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
-        c.recv_frame().is_some()
-    });
+    let served = wait_until(START_DEADLINE, || answers(&path));
     assert!(
         served,
         "agent does not serve the inherited socket; stderr: {}",

@@ -497,11 +497,7 @@ fn eight_starters_lined_up_on_the_lock_make_one_agent() {
     drop(held);
 
     for child in &mut children {
-        let mut status = None;
-        assert!(wait_until(START_DEADLINE, || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        }));
+        assert!(wait_child(child, START_DEADLINE).is_some());
     }
     let read = |name: String| fs::read_to_string(out_dir.join(name)).unwrap();
     let first = read("out0".into());
@@ -685,40 +681,8 @@ fn an_unprivileged_user_gets_the_pid() {
 /// Starts `<bin> -D` with `listener` as fd 3 and `LISTEN_FDS`/`LISTEN_PID`, as systemd does;
 /// returns once it answers.
 fn activate(listener: &UnixListener, sock: &Path, out_dir: &Path) -> Child {
-    let fd = listener.as_raw_fd();
-    let mut cmd = Command::new("sh");
-    // `exec` keeps the shell's pid, so $$ is the agent's pid.
-    cmd.arg("-c")
-        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$AGENT" -D"#)
-        .env("AGENT", agent_bin())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("LISTEN_FDNAMES")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(out_dir.join("stdout")).unwrap())
-        .stderr(fs::File::create(out_dir.join("stderr")).unwrap());
-    // SAFETY: between fork and exec the closure calls only dup2 and fcntl, which are
-    // async-signal-safe, and touches no memory the parent's other threads could hold locked.
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 onto itself would keep FD_CLOEXEC, so clear it by hand in that case.
-            let r = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, 3)
-            };
-            if r == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().unwrap();
-    let served = wait_until(START_DEADLINE, || {
-        let mut c = RawClient::connect(sock);
-        c.set_timeout(Duration::from_millis(200));
-        c.send_raw(&frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
-        c.recv_frame().is_some()
-    });
+    let child = activated_agent_command(listener, out_dir).spawn().unwrap();
+    let served = wait_until(START_DEADLINE, || answers(sock));
     assert!(
         served,
         "activated agent does not answer; stderr: {}",
@@ -729,12 +693,7 @@ fn activate(listener: &UnixListener, sock: &Path, out_dir: &Path) -> Child {
 
 fn stop(child: &mut Child) -> ExitStatus {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let mut status = None;
-    assert!(wait_until(START_DEADLINE, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    }));
-    status.unwrap()
+    wait_child(child, START_DEADLINE).unwrap()
 }
 
 /// Under socket activation the listening socket was made by another process (here the test;

@@ -11,11 +11,10 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use common::memscan::{self, Secret};
 use common::*;
@@ -27,68 +26,6 @@ const NO_IDENTITIES: &str = "The agent has no identities.\n";
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// The newest modification time of the files under `dir`.
-fn newest(dir: &Path) -> SystemTime {
-    let mut t = SystemTime::UNIX_EPOCH;
-    for e in fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let m = e.metadata().unwrap();
-        let mt = if m.is_dir() {
-            newest(&e.path())
-        } else {
-            m.modified().unwrap()
-        };
-        t = t.max(mt);
-    }
-    t
-}
-
-/// The release binary, when these tests can run: root, and a release build at least as new as
-/// the sources. Missing or not root: skipped, but a failure under CI=true. Stale: a failure
-/// (it would test other code than this).
-// XXX: fold into the common way tests find the release binary.
-fn release_agent_bin() -> Option<PathBuf> {
-    if !memscan::can_scan() {
-        assert!(!in_ci(), "CI runs as root: the memory scans must run");
-        return None;
-    }
-    if !is_sshkeep() {
-        println!("skipped: sshkeep-only");
-        return None;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join("target/release/sshkeep");
-    let Ok(meta) = fs::metadata(&bin) else {
-        assert!(
-            !in_ci(),
-            "{} is missing: cargo build --release --locked",
-            bin.display()
-        );
-        println!(
-            "skipped: {} is missing (cargo build --release --locked)",
-            bin.display()
-        );
-        return None;
-    };
-    let built = meta.modified().unwrap();
-    let sources = newest(&root.join("src")).max(
-        fs::metadata(root.join("Cargo.lock"))
-            .unwrap()
-            .modified()
-            .unwrap(),
-    );
-    assert!(
-        built >= sources,
-        "{} is older than the sources: cargo build --release --locked",
-        bin.display()
-    );
-    Some(bin)
 }
 
 /// The release agent, `-D -a <dir>/agent.sock`, stopped on drop.
@@ -140,8 +77,11 @@ impl Release {
 
     /// `ssh-add -x` / `-X` with the passphrase from an askpass script.
     fn lock_op(&self, op: &str, passphrase: &str) -> Output {
-        let askpass = self.dir.join(format!("askpass-{}", passphrase.len()));
-        write_script(&askpass, &format!("echo '{passphrase}'"));
+        let askpass = script(
+            self.dir.path(),
+            &format!("askpass-{}", passphrase.len()),
+            &format!("echo '{passphrase}'"),
+        );
         self.ssh_add_env(
             &[op],
             &[
@@ -175,11 +115,6 @@ impl Drop for Release {
             let _ = self.child.wait();
         }
     }
-}
-
-fn write_script(path: &Path, body: &str) {
-    fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[track_caller]
@@ -265,13 +200,16 @@ fn montgomery_form_arithmetic() {
 /// the right one restores every key, in its old order, with its old constraints.
 #[test]
 fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
-    let Some(bin) = release_agent_bin() else {
+    let Some(bin) = memscan::release_agent() else {
         return;
     };
     let keys = TempDir::new();
     let prompts = keys.join("prompts");
-    let confirm = keys.join("confirm");
-    write_script(&confirm, &format!("echo prompt >> '{}'", p(&prompts)));
+    let confirm = script(
+        keys.path(),
+        "confirm",
+        &format!("echo prompt >> '{}'", p(&prompts)),
+    );
     let agent = Release::start(
         &bin,
         &[
@@ -343,7 +281,7 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
     for key in [&ed, &p256, &p384, &p521, &rsa] {
         let name = key.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
-            hits.iter().any(|h| h.what.starts_with(&format!("{name}:"))),
+            hits.iter().any(|h| h.key == name),
             "the scan does not find {name} while it is loaded"
         );
     }
@@ -392,7 +330,7 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
 /// other stays.
 #[test]
 fn key_expires_while_locked() {
-    let Some(bin) = release_agent_bin() else {
+    let Some(bin) = memscan::release_agent() else {
         return;
     };
     let agent = Release::start(&bin, &[]);
@@ -418,7 +356,7 @@ fn key_expires_while_locked() {
 /// passphrase opens it to an empty table.
 #[test]
 fn sigusr1_while_locked_leaves_nothing() {
-    let Some(bin) = release_agent_bin() else {
+    let Some(bin) = memscan::release_agent() else {
         return;
     };
     let agent = Release::start(&bin, &[]);
@@ -499,7 +437,7 @@ fn lock_unlock(agent: &Release, tries: usize, what: &str) -> Duration {
 /// measured and printed (about 100 ms here: rebuilding a key computes its public point).
 #[test]
 fn lock_and_unlock_1000_keys() {
-    let Some(bin) = release_agent_bin() else {
+    let Some(bin) = memscan::release_agent() else {
         return;
     };
     let agent = Release::start(&bin, &[]);

@@ -29,13 +29,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::memscan::{self, Hit, Secret};
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rsa::BoxedUint;
-use rsa::traits::PrivateKeyParts;
-use ssh_key::encoding::bigint::modular::{BoxedMontyForm, BoxedMontyParams};
-use ssh_key::encoding::bigint::{NonZero, Odd};
 use ssh_key::sha2::{Digest, Sha512};
 
 const TEST_USER: &str = "sshkeep-test";
@@ -58,253 +55,25 @@ fn is_root() -> bool {
 /// the loop's own frame (in a build that left it), and the scan would miss that leak.
 const KINDS: [&str; 4] = ["ecdsa-521", "ed25519", "ecdsa-256", "rsa-2048"];
 
-/// One key in the agent, and the byte forms its secrets may be stored in.
+/// One key in the agent; its secrets are named after its file ([`memscan::secrets_of`]).
 struct Key {
     kind: &'static str,
     path: PathBuf,
-    /// (what, form, bytes), e.g. ("RSA prime p", "little-endian", ...).
-    forms: Forms,
-}
-
-type Forms = Vec<(&'static str, &'static str, Vec<u8>)>;
-
-/// An integer's forms: as written (big-endian) and as little-endian limbs hold it.
-fn int(forms: &mut Forms, what: &'static str, be: &[u8]) {
-    let be = trim(be);
-    let mut le = be.clone();
-    le.reverse();
-    forms.push((what, "big-endian", be));
-    forms.push((what, "little-endian", le));
-}
-
-/// A big-endian integer without leading zeros.
-fn trim(be: &[u8]) -> Vec<u8> {
-    let zeros = be.iter().take_while(|&&b| b == 0).count();
-    be[zeros..].to_vec()
-}
-
-fn uint(be: &[u8]) -> BoxedUint {
-    BoxedUint::from_be_slice_vartime(be)
-}
-
-/// `x` in Montgomery form modulo the odd `m`: x·R mod m, R = 2^(64·limbs of m), as the curve
-/// and big-number crates store it.
-fn montgomery(x: &[u8], m: &[u8]) -> Vec<u8> {
-    let m = uint(m);
-    let bits = m.bits_precision();
-    let params = BoxedMontyParams::new(Odd::new(m.clone()).unwrap());
-    let x = uint(x).rem(&NonZero::new(m).unwrap());
-    let x = BoxedUint::from_be_slice(&x.to_be_bytes(), bits).unwrap();
-    trim(
-        &BoxedMontyForm::new(x, &params)
-            .as_montgomery()
-            .to_be_bytes(),
-    )
 }
 
 impl Key {
-    /// Reads the key file `ssh-keygen` wrote and derives every form of its secrets.
-    fn new(kind: &'static str, path: PathBuf) -> Key {
-        let key = ssh_key::PrivateKey::read_openssh_file(&path).unwrap();
-        let data = key.key_data();
-        let mut forms = Vec::new();
-        let f = &mut forms;
-        if let Some(ed) = data.ed25519() {
-            let seed = ed.private.to_bytes();
-            let h = Sha512::digest(seed);
-            let mut clamped: [u8; 32] = h[..32].try_into().unwrap();
-            clamped[0] &= 248;
-            clamped[31] &= 127;
-            clamped[31] |= 64;
-            // The group order l = 2^252 + 27742317777372353535851937790883648493.
-            let l = "1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed";
-            let l: Vec<u8> = (0..32)
-                .map(|i| u8::from_str_radix(&l[2 * i..2 * i + 2], 16).unwrap())
-                .collect();
-            let mut be = clamped;
-            be.reverse();
-            let reduced = trim(
-                &uint(&be)
-                    .rem(&NonZero::new(uint(&l)).unwrap())
-                    .to_be_bytes(),
-            );
-            f.push(("Ed25519 seed", "as is", seed.to_vec()));
-            int(f, "Ed25519 scalar (clamped SHA-512 half)", &be);
-            int(f, "Ed25519 scalar mod l", &reduced);
-            let mut low: Vec<u8> = h[..32].to_vec();
-            low.reverse();
-            int(f, "Ed25519 SHA-512 low half", &low);
-            f.push(("Ed25519 nonce prefix", "as is", h[32..].to_vec()));
-        } else if let Some(ec) = data.ecdsa() {
-            let d = ec.private_key_bytes().to_vec();
-            let n = match kind {
-                "ecdsa-256" => "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551",
-                "ecdsa-521" => {
-                    "01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\
-                     fa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409"
-                }
-                _ => panic!("no curve order for {kind}"),
-            };
-            let n: Vec<u8> = (0..n.len() / 2)
-                .map(|i| u8::from_str_radix(&n[2 * i..2 * i + 2], 16).unwrap())
-                .collect();
-            int(f, "ECDSA scalar", &d);
-            int(f, "ECDSA scalar (Montgomery form)", &montgomery(&d, &n));
-        } else if let Some(r) = data.rsa() {
-            let mut key = rsa::RsaPrivateKey::try_from(r).unwrap();
-            key.precompute().unwrap();
-            let be = |x: &BoxedUint| x.to_be_bytes().to_vec();
-            let [prime_p, prime_q] = key.primes() else {
-                panic!("not a two-prime key")
-            };
-            let (pp, qq) = (be(prime_p), be(prime_q));
-            int(f, "RSA d", &be(key.d()));
-            int(f, "RSA prime p", &pp);
-            int(f, "RSA prime q", &qq);
-            int(f, "RSA dp", &be(key.dp().unwrap()));
-            int(f, "RSA dq", &be(key.dq().unwrap()));
-            let qinv = key.qinv().unwrap();
-            int(f, "RSA qinv", &be(&qinv.retrieve()));
-            int(f, "RSA qinv (Montgomery form)", &be(qinv.as_montgomery()));
-            // The primes' Montgomery constants R mod p and R² mod p give p away (gcd with n).
-            for (what, what2, prime) in [
-                ("RSA R mod p", "RSA R² mod p", &pp),
-                ("RSA R mod q", "RSA R² mod q", &qq),
-            ] {
-                let r = montgomery(&[1], prime);
-                int(f, what, &r);
-                int(f, what2, &montgomery(&r, prime));
-            }
-        } else {
-            panic!("unexpected key type in {}", path.display());
-        }
-        Key { kind, path, forms }
+    /// The key file's name: the [`memscan::Hit::key`] of its secrets.
+    fn name(&self) -> String {
+        self.path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
     }
 
     fn pub_path(&self) -> PathBuf {
         pub_path(&self.path)
     }
-}
-
-/// Where one form of a secret was found.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Hit {
-    kind: &'static str,
-    what: &'static str,
-    form: &'static str,
-    region: String,
-    /// Offsets into the region of every copy.
-    offsets: Vec<usize>,
-}
-
-/// Every region of `pid` that can be read: all of /proc/PID/maps but the kernel's own pages.
-fn readable_regions(pid: u32) -> Vec<(u64, u64, String)> {
-    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    maps.lines()
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let range = f.next()?;
-            let perms = f.next()?;
-            let path = f.nth(3).unwrap_or("").to_string();
-            let (a, b) = range.split_once('-')?;
-            let (a, b) = (
-                u64::from_str_radix(a, 16).ok()?,
-                u64::from_str_radix(b, 16).ok()?,
-            );
-            let kernel = ["[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]"].contains(&&*path);
-            (perms.starts_with('r') && !kernel).then(|| {
-                let name = if path.is_empty() {
-                    format!("anonymous {a:x}-{b:x} {perms}")
-                } else {
-                    format!("{path} {a:x}-{b:x} {perms}")
-                };
-                (a, b, name)
-            })
-        })
-        .collect()
-}
-
-/// Reads every readable region of `pid` through /proc/PID/mem and reports where each form of
-/// each key's secrets is. One pass per region: each 4-byte window is looked up among the forms'
-/// first four bytes (every form is at least 16 bytes long).
-fn scan(pid: u32, keys: &[&Key]) -> Vec<Hit> {
-    use std::collections::HashMap;
-    use std::os::unix::fs::FileExt;
-    let mut by_prefix: HashMap<[u8; 4], Vec<(usize, usize)>> = HashMap::new();
-    for (k, key) in keys.iter().enumerate() {
-        for (f, (_, _, bytes)) in key.forms.iter().enumerate() {
-            assert!(bytes.len() >= 16, "{} form {f} is too short", key.kind);
-            let prefix = bytes[..4].try_into().unwrap();
-            by_prefix.entry(prefix).or_default().push((k, f));
-        }
-    }
-    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
-    let mut hits = Vec::new();
-    let mut scanned = 0u64;
-    for (start, end, name) in readable_regions(pid) {
-        let mut buf = vec![0u8; (end - start) as usize];
-        // A region can vanish or shrink between reading maps and reading it: keep what was read.
-        let mut got = 0;
-        while got < buf.len() {
-            match mem.read_at(&mut buf[got..], start + got as u64) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-        buf.truncate(got);
-        scanned += got as u64;
-        let mut found: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
-        // Tests build unoptimised: a table of the first two bytes keeps the pass cheap.
-        let mut first_two = vec![false; 1 << 16];
-        for prefix in by_prefix.keys() {
-            first_two[usize::from(u16::from_be_bytes([prefix[0], prefix[1]]))] = true;
-        }
-        for at in 0..buf.len().saturating_sub(3) {
-            if !first_two[usize::from(buf[at]) << 8 | usize::from(buf[at + 1])] {
-                continue;
-            }
-            let Some(candidates) = by_prefix.get(&buf[at..at + 4]) else {
-                continue;
-            };
-            for &(k, f) in candidates {
-                let bytes = &keys[k].forms[f].2;
-                if buf[at..].starts_with(bytes) {
-                    found.entry((k, f)).or_default().push(at);
-                }
-            }
-        }
-        for ((k, f), offsets) in found {
-            let (what, form, _) = &keys[k].forms[f];
-            hits.push(Hit {
-                kind: keys[k].kind,
-                what,
-                form,
-                region: name.clone(),
-                offsets,
-            });
-        }
-    }
-    assert!(scanned > 0, "nothing of process {pid} could be read");
-    hits.sort();
-    hits
-}
-
-fn describe(hits: &[Hit]) -> String {
-    hits.iter()
-        .map(|h| {
-            format!(
-                "  {} {} ({}) in {}: {} cop{} at {:x?}",
-                h.kind,
-                h.what,
-                h.form,
-                h.region,
-                h.offsets.len(),
-                if h.offsets.len() == 1 { "y" } else { "ies" },
-                h.offsets
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The release agent with one key of each of [`KINDS`] (added with `extra` arguments to
@@ -314,22 +83,24 @@ fn describe(hits: &[Hit]) -> String {
 struct Loaded {
     agent: Agent,
     keys: Vec<Key>,
+    /// Every form of every key's secrets.
+    secrets: Vec<Secret>,
 }
 
 impl Loaded {
     fn start(extra: &[&str]) -> Option<Loaded> {
-        if !is_root() {
-            skip("reading the memory of a non-dumpable process needs root: run the tests as root");
-            return None;
-        }
-        if !sshkeep_only() {
-            return None;
-        }
-        let bin = release_bin()?;
+        let bin = memscan::release_agent()?;
         let agent = Agent::start_bin(&bin, &[]);
         let keys: Vec<Key> = KINDS
             .iter()
-            .map(|&kind| Key::new(kind, keygen(agent.dir(), kind)))
+            .map(|&kind| Key {
+                kind,
+                path: keygen(agent.dir(), kind),
+            })
+            .collect();
+        let secrets = keys
+            .iter()
+            .flat_map(|k| memscan::secrets_of(&k.path))
             .collect();
         for key in &keys {
             let mut args = vec!["-q"];
@@ -337,7 +108,11 @@ impl Loaded {
             args.push(p(&key.path));
             expect_ok(&ssh_add(&agent, &args));
         }
-        let loaded = Loaded { agent, keys };
+        let loaded = Loaded {
+            agent,
+            keys,
+            secrets,
+        };
         loaded.sign_with_each();
         loaded.assert_found(&loaded.keys.iter().collect::<Vec<_>>(), "while loaded");
         Some(loaded)
@@ -380,7 +155,7 @@ impl Loaded {
     }
 
     fn scan(&self) -> Vec<Hit> {
-        scan(self.agent.pid(), &self.keys.iter().collect::<Vec<_>>())
+        memscan::scan(self.agent.pid(), &self.secrets)
     }
 
     /// Every key of `present` is found in some form: the scan can see them.
@@ -388,29 +163,36 @@ impl Loaded {
     fn assert_found(&self, present: &[&Key], when: &str) {
         let hits = self.scan();
         for key in present {
+            let name = key.name();
             assert!(
-                hits.iter().any(|h| h.kind == key.kind),
+                hits.iter().any(|h| h.key == name),
                 "the scan does not find the {} key {when}, so it could not prove it gone \
                  later; found:\n{}",
                 key.kind,
-                describe(&hits)
+                memscan::describe(&hits)
             );
         }
-        println!("{when}:\n{}", describe(&hits));
+        println!("{when}:\n{}", memscan::describe(&hits));
     }
 
     /// No form of any secret of the keys of `kinds` is anywhere in the agent's memory.
     #[track_caller]
     fn assert_gone(&self, kinds: &[&str], why: &str) {
+        let names: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|k| kinds.contains(&k.kind))
+            .map(Key::name)
+            .collect();
         let hits: Vec<Hit> = self
             .scan()
             .into_iter()
-            .filter(|h| kinds.contains(&h.kind))
+            .filter(|h| names.contains(&h.key))
             .collect();
         assert!(
             hits.is_empty(),
             "key material still in the agent's memory after {why}:\n{}",
-            describe(&hits)
+            memscan::describe(&hits)
         );
     }
 
@@ -496,7 +278,7 @@ fn replaced_keys_are_wiped() {
     let count = |hits: &[Hit]| {
         let mut c: Vec<_> = hits
             .iter()
-            .map(|h| ((h.kind, h.what, h.form), h.offsets.len()))
+            .map(|h| ((h.key.clone(), h.what, h.form), h.offsets.len()))
             .collect();
         c.sort();
         c
@@ -525,8 +307,8 @@ fn replaced_keys_are_wiped() {
         assert!(
             n <= was,
             "{form:?}: {n} copies after replacement, {was} before:\nbefore:\n{}\nafter:\n{}",
-            describe(&before),
-            describe(&after)
+            memscan::describe(&before),
+            memscan::describe(&after)
         );
     }
     for key in &l.keys {

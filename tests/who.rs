@@ -98,12 +98,7 @@ fn sign_through_wrapper(agent: &Agent, key: &Path) -> (bool, u32, u32) {
         .spawn()
         .unwrap();
     let wrapper_pid = child.id();
-    let mut status = None;
-    wait_until(RUN_DEADLINE, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let status = status.unwrap_or_else(|| {
+    let status = wait_child(&mut child, RUN_DEADLINE).unwrap_or_else(|| {
         let _ = child.kill();
         panic!("the wrapper did not finish")
     });
@@ -368,12 +363,7 @@ fn ssh_login_prompt_and_log_name_ssh_and_the_sshd_host_key() {
         .spawn()
         .unwrap();
     let ssh_pid = child.id();
-    let mut status = None;
-    wait_until(RUN_DEADLINE, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let status = status.unwrap_or_else(|| {
+    let status = wait_child(&mut child, RUN_DEADLINE).unwrap_or_else(|| {
         let _ = child.kill();
         panic!("ssh did not finish")
     });

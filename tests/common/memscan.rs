@@ -1,33 +1,41 @@
 //! Scanning a process's memory for the secret forms of private keys (as root, through
 //! `/proc/PID/mem`): the key files' secrets in every byte form an agent may keep them in.
 //!
-//! API: [`secrets_of`]`(key_file)` gives the [`Secret`]s of one private key file (Ed25519 seed
-//! and its SHA-512 expansion; ECDSA scalar big- and little-endian and in Montgomery form;
-//! RSA d, p, q big- and little-endian); [`scan`]`(pid, &secrets)` reads every
-//! readable mapping and returns the [`Hit`]s; [`describe`] prints them; [`can_scan`] says
-//! whether this process may read another's memory (root) and says why not otherwise.
-//!
-//! XXX: tests/security.rs has its own scanner for three key types (`secrets`, `data_regions`,
-//! `scan`); fold the two into this one.
+//! API: [`secrets_of`]`(key_file)` gives the [`Secret`]s of one private key file, each integer
+//! big- and little-endian: the Ed25519 seed and its SHA-512 expansion (both halves, the
+//! clamped scalar and its reduction mod ℓ); the ECDSA scalar, plain and in Montgomery form;
+//! RSA d, p, q, dp, dq, qinv (plain and in Montgomery form) and the primes' Montgomery
+//! constants R and R² mod p and q. [`scan`]`(pid, &secrets)` reads every readable mapping and
+//! returns the [`Hit`]s, sorted; [`describe`] prints them. [`release_agent`] is the release
+//! binary when a scan of it can run here ([`can_scan`]: root), after a [`skip`](super::skip)
+//! otherwise.
 
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use std::path::PathBuf;
+
+use rsa::BoxedUint;
+use rsa::traits::PrivateKeyParts;
 use ssh_key::private::KeypairData;
 use ssh_key::sha2::{Digest, Sha512};
 
-/// One secret and the byte forms it may be stored in.
+/// One secret of a key and the byte forms it may be stored in.
 #[derive(Debug)]
 pub struct Secret {
-    pub what: String,
+    /// The key file's name.
+    pub key: String,
+    pub what: &'static str,
     pub forms: Vec<(&'static str, Vec<u8>)>,
 }
 
 /// Where a secret was found.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Hit {
-    pub what: String,
+    /// The key file's name.
+    pub key: String,
+    pub what: &'static str,
     pub form: &'static str,
     pub region: String,
     /// Offsets into the region of every copy.
@@ -35,24 +43,46 @@ pub struct Hit {
 }
 
 /// Whether memory scans can run here: reading a non-dumpable process's memory needs root.
+/// When not, a [`skip`](super::skip) (a failure under CI=true).
 pub fn can_scan() -> bool {
     if !nix::unistd::geteuid().is_root() {
-        println!("skipped: reading another process's memory of a non-dumpable process needs root");
+        super::skip(
+            "reading the memory of a non-dumpable process needs root: run the tests as root",
+        );
         return false;
     }
     true
+}
+
+/// The release binary to scan ([`super::release_bin`]), when the scan can run here: root
+/// ([`can_scan`]), sshkeep under test ([`super::sshkeep_only`]).
+pub fn release_agent() -> Option<PathBuf> {
+    if !can_scan() || !super::sshkeep_only() {
+        return None;
+    }
+    super::release_bin()
 }
 
 fn reversed(b: &[u8]) -> Vec<u8> {
     b.iter().rev().copied().collect()
 }
 
-/// An integer (big-endian magnitude) as written and reversed (little-endian limbs).
-fn integer(what: String, be: &[u8]) -> Secret {
+/// An integer (big-endian magnitude) as written and reversed (little-endian limbs), without
+/// leading zeros.
+fn integer(key: &str, what: &'static str, be: &[u8]) -> Secret {
     let be = strip(be);
     Secret {
+        key: key.to_string(),
         what,
         forms: vec![("big-endian", be.to_vec()), ("little-endian", reversed(be))],
+    }
+}
+
+fn as_is(key: &str, what: &'static str, bytes: &[u8]) -> Secret {
+    Secret {
+        key: key.to_string(),
+        what,
+        forms: vec![("as is", bytes.to_vec())],
     }
 }
 
@@ -134,41 +164,35 @@ const P256_N: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc
 const P384_N: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973";
 const P521_N: &str = "01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409";
 
-/// Every secret form of the private key in `path` (an unencrypted OpenSSH key file). Each
-/// secret is named after the file and the part.
+/// Every secret form of the private key in `path` (an unencrypted OpenSSH key file), each
+/// secret under the file's name.
 pub fn secrets_of(path: &Path) -> Vec<Secret> {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let name = name.as_str();
     let key = ssh_key::PrivateKey::read_openssh_file(path).unwrap();
     match key.key_data() {
         KeypairData::Ed25519(kp) => {
-            let seed = kp.private.to_bytes().to_vec();
-            let h = Sha512::digest(&seed);
+            let seed = kp.private.to_bytes();
+            let h = Sha512::digest(seed);
             let (lower, prefix) = h.split_at(32);
             let mut clamped = lower.to_vec();
             clamped[0] &= 248;
             clamped[31] &= 127;
             clamped[31] |= 64;
             // curve25519-dalek keeps scalars as little-endian bytes reduced mod ℓ.
-            let reduced = reversed(&reduce_small(&reversed(&clamped), &hex(ED25519_L)));
+            let clamped = reversed(&clamped);
+            let reduced = reduce_small(&clamped, &hex(ED25519_L));
             vec![
-                Secret {
-                    what: format!("{name}: Ed25519 seed"),
-                    forms: vec![("as is", seed)],
-                },
-                Secret {
-                    what: format!("{name}: Ed25519 SHA-512 expansion"),
-                    forms: vec![
-                        ("scalar half", lower.to_vec()),
-                        ("clamped scalar", clamped),
-                        ("reduced scalar", reduced),
-                        ("prefix half", prefix.to_vec()),
-                    ],
-                },
+                as_is(name, "Ed25519 seed", &seed),
+                integer(name, "Ed25519 SHA-512 low half", &reversed(lower)),
+                integer(name, "Ed25519 clamped scalar", &clamped),
+                integer(name, "Ed25519 scalar mod ℓ", &reduced),
+                as_is(name, "Ed25519 nonce prefix (SHA-512 high half)", prefix),
             ]
         }
         KeypairData::Ecdsa(kp) => {
-            let d = kp.private_key_bytes().to_vec();
-            let mut s = integer(format!("{name}: ECDSA scalar"), &d);
+            let d = kp.private_key_bytes();
+            let mut secrets = vec![integer(name, "ECDSA scalar", d)];
             // p256, p384 and p521 keep scalars in Montgomery form, R = 2^(64·limbs).
             let order = match d.len() {
                 32 => Some((hex(P256_N), 256)),
@@ -177,26 +201,52 @@ pub fn secrets_of(path: &Path) -> Vec<Secret> {
                 _ => None,
             };
             if let Some((n, k)) = order {
-                let m = montgomery(&d, &n, k);
-                s.forms.push(("Montgomery little-endian", reversed(&m)));
-                s.forms.push(("Montgomery big-endian", m));
+                let m = montgomery(d, &n, k);
+                secrets.push(integer(name, "ECDSA scalar (Montgomery form)", &m));
             }
-            vec![s]
+            secrets
         }
         KeypairData::Rsa(kp) => {
-            let part = |x: &ssh_key::Mpint| x.as_positive_bytes().unwrap().to_vec();
-            vec![
-                integer(format!("{name}: RSA d"), &part(kp.private().d())),
-                integer(format!("{name}: RSA p"), &part(kp.private().p())),
-                integer(format!("{name}: RSA q"), &part(kp.private().q())),
-            ]
+            let mut key = rsa::RsaPrivateKey::try_from(kp).unwrap();
+            key.precompute().unwrap();
+            let be = |x: &BoxedUint| x.to_be_bytes().to_vec();
+            let [p, q] = key.primes() else {
+                panic!("{name}: not a two-prime key")
+            };
+            let qinv = key.qinv().unwrap();
+            let mut secrets = vec![
+                integer(name, "RSA d", &be(key.d())),
+                integer(name, "RSA p", &be(p)),
+                integer(name, "RSA q", &be(q)),
+                integer(name, "RSA dp", &be(key.dp().unwrap())),
+                integer(name, "RSA dq", &be(key.dq().unwrap())),
+                integer(name, "RSA qinv", &be(&qinv.retrieve())),
+                integer(
+                    name,
+                    "RSA qinv (Montgomery form)",
+                    &be(qinv.as_montgomery()),
+                ),
+            ];
+            // The primes' Montgomery constants R mod p and R² mod p give p away (gcd with n);
+            // R = 2^(64·limbs), the prime's precision.
+            for (r_what, r2_what, prime) in [
+                ("RSA R mod p", "RSA R² mod p", p),
+                ("RSA R mod q", "RSA R² mod q", q),
+            ] {
+                let k = prime.bits_precision() as usize;
+                let prime = be(prime);
+                let r = montgomery(&[1], strip(&prime), k);
+                secrets.push(integer(name, r2_what, &montgomery(&r, strip(&prime), k)));
+                secrets.push(integer(name, r_what, &r));
+            }
+            secrets
         }
         other => panic!("{name}: no secret forms for {:?}", other.algorithm()),
     }
 }
 
-/// Every readable mapping of `pid` (those the kernel will not read, such as `[vvar]`, give
-/// nothing and are skipped by `scan`).
+/// Every readable mapping of `pid`, named by path (or `anonymous`), range and permissions
+/// (those the kernel will not read, such as `[vvar]`, give nothing and are skipped by `scan`).
 fn readable_regions(pid: u32) -> Vec<(u64, u64, String)> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     maps.lines()
@@ -211,9 +261,9 @@ fn readable_regions(pid: u32) -> Vec<(u64, u64, String)> {
                 u64::from_str_radix(b, 16).ok()?,
             );
             let name = if path.is_empty() {
-                format!("anonymous {a:x}-{b:x}")
+                format!("anonymous {a:x}-{b:x} {perms}")
             } else {
-                format!("{path} {a:x}-{b:x}")
+                format!("{path} {a:x}-{b:x} {perms}")
             };
             perms.starts_with('r').then_some((a, b, name))
         })
@@ -233,7 +283,8 @@ impl<'a> Index<'a> {
             for (form, bytes) in &s.forms {
                 assert!(
                     bytes.len() >= 16,
-                    "{} ({form}) is too short to look for",
+                    "{}: {} ({form}) is too short to look for",
+                    s.key,
                     s.what
                 );
                 let p = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
@@ -279,11 +330,12 @@ pub fn scan(pid: u32, secrets: &[Secret]) -> Vec<Hit> {
         index.find(&buf, |s, form, at| {
             match hits
                 .iter_mut()
-                .find(|h| h.what == s.what && h.form == form && h.region == name)
+                .find(|h| h.key == s.key && h.what == s.what && h.form == form && h.region == name)
             {
                 Some(h) => h.offsets.push(at),
                 None => hits.push(Hit {
-                    what: s.what.clone(),
+                    key: s.key.clone(),
+                    what: s.what,
                     form,
                     region: name.clone(),
                     offsets: vec![at],
@@ -292,6 +344,7 @@ pub fn scan(pid: u32, secrets: &[Secret]) -> Vec<Hit> {
         });
     }
     assert!(scanned > 0, "nothing of process {pid} could be read");
+    hits.sort();
     hits
 }
 
@@ -299,7 +352,8 @@ pub fn describe(hits: &[Hit]) -> String {
     hits.iter()
         .map(|h| {
             format!(
-                "  {} ({}) in {}: {} cop{} at {:x?}",
+                "  {}: {} ({}) in {}: {} cop{} at {:x?}",
+                h.key,
                 h.what,
                 h.form,
                 h.region,

@@ -13,8 +13,8 @@
 //!   with its contents on drop.
 //! - [`agent_bin`] (`AGENT_UNDER_TEST` or the `sshkeep` binary), [`is_sshkeep`], [`sshkeep_only`]
 //!   (false and prints "skipped: sshkeep-only" when another agent is under test), [`release_bin`]
-//!   (the `make` build, for tests where memory layout matters; `None` after a skip when missing
-//!   or stale).
+//!   (the `make` build, for tests where memory layout matters; `None` after a skip when missing,
+//!   a failure when stale).
 //! - Skips are never silent: a test that cannot run here (needs root, sshd, a tool) calls
 //!   `if skip("reason and what to install") { return; }`. Under `CI=true` that panics; elsewhere
 //!   the line goes to [`skip_file`], which `make test` prints at the end.
@@ -28,6 +28,9 @@
 //!   `.is_running()`, `.exit_status()`, `.stop()` (SIGTERM, returns the exit status). Drop sends
 //!   SIGTERM, then SIGKILL after a deadline, and waits. `start_bin(bin, args)` runs another binary,
 //!   `start_wrapped(&["prlimit", ".."], bin, args, env)` runs it under a wrapper that execs it.
+//!   [`answers`]`(sock)`: whether an agent answers a request on `sock` (a raw probe with a
+//!   timeout). [`activated_agent_command`]`(listener, out_dir)`: the agent under `-D` started the
+//!   way systemd's socket activation does (the listener as fd 3, `LISTEN_FDS`, `LISTEN_PID`).
 //! - [`run`]`(cmd, args, env)`: runs a program with stdin on `/dev/null` and returns its `Output`;
 //!   the variables listed above are removed from its environment unless `env` gives them, and a
 //!   command still running after [`RUN_DEADLINE`] is killed and fails the test. [`scrub_env`]
@@ -45,7 +48,8 @@
 //! - [`copy_executable`]`(src, dst)` and [`write_executable`]`(path, text)` make files to execute
 //!   without the ETXTBSY race (a file written by this process can be held open by a child another
 //!   test thread forks meanwhile, and then cannot be executed).
-//! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes.
+//! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes;
+//!   [`wait_child`]`(child, deadline)` waits so for a child's exit status.
 //!   [`pid_alive`]`(pid)` (false for zombies), [`KillOnDrop`]`(pid)` SIGTERMs a background agent
 //!   (e.g. one started with `-s`) when a test ends, however it ends.
 //! - Raw protocol: [`RawClient`] (`connect`, `send_frame`, `send_raw`, `try_send_raw`, `recv_frame`,
@@ -58,7 +62,8 @@
 //!   as root with only the agent's keys, `.ssh_args(&[..], "cmd")` gives those arguments for a
 //!   `Command` of your own, `.host_key_pub()` is its host key. [`can_run_sshd`] is false (after a
 //!   [`skip`]) when not root or without sshd.
-//! - [`memscan`]: the secret forms of a key file, and a root scan of a process's memory for them.
+//! - [`memscan`]: the secret forms of a key file, a root scan of a process's memory for them, and
+//!   the release binary to scan.
 #![allow(dead_code)]
 
 pub mod memscan;
@@ -67,7 +72,9 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
@@ -249,8 +256,9 @@ pub fn skip(reason: &str) -> bool {
 
 /// The release binary (`make`: LTO, panic=abort, stripped), the one users run: memory layout
 /// tests must scan it, not the debug build. `$SSHKEEP_RELEASE_BIN`, else `release/sshkeep` in
-/// the target directory. `None` (after [`skip`], which fails under CI) when it is missing or
-/// older than a file in `src/` or `Cargo.toml`/`Cargo.lock` (run `make` first; `make test` does).
+/// the target directory. `None` (after [`skip`], which fails under CI) when it is missing; a
+/// failure when it is older than a file in `src/` or `Cargo.toml`/`Cargo.lock` (it would test
+/// other code than this). Run `make` first; `make test` does.
 pub fn release_bin() -> Option<PathBuf> {
     let bin = match std::env::var_os("SSHKEEP_RELEASE_BIN").filter(|p| !p.is_empty()) {
         Some(p) => PathBuf::from(p),
@@ -285,12 +293,11 @@ pub fn release_bin() -> Option<PathBuf> {
             .is_ok_and(|t| t > built)
     });
     if let Some(newer) = newer {
-        skip(&format!(
+        panic!(
             "the release binary {} is older than {}: run `make` (or `make test`)",
             bin.display(),
             newer.display()
-        ));
-        return None;
+        );
     }
     Some(bin)
 }
@@ -342,6 +349,16 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Waits for `child` to exit, up to `deadline`: its status, or `None` while it still runs.
+pub fn wait_child(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until(deadline, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status
 }
 
 /// Whether process `pid` exists and is not a zombie.
@@ -514,8 +531,10 @@ impl Agent {
     }
 }
 
-/// Whether an agent listens on `sock` and answers REQUEST_IDENTITIES.
-fn answers(sock: &Path) -> bool {
+/// Whether an agent listens on `sock` and answers REQUEST_IDENTITIES (a raw client with a
+/// timeout: connecting to a listener nobody accepts from succeeds, and `ssh-add` would then
+/// wait for its answer forever).
+pub fn answers(sock: &Path) -> bool {
     let Ok(stream) = UnixStream::connect(sock) else {
         return false;
     };
@@ -533,6 +552,45 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `sh -c '... exec <agent_bin> -D'` with `listener` as fd 3 and `LISTEN_FDS=1`, `LISTEN_PID`
+/// the agent's own pid, as systemd's socket activation starts it; stdout and stderr go to the
+/// files `stdout` and `stderr` in `out_dir`, stdin is `/dev/null`, `SSH_AUTH_SOCK` and
+/// `LISTEN_FDNAMES` are removed. Add variables with `.env(..)`; wait for the agent with
+/// `wait_until(START_DEADLINE, || answers(path))`. The command holds its own copy of the
+/// listener (the caller may close `listener` before spawning) until it is dropped: spawn it
+/// in one expression, so that the test keeps no listener of its own.
+pub fn activated_agent_command(listener: &UnixListener, out_dir: &Path) -> Command {
+    let listener = listener.try_clone().unwrap();
+    let mut cmd = Command::new("sh");
+    // `exec` keeps the shell's pid, so $$ is the agent's pid.
+    cmd.arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$AGENT" -D"#)
+        .env("AGENT", agent_bin())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("LISTEN_FDNAMES")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(out_dir.join("stdout")).unwrap())
+        .stderr(fs::File::create(out_dir.join("stderr")).unwrap());
+    // SAFETY: between fork and exec the closure calls only dup2 and fcntl, which are
+    // async-signal-safe, and touches no memory the parent's other threads could hold locked.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = listener.as_raw_fd();
+            // dup2 onto itself would keep FD_CLOEXEC, so clear it by hand in that case.
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -566,12 +624,7 @@ pub fn run(cmd: impl AsRef<std::ffi::OsStr>, args: &[&str], env: &[(&str, &str)]
     let mut child = c
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let mut status = None;
-    wait_until(RUN_DEADLINE, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let Some(status) = status else {
+    let Some(status) = wait_child(&mut child, RUN_DEADLINE) else {
         let _ = child.kill();
         let _ = child.wait();
         panic!("{cmd:?} {args:?} still running after {RUN_DEADLINE:?}");
