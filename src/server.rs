@@ -122,6 +122,18 @@ enum ConnState {
     Confirming,
 }
 
+impl ConnState {
+    /// Answer `reply` at `until`, and read nothing from the client meanwhile.
+    fn delayed(until: Instant, reply: &Response<'_>) -> ConnState {
+        let mut bytes = Vec::new();
+        reply.encode(&mut bytes);
+        ConnState::Delayed {
+            until,
+            reply: bytes,
+        }
+    }
+}
+
 struct Conn {
     id: u64,
     stream: UnixStream,
@@ -617,14 +629,7 @@ impl<'a> Server<'a> {
             };
             match reply {
                 Reply::Now(r) => r.encode(&mut conn.output),
-                Reply::Delayed(wait, r) => {
-                    let mut reply = Vec::new();
-                    r.encode(&mut reply);
-                    conn.state = ConnState::Delayed {
-                        until: now + wait,
-                        reply,
-                    };
-                }
+                Reply::Delayed(wait, r) => conn.state = ConnState::delayed(now + wait, &r),
                 Reply::Held(passphrase) => {
                     conn.state = ConnState::Unlocking;
                     self.unlocks.push_back(HeldUnlock {
@@ -818,14 +823,7 @@ impl<'a> Server<'a> {
                     conn.state = ConnState::Ready;
                     resume.push(slot);
                 }
-                Reply::Delayed(wait, r) => {
-                    let mut reply = Vec::new();
-                    r.encode(&mut reply);
-                    conn.state = ConnState::Delayed {
-                        until: now + wait,
-                        reply,
-                    };
-                }
+                Reply::Delayed(wait, r) => conn.state = ConnState::delayed(now + wait, &r),
                 Reply::Held(passphrase) => {
                     // Not its turn after all: back to the head of the line.
                     self.unlocks.push_front(HeldUnlock {
