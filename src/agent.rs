@@ -1232,26 +1232,7 @@ mod tests {
 
     // --- session binding and destination constraints
 
-    /// A host: its key (to sign binds with) and public blob.
-    fn host() -> (PrivateKey, Vec<u8>) {
-        let (body, blob) = body("ed25519");
-        (PrivateKey::decode(&mut Reader::new(&body)).unwrap(), blob)
-    }
-
-    fn bind(
-        s: &mut Session,
-        host: &(PrivateKey, Vec<u8>),
-        sid: &[u8],
-        fwd: bool,
-    ) -> Response<'static> {
-        let b = SessionBind {
-            host_key: host.1.clone(),
-            session_id: sid.to_vec(),
-            signature: host.0.sign(sid, 0).unwrap(),
-            forwarding: fwd,
-        };
-        session_bind(s, b)
-    }
+    use crate::dest::tests::{bind, host};
 
     fn hop(name: &str, key: &[u8]) -> Hop {
         Hop {

@@ -668,7 +668,7 @@ pub fn match_pattern(s: &[u8], pattern: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::keys::test_counters::cert_parses;
     use crate::keys::{PrivateKey, testkeys};
@@ -677,13 +677,14 @@ mod tests {
     use ssh_key::encoding::{Decode, Encode};
 
     /// A host: its key (to sign binds with) and public blob.
-    fn host() -> (PrivateKey, Vec<u8>) {
+    pub(crate) fn host() -> (PrivateKey, Vec<u8>) {
         let body = testkeys::add_body("ed25519");
         let blob = testkeys::public_blob(&body);
         (PrivateKey::decode(&mut Reader::new(&body)).unwrap(), blob)
     }
 
-    fn bind(
+    /// Bind `s` to `host` in session `sid`, for forwarding when `fwd`.
+    pub(crate) fn bind(
         s: &mut Session,
         host: &(PrivateKey, Vec<u8>),
         sid: &[u8],
