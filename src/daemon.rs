@@ -449,14 +449,8 @@ fn run(opts: Options) -> ExitCode {
         Ok(None) => {
             // The agent.
             log::to_syslog();
-            if let Err(e) = nix::unistd::setsid() {
-                error!("setsid: {e}");
-                socket.cleanup.cleanup();
+            if detach(&socket.cleanup).is_err() {
                 return ExitCode::from(1);
-            }
-            let _ = nix::unistd::chdir("/");
-            if let Err(e) = sys::stdio_to_devnull() {
-                error!("stdio: {e}");
             }
             if !opts.command.is_empty() {
                 // Command mode: the agent's parent is the command; its exit ends the agent.
@@ -475,6 +469,22 @@ fn run(opts: Options) -> ExitCode {
 
 /// Run the loop until a signal or the parent's death, then clean up. `ready` (`--reuse`) is
 /// signalled just before the loop starts.
+/// The forked agent leaves its starter's session and working directory, and points its stdio
+/// at /dev/null (OpenSSH: setsid, chdir, stdfd_devnull). A failed setsid is fatal: the socket
+/// is cleaned up and the caller exits.
+fn detach(cleanup: &Cleanup) -> Result<(), ()> {
+    if let Err(e) = nix::unistd::setsid() {
+        error!("setsid: {e}");
+        cleanup.cleanup();
+        return Err(());
+    }
+    let _ = nix::unistd::chdir("/");
+    if let Err(e) = sys::stdio_to_devnull() {
+        error!("stdio: {e}");
+    }
+    Ok(())
+}
+
 fn serve(
     opts: &Options,
     socket: Socket,
@@ -614,14 +624,8 @@ fn run_reuse(opts: Options) -> ExitCode {
                     shared: Some(files),
                 },
             };
-            if let Err(e) = nix::unistd::setsid() {
-                error!("setsid: {e}");
-                socket.cleanup.cleanup();
+            if detach(&socket.cleanup).is_err() {
                 return ExitCode::from(1);
-            }
-            let _ = nix::unistd::chdir("/");
-            if let Err(e) = sys::stdio_to_devnull() {
-                error!("stdio: {e}");
             }
             let ready = reuse::Ready::new(lock, ready_wr);
             serve(&opts, socket, Vec::new(), false, false, Some(ready))
