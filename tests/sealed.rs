@@ -306,6 +306,16 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
     let out = agent.lock_op("-X", PASSPHRASE);
     assert_eq!(stderr(expect_ok(&out)), "Agent unlocked.\n");
     assert_eq!(agent.listed(), before, "order or comments changed");
+    // Opened by the unlock, not yet rebuilt (that is at a key's first signature): locked
+    // again, the opened records are sealed as they are, and nothing is left either.
+    expect_ok(&agent.lock_op("-x", PASSPHRASE));
+    assert_none(
+        &agent,
+        &secrets,
+        "after ssh-add -x of keys unused since an unlock",
+    );
+    expect_ok(&agent.lock_op("-X", PASSPHRASE));
+    assert_eq!(agent.listed(), before, "order or comments changed");
     assert_eq!(signatures(&agent), sigs, "a key signs differently");
     let prompted = fs::read_to_string(&prompts).unwrap().lines().count();
     assert_eq!(
@@ -324,6 +334,54 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
         !sign_and_verify(&agent, &p256),
         "the destination-constrained key signed on an unbound connection"
     );
+    // Rebuilt at their first signatures: locked again, nothing is left.
+    expect_ok(&agent.lock_op("-x", PASSPHRASE));
+    assert_none(
+        &agent,
+        &secrets,
+        "after ssh-add -x of keys rebuilt since an unlock",
+    );
+}
+
+/// Keys opened by an unlock and removed, before their first signature (their opened record)
+/// or after it (the key rebuilt from that record), leave nothing in the agent's memory.
+#[test]
+fn opened_keys_leave_nothing_when_removed() {
+    let Some(bin) = memscan::release_agent() else {
+        return;
+    };
+    let agent = Release::start(&bin, &[]);
+    let keys = TempDir::new();
+    // P-521 first: its curve's tables are built once, deep in the stack (server.rs).
+    let kinds = ["ecdsa-521", "ed25519", "ecdsa-256", "rsa-2048", "ecdsa-384"];
+    let files: Vec<PathBuf> = kinds.iter().map(|k| keygen(keys.path(), k)).collect();
+    for f in &files {
+        expect_ok(&agent.ssh_add(&["-q", p(f)]));
+    }
+    let blobs: Vec<Vec<u8>> = files.iter().map(|f| pub_blob(&pub_path(f))).collect();
+    for blob in &blobs {
+        assert_eq!(raw_sign(&agent, blob, 0)[0], SSH_AGENT_SIGN_RESPONSE);
+    }
+    expect_ok(&agent.lock_op("-x", PASSPHRASE));
+    expect_ok(&agent.lock_op("-X", PASSPHRASE));
+    // Keys 1 and 3 sign (which rebuilds them); 0 and 2 do not.
+    for i in [1, 3] {
+        assert_eq!(raw_sign(&agent, &blobs[i], 0)[0], SSH_AGENT_SIGN_RESPONSE);
+    }
+    let removed: Vec<Secret> = files[..4]
+        .iter()
+        .flat_map(|f| memscan::secrets_of(f))
+        .collect();
+    // The scan finds each while it is held, opened or rebuilt.
+    let hits = memscan::scan(agent.pid(), &removed);
+    for f in &files[..4] {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(hits.iter().any(|h| h.key == name), "{name} not found");
+        expect_ok(&agent.ssh_add(&["-q", "-d", p(&pub_path(f))]));
+    }
+    assert_none(&agent, &removed, "after removing opened and rebuilt keys");
+    // The one left is rebuilt at its first signature and signs.
+    assert!(sign_and_verify(&agent, &files[4]));
 }
 
 /// A key whose lifetime ends while the agent is locked is gone when it is unlocked; the
