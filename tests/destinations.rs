@@ -11,32 +11,17 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use common::*;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use signature::Signer;
 use ssh_key::encoding::Encode;
 
-const SSHD: &str = "/usr/sbin/sshd";
 const SESSION_BIND: &[u8] = b"session-bind@openssh.com";
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-/// Single-quotes `s` for a remote shell command line.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// The first two fields of a public key file (type and base64 blob), without the comment.
-fn key_fields(pub_file: &Path) -> String {
-    let line = pub_line(pub_file);
-    let mut f = line.split_whitespace();
-    format!("{} {}", f.next().unwrap(), f.next().unwrap())
 }
 
 /// The base64 blob of a public key file: how `ssh-add -L` output is compared.
@@ -60,197 +45,9 @@ fn listed(out: &Output) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Throwaway sshd hosts
 
-/// A host certificate for an sshd: signed by `ca` (private key path) for `principal`.
-struct HostCert<'a> {
-    ca: &'a Path,
-    principal: &'a str,
-}
-
-/// A running `sshd -D -e` on 127.0.0.1 known to clients as `alias` (`HostKeyAlias`), with an
-/// Ed25519 host key (and optionally a host certificate) of its own; stopped on drop.
-struct Host {
-    child: Child,
-    port: u16,
-    alias: String,
-    dir: TempDir,
-}
-
-impl Host {
-    /// Starts sshd accepting `authorized` (public key files) for root.
-    fn start(alias: &str, authorized: &[&Path], cert: Option<HostCert>) -> Host {
-        let _ = fs::create_dir_all("/run/sshd");
-        let mut dir = TempDir::new();
-        let host_key = keygen_named(dir.path(), "ed25519", "host_key", alias);
-        let mut cert_line = String::new();
-        if let Some(c) = cert {
-            let out = run(
-                "ssh-keygen",
-                &[
-                    "-q",
-                    "-s",
-                    p(c.ca),
-                    "-h",
-                    "-I",
-                    &format!("{alias}-host-cert"),
-                    "-n",
-                    c.principal,
-                    p(&pub_path(&host_key)),
-                ],
-                &[],
-            );
-            expect_ok(&out);
-            cert_line = format!("HostCertificate {}\n", p(&cert_path(&host_key)));
-        }
-        let mut keys = String::new();
-        for k in authorized {
-            keys.push_str(&pub_line(k));
-            keys.push('\n');
-        }
-        let akf = dir.join("authorized_keys");
-        fs::write(&akf, keys).unwrap();
-        let mut last_log = String::new();
-        for _attempt in 0..5 {
-            let port = free_port();
-            let cfg = format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\n{cert_line}PidFile none\n\
-                 PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 AllowAgentForwarding yes\nStrictModes no\nUsePAM no\nUseDNS no\n\
-                 PrintMotd no\nPrintLastLog no\nLogLevel DEBUG1\nAuthorizedKeysFile {}\n",
-                p(&host_key),
-                p(&akf)
-            );
-            let cfg_path = dir.join("sshd_config");
-            fs::write(&cfg_path, cfg).unwrap();
-            let log = dir.join("sshd.log");
-            let child = Command::new(SSHD)
-                .arg("-D")
-                .arg("-e")
-                .arg("-f")
-                .arg(&cfg_path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
-            let mut host = Host {
-                child,
-                port,
-                alias: alias.to_string(),
-                dir,
-            };
-            let listening = format!("Server listening on 127.0.0.1 port {port}.");
-            let mut exited = false;
-            wait_until(START_DEADLINE, || {
-                exited = host.child.try_wait().ok().flatten().is_some();
-                exited || host.log_text().contains(&listening)
-            });
-            if !exited && host.log_text().contains(&listening) {
-                return host;
-            }
-            last_log = host.log_text();
-            host.stop();
-            dir = std::mem::take(&mut host.dir);
-            if !last_log.contains("Address already in use") {
-                break;
-            }
-        }
-        panic!("sshd did not start:\n{last_log}");
-    }
-
-    fn host_pub(&self) -> PathBuf {
-        self.dir.join("host_key.pub")
-    }
-
-    /// This host's known_hosts line: `alias ssh-ed25519 AAAA...`.
-    fn known_hosts_line(&self) -> String {
-        format!("{} {}", self.alias, key_fields(&self.host_pub()))
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
-    }
-
-    /// Whether sshd accepted a public key login as root.
-    fn accepted(&self) -> bool {
-        self.log_text().contains("Accepted publickey for root")
-    }
-
-    /// `ssh` arguments that log in as root here with only the agent's keys, checking the host
-    /// key strictly against `known_hosts` under this host's alias; `extra` goes before them.
-    /// Every option is given, so no configuration file of the machine or user plays a part.
-    fn ssh_args(&self, known_hosts: &Path, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        for opt in [
-            "IdentityFile=none",
-            "IdentitiesOnly=no",
-            "BatchMode=yes",
-            "StrictHostKeyChecking=yes",
-            &format!("UserKnownHostsFile={}", p(known_hosts)),
-            "GlobalKnownHostsFile=/dev/null",
-            &format!("HostKeyAlias={}", self.alias),
-            "UpdateHostKeys=no",
-            "PreferredAuthentications=publickey",
-            "ControlMaster=no",
-            "ControlPath=none",
-            "ConnectTimeout=10",
-            "LogLevel=ERROR",
-        ] {
-            args.push("-o".into());
-            args.push(opt.into());
-        }
-        let mut all = vec!["-F".to_string(), "/dev/null".to_string()];
-        all.append(&mut args);
-        all.extend(["-p".into(), self.port.to_string(), "root@127.0.0.1".into()]);
-        all
-    }
-
-    /// `ssh <args> root@host cmd` with `agent` as the only source of keys.
-    fn ssh(&self, agent: &Agent, known_hosts: &Path, extra: &[&str], cmd: &str) -> Output {
-        let mut args = self.ssh_args(known_hosts, extra);
-        args.push(cmd.to_string());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run("ssh", &args, &[("SSH_AUTH_SOCK", agent.sock_str())])
-    }
-
-    /// The shell command line that runs `ssh ... cmd` to this host (for a remote session,
-    /// where it uses the forwarded agent).
-    fn ssh_command_line(&self, known_hosts: &Path, cmd: &str) -> String {
-        let mut line = String::from("ssh");
-        for a in self.ssh_args(known_hosts, &[]) {
-            line.push(' ');
-            line.push_str(&sh_quote(&a));
-        }
-        line.push(' ');
-        line.push_str(&sh_quote(cmd));
-        line
-    }
-
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let gone = wait_until(START_DEADLINE, || {
-            self.child.try_wait().ok().flatten().is_some()
-        });
-        if !gone {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A port of 127.0.0.1 free a moment ago.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// An sshd known to clients as `alias`, authorizing `keys` for root.
+fn host(alias: &str, keys: &[&Path]) -> Sshd {
+    Sshd::builder().alias(alias).authorize(keys).start()
 }
 
 /// Writes a known_hosts file `name` in `dir` with these lines.
@@ -263,7 +60,7 @@ fn known_hosts(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
 }
 
 /// Everything worth seeing when a login did not go as expected.
-fn explain(out: &Output, hosts: &[&Host], agent: &Agent) -> String {
+fn explain(out: &Output, hosts: &[&Sshd], agent: &Agent) -> String {
     let mut s = format!(
         "status {:?}\nssh stdout: {}\nssh stderr: {}\nagent stderr: {}\n",
         out.status,
@@ -272,13 +69,13 @@ fn explain(out: &Output, hosts: &[&Host], agent: &Agent) -> String {
         agent.stderr_text()
     );
     for h in hosts {
-        s.push_str(&format!("--- sshd {} log:\n{}\n", h.alias, h.log_text()));
+        s.push_str(&format!("--- sshd {} log:\n{}\n", h.alias(), h.log_text()));
     }
     s
 }
 
 #[track_caller]
-fn assert_login(out: &Output, hosts: &[&Host], agent: &Agent) {
+fn assert_login(out: &Output, hosts: &[&Sshd], agent: &Agent) {
     assert!(
         out.status.success(),
         "login failed\n{}",
@@ -287,7 +84,7 @@ fn assert_login(out: &Output, hosts: &[&Host], agent: &Agent) {
 }
 
 #[track_caller]
-fn assert_refused(out: &Output, hosts: &[&Host], agent: &Agent) {
+fn assert_refused(out: &Output, hosts: &[&Sshd], agent: &Agent) {
     assert_eq!(
         out.status.code(),
         Some(255),
@@ -325,8 +122,8 @@ fn restricted_key_logs_in_only_to_its_host_and_is_hidden_beyond_it() {
     }
     let agent = Agent::start(&[]);
     let key = keygen(agent.dir(), "ed25519");
-    let a = Host::start("hosta", &[&pub_path(&key)], None);
-    let b = Host::start("hostb", &[&pub_path(&key)], None);
+    let a = host("hosta", &[&pub_path(&key)]);
+    let b = host("hostb", &[&pub_path(&key)]);
     let kh = known_hosts(
         agent.dir(),
         "known_hosts",
@@ -334,11 +131,11 @@ fn restricted_key_logs_in_only_to_its_host_and_is_hidden_beyond_it() {
     );
     add_restricted(&agent, &kh, &["hosta"], &key);
 
-    let out = a.ssh(&agent, &kh, &[], "true");
+    let out = a.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&a], &agent);
 
     // B authorizes the key too: only the agent stands in the way.
-    let out = b.ssh(&agent, &kh, &[], "true");
+    let out = b.ssh_known(&agent, &kh, &[], "true");
     assert_refused(&out, &[&b], &agent);
     assert!(!b.accepted(), "{}", b.log_text());
 
@@ -346,7 +143,7 @@ fn restricted_key_logs_in_only_to_its_host_and_is_hidden_beyond_it() {
     let out = ssh_add(&agent, &["-L"]);
     assert_eq!(listed(&out), [b64(&key)]);
     // ... but not through the agent forwarded to hosta.
-    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    let out = a.ssh_known(&agent, &kh, &["-A"], "ssh-add -L");
     assert!(listed(&out).is_empty(), "{}", explain(&out, &[&a], &agent));
     assert!(
         stdout(&out).contains("The agent has no identities."),
@@ -356,7 +153,7 @@ fn restricted_key_logs_in_only_to_its_host_and_is_hidden_beyond_it() {
 
     // Control: the same key without the constraint logs in to B.
     expect_ok(&ssh_add(&agent, &[p(&key)]));
-    let out = b.ssh(&agent, &kh, &[], "true");
+    let out = b.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&b], &agent);
 }
 
@@ -368,8 +165,8 @@ fn key_allowed_a_to_b_reaches_b_only_through_a() {
     }
     let agent = Agent::start(&[]);
     let key = keygen(agent.dir(), "ed25519");
-    let a = Host::start("hosta", &[&pub_path(&key)], None);
-    let b = Host::start("hostb", &[&pub_path(&key)], None);
+    let a = host("hosta", &[&pub_path(&key)]);
+    let b = host("hostb", &[&pub_path(&key)]);
     let kh = known_hosts(
         agent.dir(),
         "known_hosts",
@@ -379,12 +176,12 @@ fn key_allowed_a_to_b_reaches_b_only_through_a() {
 
     // Through hosta: the inner ssh runs on "hosta" and signs through the forwarded agent.
     let inner = b.ssh_command_line(&kh, "true");
-    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &inner);
     assert_login(&out, &[&a, &b], &agent);
     assert!(b.accepted(), "{}", b.log_text());
 
     // The forwarded agent on hosta lists it: it may be used beyond hosta.
-    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    let out = a.ssh_known(&agent, &kh, &["-A"], "ssh-add -L");
     assert_eq!(
         listed(&out),
         [b64(&key)],
@@ -393,12 +190,12 @@ fn key_allowed_a_to_b_reaches_b_only_through_a() {
     );
 
     // Directly: refused.
-    let out = b.ssh(&agent, &kh, &[], "true");
+    let out = b.ssh_known(&agent, &kh, &[], "true");
     assert_refused(&out, &[&b], &agent);
 
     // hosta>hosta is not allowed either: only the hosta>hostb hop is.
     let inner = a.ssh_command_line(&kh, "true");
-    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &inner);
     assert_refused(&out, &[&a], &agent);
 }
 
@@ -411,7 +208,7 @@ fn user_patterns_in_destinations() {
     }
     let agent = Agent::start(&[]);
     let key = keygen(agent.dir(), "ed25519");
-    let a = Host::start("hosta", &[&pub_path(&key)], None);
+    let a = host("hosta", &[&pub_path(&key)]);
     let kh = known_hosts(agent.dir(), "known_hosts", &[a.known_hosts_line()]);
     // Adding the key again replaces its constraints in place.
     for (dest, ok) in [
@@ -423,7 +220,7 @@ fn user_patterns_in_destinations() {
         ("r??t@hosta", true),
     ] {
         add_restricted(&agent, &kh, &[dest], &key);
-        let out = a.ssh(&agent, &kh, &[], "true");
+        let out = a.ssh_known(&agent, &kh, &[], "true");
         if ok {
             assert_login(&out, &[&a], &agent);
         } else {
@@ -439,8 +236,8 @@ fn user_patterns_in_destinations() {
 /// authorized at hosta.
 struct FourKeys {
     agent: Agent,
-    a: Host,
-    _b: Host,
+    a: Sshd,
+    _b: Sshd,
     kh: PathBuf,
     any: PathBuf,
     only_a: PathBuf,
@@ -456,8 +253,8 @@ impl FourKeys {
         let only_a = keygen_named(dir, "ed25519", "only_a", "only_a");
         let only_b = keygen_named(dir, "ecdsa-256", "only_b", "only_b");
         let a_to_b = keygen_named(dir, "ed25519", "a_to_b", "a_to_b");
-        let a = Host::start("hosta", &[&pub_path(&any)], None);
-        let b = Host::start("hostb", &[], None);
+        let a = host("hosta", &[&pub_path(&any)]);
+        let b = host("hostb", &[]);
         let kh = known_hosts(
             dir,
             "known_hosts",
@@ -501,7 +298,7 @@ fn forwarded_agent_lists_only_what_the_host_may_see() {
     let all = [b64(&any), b64(&only_a), b64(&only_b), b64(&a_to_b)];
     assert_eq!(listed(&ssh_add(&agent, &["-L"])), all);
 
-    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    let out = a.ssh_known(&agent, &kh, &["-A"], "ssh-add -L");
     assert_eq!(
         listed(&out),
         [b64(&any), b64(&a_to_b)],
@@ -511,12 +308,12 @@ fn forwarded_agent_lists_only_what_the_host_may_see() {
 
     // A hidden key cannot be removed through the forwarded agent.
     let cmd = format!("ssh-add -d {}", sh_quote(p(&pub_path(&only_b))));
-    let out = a.ssh(&agent, &kh, &["-A"], &cmd);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &cmd);
     assert!(!out.status.success(), "{}", explain(&out, &[&a], &agent));
     assert_eq!(listed(&ssh_add(&agent, &["-L"])), all);
     // A visible one can.
     let cmd = format!("ssh-add -d {}", sh_quote(p(&pub_path(&a_to_b))));
-    let out = a.ssh(&agent, &kh, &["-A"], &cmd);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &cmd);
     assert!(out.status.success(), "{}", explain(&out, &[&a], &agent));
     assert_eq!(
         listed(&ssh_add(&agent, &["-L"])),
@@ -540,7 +337,7 @@ fn forwarded_remove_all_leaves_hidden_keys() {
         ..
     } = FourKeys::start();
 
-    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -D");
+    let out = a.ssh_known(&agent, &kh, &["-A"], "ssh-add -D");
     assert!(out.status.success(), "{}", explain(&out, &[&a], &agent));
     assert!(
         stderr(&out).contains("All identities removed."),
@@ -567,22 +364,10 @@ fn host_certificate_destination() {
     let dir = agent.dir();
     let ca = keygen_named(dir, "ed25519", "host_ca", "host_ca");
     let key = keygen(dir, "ed25519");
-    let c = Host::start(
-        "hostc",
-        &[&pub_path(&key)],
-        Some(HostCert {
-            ca: &ca,
-            principal: "hostc",
-        }),
-    );
-    let d = Host::start(
-        "hostd",
-        &[&pub_path(&key)],
-        Some(HostCert {
-            ca: &ca,
-            principal: "hostd",
-        }),
-    );
+    let hostc = Sshd::builder().alias("hostc").host_cert(&ca, "hostc");
+    let c = hostc.authorize(&[&pub_path(&key)]).start();
+    let hostd = Sshd::builder().alias("hostd").host_cert(&ca, "hostd");
+    let d = hostd.authorize(&[&pub_path(&key)]).start();
     // Only the CA is known: the plain host keys are in no file.
     let kh = known_hosts(
         dir,
@@ -594,7 +379,7 @@ fn host_certificate_destination() {
     );
     add_restricted(&agent, &kh, &["hostc"], &key);
 
-    let out = c.ssh(&agent, &kh, &[], "true");
+    let out = c.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&c], &agent);
     assert!(
         c.log_text().contains("Accepted publickey for root"),
@@ -603,12 +388,12 @@ fn host_certificate_destination() {
     );
 
     // Same CA, but the certificate is for hostd: not the host the key was restricted to.
-    let out = d.ssh(&agent, &kh, &[], "true");
+    let out = d.ssh_known(&agent, &kh, &[], "true");
     assert_refused(&out, &[&d], &agent);
 
     // Both: ssh-add -h hostc -h hostd.
     add_restricted(&agent, &kh, &["hostc", "hostd"], &key);
-    let out = d.ssh(&agent, &kh, &[], "true");
+    let out = d.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&d], &agent);
 }
 
@@ -644,8 +429,8 @@ fn confirm_forwarded_asks_only_for_signatures_through_a_forwarded_agent() {
     let scripts = TempDir::new();
     let marker = scripts.join("asked");
     let (agent, key) = confirm_forwarded_agent(&scripts, &marker, 0);
-    let a = Host::start("hosta", &[&pub_path(&key)], None);
-    let a2 = Host::start("hosta2", &[&pub_path(&key)], None);
+    let a = host("hosta", &[&pub_path(&key)]);
+    let a2 = host("hosta2", &[&pub_path(&key)]);
     let kh = known_hosts(
         agent.dir(),
         "known_hosts",
@@ -653,16 +438,16 @@ fn confirm_forwarded_asks_only_for_signatures_through_a_forwarded_agent() {
     );
 
     // Local use, with or without forwarding turned on: no question.
-    let out = a.ssh(&agent, &kh, &[], "true");
+    let out = a.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&a], &agent);
-    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    let out = a.ssh_known(&agent, &kh, &["-A"], "ssh-add -L");
     assert_login(&out, &[&a], &agent);
     assert_eq!(listed(&out), [b64(&key)]);
     assert!(!marker.exists(), "askpass ran for local use");
 
     // A signature through the forwarded agent: asked, allowed.
     let inner = a2.ssh_command_line(&kh, "true");
-    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &inner);
     assert_login(&out, &[&a, &a2], &agent);
     assert!(a2.accepted(), "{}", a2.log_text());
     let prompt = fs::read_to_string(&marker).expect("askpass did not run");
@@ -683,8 +468,8 @@ fn confirm_forwarded_asks_only_for_signatures_through_a_forwarded_agent() {
         lines[3].starts_with("Forwarded by \"ssh\" (pid "),
         "{prompt}"
     );
-    let host_fp = |h: &Host| {
-        fingerprint(&h.host_pub())
+    let host_fp = |h: &Sshd| {
+        fingerprint(&h.host_key_pub())
             .split_whitespace()
             .nth(1)
             .unwrap()
@@ -714,8 +499,8 @@ fn confirm_forwarded_refusal_fails_only_the_forwarded_login() {
     let scripts = TempDir::new();
     let marker = scripts.join("asked");
     let (agent, key) = confirm_forwarded_agent(&scripts, &marker, 1);
-    let a = Host::start("hosta", &[&pub_path(&key)], None);
-    let a2 = Host::start("hosta2", &[&pub_path(&key)], None);
+    let a = host("hosta", &[&pub_path(&key)]);
+    let a2 = host("hosta2", &[&pub_path(&key)]);
     let kh = known_hosts(
         agent.dir(),
         "known_hosts",
@@ -723,13 +508,13 @@ fn confirm_forwarded_refusal_fails_only_the_forwarded_login() {
     );
 
     let inner = a2.ssh_command_line(&kh, "true");
-    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &inner);
     assert_refused(&out, &[&a, &a2], &agent);
     assert!(marker.exists(), "askpass did not run");
     assert!(!a2.accepted(), "{}", a2.log_text());
 
     fs::remove_file(&marker).unwrap();
-    let out = a.ssh(&agent, &kh, &[], "true");
+    let out = a.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&a], &agent);
     assert!(!marker.exists(), "askpass ran for local use");
 }
@@ -757,12 +542,7 @@ impl HostKey {
     /// A certificate of this key signed by `ca` with `ssh-keygen -s ca <args>` (e.g. `-h`,
     /// `-n principals`, `-V interval`); returns its blob.
     fn certify(&self, ca: &Path, args: &[&str]) -> Vec<u8> {
-        let mut all = vec!["-q", "-s", p(ca), "-I", "sshkeep-test-host"];
-        all.extend_from_slice(args);
-        all.push(p(&self.pub_file));
-        expect_ok(&run("ssh-keygen", &all, &[]));
-        let s = p(&self.pub_file);
-        let cert = PathBuf::from(format!("{}-cert.pub", s.strip_suffix(".pub").unwrap()));
+        let cert = sign_certificate(ca, &self.pub_file, "sshkeep-test-host", args);
         let blob = pub_blob(&cert);
         fs::remove_file(cert).unwrap();
         blob

@@ -43,8 +43,9 @@
 //!   from a per-process cache: every call gives the same key material under a new comment.
 //!   [`keygen_named`] chooses file name and comment. [`fingerprint`]`(path)` is the line
 //!   `ssh-keygen -lf` prints (as `ssh-add -l` prints it), [`pub_line`] the `.pub` contents without
-//!   the newline, [`pub_blob`] the decoded key blob, [`certify`]`(ca, key_pub, principals)` signs a
-//!   user certificate and returns the `-cert.pub` path.
+//!   the newline, [`key_fields`] its type and base64 fields, [`pub_blob`] the decoded key blob,
+//!   [`certify`]`(ca, key_pub, principals)` signs a user certificate and returns the `-cert.pub`
+//!   path, [`sign_certificate`] any certificate (`-h`, `-V`, ...).
 //! - [`copy_executable`]`(src, dst)` and [`write_executable`]`(path, text)` make files to execute
 //!   without the ETXTBSY race (a file written by this process can be held open by a child another
 //!   test thread forks meanwhile, and then cannot be executed).
@@ -58,10 +59,15 @@
 //!   numbers (`SSH_AGENT_FAILURE`, ...).
 //! - [`Sshd`]: `Sshd::start(&[key_pub], trusted_user_ca, &["extra config line"])` runs
 //!   `/usr/sbin/sshd -D -e` on a free port of 127.0.0.1 with its own config, host key and
-//!   `AuthorizedKeysFile` (or `none` when no key is given); `.ssh(agent, &["-o", ".."], "cmd")` logs in
-//!   as root with only the agent's keys, `.ssh_args(&[..], "cmd")` gives those arguments for a
-//!   `Command` of your own, `.host_key_pub()` is its host key. [`can_run_sshd`] is false (after a
-//!   [`skip`]) when not root or without sshd.
+//!   `AuthorizedKeysFile` (or `none` when no key is given), agent forwarding allowed;
+//!   [`Sshd::builder`] adds `.alias("hosta")` (the name clients know it by), `.host_cert(ca,
+//!   principal)` and the rest, then `.start()`; start several for forwarding hops.
+//!   `.ssh(agent, &["-o", ".."], "cmd")` logs in as root with only the agent's keys (host key
+//!   unchecked), `.ssh_known(agent, known_hosts, ..)` checks the host key strictly under its
+//!   alias, `.ssh_args`/`.ssh_known_args` give those arguments for a `Command` of your own,
+//!   `.ssh_command_line(known_hosts, cmd)` the line for a remote shell; `.host_key_pub()`,
+//!   `.known_hosts_line()`, `.accepted()`, `.log_text()`. [`can_run_sshd`] is false (after a
+//!   [`skip`]) when not root or without sshd. [`free_port`], [`sh_quote`].
 //! - [`memscan`]: the secret forms of a key file, a root scan of a process's memory for them, and
 //!   the release binary to scan.
 #![allow(dead_code)]
@@ -774,23 +780,29 @@ pub fn pub_blob(pub_file: &Path) -> Vec<u8> {
 /// Signs `key_pub` as a user certificate for `principals` (comma-separated) with the private key
 /// `ca`; returns the certificate's path (`<key>-cert.pub`).
 pub fn certify(ca: &Path, key_pub: &Path, principals: &str) -> PathBuf {
-    let out = run(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-s",
-            ca.to_str().unwrap(),
-            "-I",
-            "sshkeep-test-cert",
-            "-n",
-            principals,
-            key_pub.to_str().unwrap(),
-        ],
-        &[],
-    );
-    expect_ok(&out);
-    let s = key_pub.to_str().unwrap();
-    PathBuf::from(format!("{}-cert.pub", s.strip_suffix(".pub").unwrap_or(s)))
+    sign_certificate(ca, key_pub, "sshkeep-test-cert", &["-n", principals])
+}
+
+/// `ssh-keygen -s ca -I identity <args> key_pub` (e.g. `-h` for a host certificate, `-n
+/// principals`, `-V interval`); returns the certificate's path (`<key>-cert.pub`).
+pub fn sign_certificate(ca: &Path, key_pub: &Path, identity: &str, args: &[&str]) -> PathBuf {
+    let (ca, key) = (ca.to_str().unwrap(), key_pub.to_str().unwrap());
+    let mut all = vec!["-q", "-s", ca, "-I", identity];
+    all.extend_from_slice(args);
+    all.push(key);
+    expect_ok(&run("ssh-keygen", &all, &[]));
+    PathBuf::from(format!(
+        "{}-cert.pub",
+        key.strip_suffix(".pub").unwrap_or(key)
+    ))
+}
+
+/// The first two fields of a public key file (type and base64 blob), without the comment: what
+/// a known_hosts or allowed_signers line holds.
+pub fn key_fields(pub_file: &Path) -> String {
+    let line = pub_line(pub_file);
+    let mut f = line.split_whitespace();
+    format!("{} {}", f.next().unwrap(), f.next().unwrap())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1006,7 +1018,7 @@ impl RawClient {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A throwaway sshd on 127.0.0.1
+// Throwaway sshds on 127.0.0.1
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -1021,59 +1033,90 @@ pub fn can_run_sshd() -> bool {
     true
 }
 
-/// A running `sshd -D -e` on 127.0.0.1 with its own config, stopped on drop.
-pub struct Sshd {
-    child: Child,
-    port: u16,
-    dir: TempDir,
+/// What an [`Sshd`] is started with; [`Sshd::builder`] makes one, [`SshdBuilder::start`]
+/// starts it.
+pub struct SshdBuilder<'a> {
+    alias: String,
+    authorized: Vec<&'a Path>,
+    trusted_user_ca: Option<&'a Path>,
+    host_cert: Option<(&'a Path, &'a str)>,
+    config: Vec<&'a str>,
 }
 
-impl Sshd {
-    /// Starts sshd accepting `authorized_keys` (public key files; none → `AuthorizedKeysFile none`),
-    /// trusting `trusted_user_ca` (a CA public key file) for user certificates, with `extra_config`
-    /// lines placed first in the config (sshd keeps the first value of an option).
-    pub fn start(
-        authorized_keys: &[&Path],
-        trusted_user_ca: Option<&Path>,
-        extra_config: &[&str],
-    ) -> Sshd {
+impl<'a> SshdBuilder<'a> {
+    /// The name clients know the host by (`HostKeyAlias` in [`Sshd::ssh_known`], the first field
+    /// of [`Sshd::known_hosts_line`]) and the comment of its host key; `host` by default.
+    pub fn alias(mut self, alias: &str) -> Self {
+        self.alias = alias.to_string();
+        self
+    }
+
+    /// Public key files whose keys may log in as root (none: `AuthorizedKeysFile none`).
+    pub fn authorize(mut self, keys: &[&'a Path]) -> Self {
+        self.authorized.extend_from_slice(keys);
+        self
+    }
+
+    /// A CA public key file trusted for user certificates (`TrustedUserCAKeys`).
+    pub fn trusted_user_ca(mut self, ca: &'a Path) -> Self {
+        self.trusted_user_ca = Some(ca);
+        self
+    }
+
+    /// Presents a host certificate for `principal` signed by `ca` (a private key file).
+    pub fn host_cert(mut self, ca: &'a Path, principal: &'a str) -> Self {
+        self.host_cert = Some((ca, principal));
+        self
+    }
+
+    /// Config lines placed first in sshd_config (sshd keeps the first value of an option).
+    pub fn config(mut self, lines: &[&'a str]) -> Self {
+        self.config.extend_from_slice(lines);
+        self
+    }
+
+    /// Starts `sshd -D -e` on a free port of 127.0.0.1 with its own config and Ed25519 host key,
+    /// agent forwarding allowed; returns once it listens.
+    pub fn start(self) -> Sshd {
         // Privilege separation directory: sshd refuses to start without it.
         let _ = fs::create_dir_all("/run/sshd");
         let mut dir = TempDir::new();
-        let host_key = generate(dir.path(), "ed25519", "host_key", "host");
-        let mut akf = String::from("none");
-        if !authorized_keys.is_empty() {
-            let mut text = String::new();
-            for k in authorized_keys {
-                text.push_str(&pub_line(k));
-                text.push('\n');
-            }
-            let p = dir.join("authorized_keys");
-            fs::write(&p, text).unwrap();
-            akf = p.to_str().unwrap().to_string();
+        let host_key = generate(dir.path(), "ed25519", "host_key", &self.alias);
+        let mut fixed = format!("HostKey {}\n", host_key.display());
+        if let Some((ca, principal)) = self.host_cert {
+            let identity = format!("{}-host-cert", self.alias);
+            let cert = sign_certificate(
+                ca,
+                &pub_path(&host_key),
+                &identity,
+                &["-h", "-n", principal],
+            );
+            fixed.push_str(&format!("HostCertificate {}\n", cert.display()));
+        }
+        fixed.push_str(
+            "PidFile none\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             AllowAgentForwarding yes\nStrictModes no\nUsePAM no\nUseDNS no\nPrintMotd no\n\
+             PrintLastLog no\nLogLevel DEBUG1\n",
+        );
+        if self.authorized.is_empty() {
+            fixed.push_str("AuthorizedKeysFile none\n");
+        } else {
+            let text: String = self.authorized.iter().map(|k| pub_line(k) + "\n").collect();
+            let akf = dir.join("authorized_keys");
+            fs::write(&akf, text).unwrap();
+            fixed.push_str(&format!("AuthorizedKeysFile {}\n", akf.display()));
+        }
+        if let Some(ca) = self.trusted_user_ca {
+            fixed.push_str(&format!("TrustedUserCAKeys {}\n", ca.display()));
         }
         let mut last_log = String::new();
         for _attempt in 0..5 {
             let port = free_port();
-            let mut cfg = String::new();
-            for line in extra_config {
-                cfg.push_str(line);
-                cfg.push('\n');
-            }
-            cfg.push_str(&format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\n\
-                 PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 StrictModes no\nUsePAM no\nUseDNS no\nPrintMotd no\nPrintLastLog no\n\
-                 LogLevel DEBUG1\nAuthorizedKeysFile {akf}\n",
-                host_key.display()
-            ));
-            if let Some(ca) = trusted_user_ca {
-                cfg.push_str(&format!("TrustedUserCAKeys {}\n", ca.display()));
-            }
+            let mut cfg: String = self.config.iter().map(|l| format!("{l}\n")).collect();
+            cfg.push_str(&format!("Port {port}\nListenAddress 127.0.0.1\n{fixed}"));
             let cfg_path = dir.join("sshd_config");
             fs::write(&cfg_path, cfg).unwrap();
-            let log = dir.join("sshd.log");
             let child = Command::new(SSHD)
                 .arg("-D")
                 .arg("-e")
@@ -1081,10 +1124,15 @@ impl Sshd {
                 .arg(&cfg_path)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(fs::File::create(&log).unwrap())
+                .stderr(fs::File::create(dir.join("sshd.log")).unwrap())
                 .spawn()
                 .unwrap();
-            let mut sshd = Sshd { child, port, dir };
+            let mut sshd = Sshd {
+                child,
+                port,
+                alias: self.alias.clone(),
+                dir,
+            };
             let listening = format!("Server listening on 127.0.0.1 port {port}.");
             let mut exited = false;
             wait_until(START_DEADLINE, || {
@@ -1103,9 +1151,50 @@ impl Sshd {
         }
         panic!("sshd did not start:\n{last_log}");
     }
+}
+
+/// A running `sshd -D -e` on 127.0.0.1 with its own config, stopped on drop. Start several for
+/// forwarding hops: `ssh -A hosta ssh hostb` runs the inner `ssh` on this machine too.
+pub struct Sshd {
+    child: Child,
+    port: u16,
+    alias: String,
+    dir: TempDir,
+}
+
+impl Sshd {
+    /// A builder for an sshd with nothing authorized, known as `host`.
+    pub fn builder<'a>() -> SshdBuilder<'a> {
+        SshdBuilder {
+            alias: "host".to_string(),
+            authorized: Vec::new(),
+            trusted_user_ca: None,
+            host_cert: None,
+            config: Vec::new(),
+        }
+    }
+
+    /// Starts sshd accepting `authorized_keys` (public key files; none → `AuthorizedKeysFile none`),
+    /// trusting `trusted_user_ca` (a CA public key file) for user certificates, with `extra_config`
+    /// lines placed first in the config (sshd keeps the first value of an option).
+    pub fn start(
+        authorized_keys: &[&Path],
+        trusted_user_ca: Option<&Path>,
+        extra_config: &[&str],
+    ) -> Sshd {
+        let mut b = Sshd::builder()
+            .authorize(authorized_keys)
+            .config(extra_config);
+        b.trusted_user_ca = trusted_user_ca;
+        b.start()
+    }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn alias(&self) -> &str {
+        &self.alias
     }
 
     /// The public half of this sshd's host key.
@@ -1113,46 +1202,85 @@ impl Sshd {
         self.dir.join("host_key.pub")
     }
 
+    /// This host's known_hosts line: `alias ssh-ed25519 AAAA...`.
+    pub fn known_hosts_line(&self) -> String {
+        format!("{} {}", self.alias, key_fields(&self.host_key_pub()))
+    }
+
     /// sshd's log (DEBUG1), for diagnosis.
     pub fn log_text(&self) -> String {
         fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
     }
 
-    /// `ssh <opts> -p PORT root@127.0.0.1 <cmd>` authenticating only with `agent`'s keys.
+    /// Whether sshd accepted a public key login as root.
+    pub fn accepted(&self) -> bool {
+        self.log_text().contains("Accepted publickey for root")
+    }
+
+    /// `ssh <opts> -p PORT root@127.0.0.1 <cmd>` authenticating only with `agent`'s keys, the
+    /// host key unchecked.
     pub fn ssh(&self, agent: &Agent, opts: &[&str], cmd: &str) -> Output {
-        let args = self.ssh_args(opts, cmd);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run("ssh", &args, &[("SSH_AUTH_SOCK", agent.sock_str())])
+        run_ssh(agent, &self.ssh_args(opts, cmd))
     }
 
     /// The arguments [`Sshd::ssh`] runs `ssh` with.
     pub fn ssh_args(&self, opts: &[&str], cmd: &str) -> Vec<String> {
-        let port = self.port.to_string();
-        let mut args = vec![
-            "-F",
-            "none",
-            "-o",
+        self.client_args(
+            &["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
+            opts,
+            cmd,
+        )
+    }
+
+    /// As [`Sshd::ssh`], checking the host key strictly against `known_hosts` under this
+    /// host's alias.
+    pub fn ssh_known(&self, agent: &Agent, known_hosts: &Path, opts: &[&str], cmd: &str) -> Output {
+        run_ssh(agent, &self.ssh_known_args(known_hosts, opts, cmd))
+    }
+
+    /// The arguments [`Sshd::ssh_known`] runs `ssh` with.
+    pub fn ssh_known_args(&self, known_hosts: &Path, opts: &[&str], cmd: &str) -> Vec<String> {
+        let file = format!("UserKnownHostsFile={}", known_hosts.display());
+        let alias = format!("HostKeyAlias={}", self.alias);
+        self.client_args(&["StrictHostKeyChecking=yes", &file, &alias], opts, cmd)
+    }
+
+    /// The shell command line that runs `ssh ... cmd` to this host with
+    /// [`Sshd::ssh_known_args`] (for a remote session, where it uses the forwarded agent).
+    pub fn ssh_command_line(&self, known_hosts: &Path, cmd: &str) -> String {
+        let words: Vec<String> = self
+            .ssh_known_args(known_hosts, &[], cmd)
+            .iter()
+            .map(|a| sh_quote(a))
+            .collect();
+        format!("ssh {}", words.join(" "))
+    }
+
+    /// `ssh -F none <opts> -o <host key checking> -o <every other option> -p PORT
+    /// root@127.0.0.1 cmd`: every option is given, so no configuration file of the machine or
+    /// user plays a part, and `opts` come first, so they win.
+    fn client_args(&self, host_keys: &[&str], opts: &[&str], cmd: &str) -> Vec<String> {
+        let mut args: Vec<String> = vec!["-F".into(), "none".into()];
+        args.extend(opts.iter().map(|o| o.to_string()));
+        let fixed = [
             "IdentityFile=none",
-            "-o",
             "IdentitiesOnly=no",
-            "-o",
             "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
             "GlobalKnownHostsFile=/dev/null",
-            "-o",
+            "UpdateHostKeys=no",
             "PreferredAuthentications=publickey",
-            "-o",
+            "ControlMaster=no",
+            "ControlPath=none",
             "ConnectTimeout=10",
-            "-o",
             "LogLevel=ERROR",
         ];
-        args.extend_from_slice(opts);
-        args.extend_from_slice(&["-p", &port, "root@127.0.0.1", cmd]);
-        args.into_iter().map(str::to_string).collect()
+        for opt in host_keys.iter().chain(&fixed) {
+            args.push("-o".into());
+            args.push(opt.to_string());
+        }
+        let port = self.port.to_string();
+        args.extend(["-p", &port, "root@127.0.0.1", cmd].map(str::to_string));
+        args
     }
 }
 
@@ -1162,8 +1290,19 @@ impl Drop for Sshd {
     }
 }
 
+/// `ssh args` with `agent` as `SSH_AUTH_SOCK`.
+fn run_ssh(agent: &Agent, args: &[String]) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run("ssh", &args, &[("SSH_AUTH_SOCK", agent.sock_str())])
+}
+
+/// Single-quotes `s` for a shell command line.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// A port of 127.0.0.1 free a moment ago (bind :0, read it, release it).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
