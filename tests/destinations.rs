@@ -959,12 +959,6 @@ const BINDINGS: usize = 16;
 /// before these limits: 120 ms to 3 s per request, release build).
 const REQUEST_CPU_BOUND: Duration = Duration::from_millis(10);
 
-/// The agent's CPU time so far (user and system, nanoseconds: /proc/PID/schedstat).
-fn cpu_time(pid: u32) -> Duration {
-    let s = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
-    Duration::from_nanos(s.split_whitespace().next().unwrap().parse().unwrap())
-}
-
 /// An Ed25519 key made in-process from a number: (its ADD body without comment and
 /// constraints, its public blob).
 fn ed25519_key(n: u64) -> (Vec<u8>, Vec<u8>) {

@@ -18,7 +18,7 @@ mod common;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -1582,25 +1582,6 @@ fn oversized_frame_disconnects_only_that_client() {
     l.check("an oversized frame");
 }
 
-/// A process started by `sh -c 'ulimit -n N; exec ...'`, killed on drop.
-struct Spawned {
-    child: Child,
-    dir: TempDir,
-}
-
-impl Spawned {
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// With RLIMIT_NOFILE 32, connections beyond what the agent can accept wait in the backlog:
 /// the agent stays near idle instead of spinning on a listener it cannot accept from, and
 /// serves new clients again once some connections close.
@@ -1610,21 +1591,13 @@ fn file_descriptor_exhaustion() {
     if !sshkeep_only() {
         return;
     }
-    let dir = TempDir::new();
-    let sock = dir.join("s");
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n 32 && exec \"$0\" -d -a \"$1\"")
-        .arg(agent_bin())
-        .arg(&sock)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let agent = Spawned { child, dir };
-    let pid = agent.child.id();
-    assert!(wait_until(START_DEADLINE, || UnixStream::connect(&sock).is_ok()));
+    let agent = Agent::launch(Launch {
+        wrapper: &["sh", "-c", "ulimit -n 32 && exec \"$0\" \"$@\""],
+        args: &["-d"],
+        ..Launch::default()
+    });
+    let sock = agent.sock().to_path_buf();
+    let pid = agent.pid();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     assert!(
         limits

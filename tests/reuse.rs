@@ -12,7 +12,7 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -678,22 +678,13 @@ fn an_unprivileged_user_gets_the_pid() {
 // ---------------------------------------------------------------------------------------------
 // Socket activation
 
-/// Starts `<bin> -D` with `listener` as fd 3 and `LISTEN_FDS`/`LISTEN_PID`, as systemd does;
-/// returns once it answers.
-fn activate(listener: &UnixListener, sock: &Path, out_dir: &Path) -> Child {
-    let child = activated_agent_command(listener, out_dir).spawn().unwrap();
-    let served = wait_until(START_DEADLINE, || answers(sock));
-    assert!(
-        served,
-        "activated agent does not answer; stderr: {}",
-        fs::read_to_string(out_dir.join("stderr")).unwrap_or_default()
-    );
-    child
-}
-
-fn stop(child: &mut Child) -> ExitStatus {
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    wait_child(child, START_DEADLINE).unwrap()
+/// The agent under `-D` with `listener` as fd 3 and `LISTEN_FDS`/`LISTEN_PID`, as systemd
+/// starts it.
+fn activate(listener: &UnixListener) -> Agent {
+    Agent::launch(Launch {
+        listener: Some(listener),
+        ..Launch::default()
+    })
 }
 
 /// Under socket activation the listening socket was made by another process (here the test;
@@ -707,8 +698,8 @@ fn socket_activated_agent_is_named_by_its_own_pid_or_not_at_all() {
     let tmp = TempDir::new();
     let sock = tmp.join("agent.sock");
     let listener = UnixListener::bind(&sock).unwrap();
-    let mut child = activate(&listener, &sock, tmp.path());
-    let agent = child.id();
+    let mut activated = activate(&listener);
+    let agent = activated.pid();
     let me = std::process::id();
 
     let out = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
@@ -775,7 +766,7 @@ fn socket_activated_agent_is_named_by_its_own_pid_or_not_at_all() {
     fs::remove_file(beside(&sock, ".pid")).unwrap();
 
     // The socket is the service manager's: the agent leaves it.
-    assert_eq!(stop(&mut child).code(), Some(0));
+    assert_eq!(activated.stop().code(), Some(0));
     assert!(sock.exists());
     drop(listener);
 }
@@ -789,9 +780,9 @@ fn socket_activated_agent_removes_its_pid_file() {
     let tmp = TempDir::new();
     let sock = tmp.join("agent.sock");
     let listener = UnixListener::bind(&sock).unwrap();
-    let mut child = activate(&listener, &sock, tmp.path());
+    let mut agent = activate(&listener);
     assert!(beside(&sock, ".pid").exists());
-    assert_eq!(stop(&mut child).code(), Some(0));
+    assert_eq!(agent.stop().code(), Some(0));
     assert!(!beside(&sock, ".pid").exists());
     assert!(sock.exists());
 }
@@ -869,36 +860,21 @@ fn status_of_openssh_agent() {
     if !sshkeep_only() {
         return;
     }
-    let dir = TempDir::new();
-    let sock = dir.join("openssh.sock");
-    let mut agent = Command::new("/usr/bin/ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _guard = KillOnDrop(agent.id());
-    assert!(wait_until(START_DEADLINE, || ssh_add_at(&sock, &["-l"])
-        .status
-        .code()
-        == Some(1)));
-    let env = [("SSH_AUTH_SOCK", s(&sock))];
+    let agent = Agent::start_bin(Path::new("/usr/bin/ssh-agent"), &[]);
+    let env = [("SSH_AUTH_SOCK", agent.sock_str())];
     assert_eq!(
         status(&[], &env),
-        (format!("agent running at {}: 0 keys\n", s(&sock)), 0)
+        (
+            format!("agent running at {}: 0 keys\n", agent.sock_str()),
+            0
+        )
     );
-    let key = keygen(dir.path(), "ed25519");
-    expect_ok(&ssh_add_at(&sock, &[s(&key)]));
+    let key = keygen(agent.dir(), "ed25519");
+    expect_ok(&ssh_add(&agent, &[s(&key)]));
     assert_eq!(
         status(&[], &env),
-        (format!("agent running at {}: 1 key\n", s(&sock)), 0)
+        (format!("agent running at {}: 1 key\n", agent.sock_str()), 0)
     );
-    let _ = agent.kill();
-    let _ = agent.wait();
 }
 
 #[test]

@@ -18,19 +18,21 @@
 //! - Skips are never silent: a test that cannot run here (needs root, sshd, a tool) calls
 //!   `if skip("reason and what to install") { return; }`. Under `CI=true` that panics; elsewhere
 //!   the line goes to [`skip_file`], which `make test` prints at the end.
-//! - [`Agent`]: `Agent::start(&["-t", "10"])` runs `<bin> -D -a <tmp>/agent.sock <args>` (no
-//!   `-D` when the arguments have `-d`) with
-//!   stdout and stderr captured to files, and returns once the agent answers a request on its
-//!   socket (then it is in its main loop, signal handlers set). `start_env` adds environment
-//!   variables (the agent gets none of `SSH_ASKPASS`, `SSH_ASKPASS_REQUIRE`, `DISPLAY`,
-//!   `WAYLAND_DISPLAY`, `SSH_AUTH_SOCK`, `SSH_AGENT_PID` unless given). `.sock()`, `.sock_str()`,
-//!   `.pid()`, `.dir()` (its temp dir, free for keys), `.stdout_text()`, `.stderr_text()`,
-//!   `.is_running()`, `.exit_status()`, `.stop()` (SIGTERM, returns the exit status). Drop sends
-//!   SIGTERM, then SIGKILL after a deadline, and waits. `start_bin(bin, args)` runs another binary,
-//!   `start_wrapped(&["prlimit", ".."], bin, args, env)` runs it under a wrapper that execs it.
+//! - [`Agent`], the one launcher of agents: `Agent::start(&["-t", "10"])` runs
+//!   `<bin> -D -a <tmp>/agent.sock <args>` (no `-D` when the arguments have `-d`) with stdout and
+//!   stderr captured to files, and returns once the agent answers a request on its socket (then
+//!   it is in its main loop, signal handlers set). `start_env` adds environment variables (the
+//!   agent gets none of `SSH_ASKPASS`, `SSH_ASKPASS_REQUIRE`, `DISPLAY`, `WAYLAND_DISPLAY`,
+//!   `SSH_AUTH_SOCK`, `SSH_AGENT_PID` unless given), `start_bin(bin, args)` runs another binary
+//!   (OpenSSH's agent, the release build), `start_wrapped(&["prlimit", ".."], bin, args, env)` runs
+//!   it under a wrapper that execs it. [`Agent::launch`]`(Launch { .., ..Launch::default() })`
+//!   takes all of those and more: variables to remove, the socket path, a user and working
+//!   directory, and socket activation (`listener`: fd 3, `LISTEN_FDS`, `LISTEN_PID`, as systemd
+//!   starts it). `.sock()`, `.sock_str()`, `.pid()`, `.dir()` (its temp dir, free for keys),
+//!   `.stdout_text()`, `.stderr_text()`, `.is_running()`, `.exit_status()`, `.stop()` (SIGTERM,
+//!   returns the exit status). Drop sends SIGTERM, then SIGKILL after a deadline, and waits.
 //!   [`answers`]`(sock)`: whether an agent answers a request on `sock` (a raw probe with a
-//!   timeout). [`activated_agent_command`]`(listener, out_dir)`: the agent under `-D` started the
-//!   way systemd's socket activation does (the listener as fd 3, `LISTEN_FDS`, `LISTEN_PID`).
+//!   timeout).
 //! - [`run`]`(cmd, args, env)`: runs a program with stdin on `/dev/null` and returns its `Output`;
 //!   the variables listed above are removed from its environment unless `env` gives them, and a
 //!   command still running after [`RUN_DEADLINE`] is killed and fails the test. [`scrub_env`]
@@ -378,6 +380,13 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// The CPU time process `pid` (its main thread: the agent has one) has used so far, from
+/// /proc/PID/schedstat.
+pub fn cpu_time(pid: u32) -> Duration {
+    let s = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    Duration::from_nanos(s.split_whitespace().next().unwrap().parse().unwrap())
+}
+
 /// SIGTERMs process `pid` on drop unless it is gone already (0 = nothing to do).
 pub struct KillOnDrop(pub u32);
 
@@ -410,6 +419,33 @@ fn terminate(child: &mut Child) -> ExitStatus {
     }
 }
 
+/// How [`Agent::launch`] starts an agent; every field has a default (`Launch::default()`): the
+/// agent under test as `<bin> -D -a <its temp dir>/agent.sock`, in the scrubbed environment.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// The binary; [`agent_bin`] when `None`.
+    pub bin: Option<&'a Path>,
+    /// A command run with the binary and its arguments after it (`prlimit ...`, `sh -c '...;
+    /// exec "$0" "$@"'`); it must exec the agent, so that the child's pid is the agent's.
+    pub wrapper: &'a [&'a str],
+    /// Arguments after `-D -a <sock>` (`-D` is left out when they have `-d`).
+    pub args: &'a [&'a str],
+    /// Variables set after [`SCRUBBED_ENV`] is removed.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Variables removed besides [`SCRUBBED_ENV`].
+    pub env_remove: &'a [&'a str],
+    /// The socket path instead of `agent.sock` in the agent's temp dir.
+    pub sock: Option<&'a Path>,
+    /// Socket activation: the agent gets this listener as fd 3, `LISTEN_FDS=1` and `LISTEN_PID`
+    /// its own pid, as systemd starts it, and no `-a`; its socket is the listener's path. The
+    /// test may close its own copy once `launch` returns.
+    pub listener: Option<&'a UnixListener>,
+    /// Runs the agent as this (uid, gid) (as root, without supplementary groups).
+    pub user: Option<(u32, u32)>,
+    /// The working directory; the test's when `None`.
+    pub cwd: Option<&'a Path>,
+}
+
 /// A running agent (`<bin> -D -a <dir>/agent.sock <args>`), stopped on drop.
 pub struct Agent {
     child: Child,
@@ -425,12 +461,20 @@ impl Agent {
     }
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
-        Agent::start_wrapped(&[], &agent_bin(), args, env)
+        Agent::launch(Launch {
+            args,
+            env,
+            ..Launch::default()
+        })
     }
 
     /// As [`Agent::start`], with another binary (e.g. [`release_bin`]).
     pub fn start_bin(bin: &Path, args: &[&str]) -> Agent {
-        Agent::start_wrapped(&[], bin, args, &[])
+        Agent::launch(Launch {
+            bin: Some(bin),
+            args,
+            ..Launch::default()
+        })
     }
 
     /// `wrapper... <bin> -D -a <sock> <args>`: the wrapper (e.g. `prlimit ...` or `setpriv ...`)
@@ -441,8 +485,28 @@ impl Agent {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
+        Agent::launch(Launch {
+            bin: Some(bin),
+            wrapper,
+            args,
+            env,
+            ..Launch::default()
+        })
+    }
+
+    /// Starts an agent as `how` says, its stdout and stderr captured to files in its temp dir,
+    /// and returns once it answers a request on its socket (then it is in its main loop, signal
+    /// handlers set; the socket accepts connections before that). Panics with its output when
+    /// it does not come up.
+    pub fn launch(how: Launch) -> Agent {
         let dir = TempDir::new();
-        let sock = dir.join("agent.sock");
+        let default_bin = agent_bin();
+        let bin = how.bin.unwrap_or(&default_bin);
+        let activation = ["sh", "-c", ACTIVATE];
+        let wrapper = match how.listener {
+            Some(_) => &activation[..],
+            None => how.wrapper,
+        };
         let mut cmd = match wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -452,25 +516,46 @@ impl Agent {
             None => Command::new(bin),
         };
         // -d (debug, in the foreground) replaces -D: the two exclude each other.
-        if !args.contains(&"-d") {
+        if !how.args.contains(&"-d") {
             cmd.arg("-D");
         }
-        cmd.arg("-a").arg(&sock).args(args);
-        scrub_env(&mut cmd, env);
+        let sock = match (how.listener, how.sock) {
+            (Some(l), _) => l.local_addr().unwrap().as_pathname().unwrap().to_path_buf(),
+            (None, Some(sock)) => sock.to_path_buf(),
+            (None, None) => dir.join("agent.sock"),
+        };
+        if how.listener.is_none() {
+            cmd.arg("-a").arg(&sock);
+        }
+        cmd.args(how.args);
+        for var in how.env_remove {
+            cmd.env_remove(var);
+        }
+        scrub_env(&mut cmd, how.env);
+        if let Some((uid, gid)) = how.user {
+            cmd.uid(uid).gid(gid);
+        }
+        if let Some(cwd) = how.cwd {
+            cmd.current_dir(cwd);
+        }
+        if let Some(listener) = how.listener {
+            cmd.env_remove("LISTEN_FDNAMES");
+            pass_as_fd_3(&mut cmd, listener);
+        }
         cmd.stdin(Stdio::null())
             .stdout(fs::File::create(dir.join("agent.stdout")).unwrap())
             .stderr(fs::File::create(dir.join("agent.stderr")).unwrap());
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        // The command holds a copy of the listener until it is dropped.
+        drop(cmd);
         let mut agent = Agent {
             child,
             sock,
             status: None,
             dir,
         };
-        // Up = it answers a request: then it is in its main loop, signal handlers installed
-        // (the socket accepts connections before that).
         let up = wait_until(START_DEADLINE, || {
             answers(&agent.sock) || !agent.is_running()
         });
@@ -478,7 +563,7 @@ impl Agent {
             panic!(
                 "agent {} {:?} did not come up (status {:?})\nstdout: {}\nstderr: {}",
                 bin.display(),
-                args,
+                how.args,
                 agent.status,
                 agent.stdout_text(),
                 agent.stderr_text()
@@ -537,48 +622,21 @@ impl Agent {
     }
 }
 
-/// Whether an agent listens on `sock` and answers REQUEST_IDENTITIES (a raw client with a
-/// timeout: connecting to a listener nobody accepts from succeeds, and `ssh-add` would then
-/// wait for its answer forever).
-pub fn answers(sock: &Path) -> bool {
-    let Ok(stream) = UnixStream::connect(sock) else {
-        return false;
-    };
-    let mut c = RawClient {
-        stream,
-        pending: Vec::new(),
-    };
-    c.set_timeout(Duration::from_secs(1));
-    c.try_send_raw(&frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]))
-        .is_ok()
-        && c.recv_frame().is_some()
-}
-
 impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// `sh -c '... exec <agent_bin> -D'` with `listener` as fd 3 and `LISTEN_FDS=1`, `LISTEN_PID`
-/// the agent's own pid, as systemd's socket activation starts it; stdout and stderr go to the
-/// files `stdout` and `stderr` in `out_dir`, stdin is `/dev/null`, `SSH_AUTH_SOCK` and
-/// `LISTEN_FDNAMES` are removed. Add variables with `.env(..)`; wait for the agent with
-/// `wait_until(START_DEADLINE, || answers(path))`. The command holds its own copy of the
-/// listener (the caller may close `listener` before spawning) until it is dropped: spawn it
-/// in one expression, so that the test keeps no listener of its own.
-pub fn activated_agent_command(listener: &UnixListener, out_dir: &Path) -> Command {
+/// The wrapper of a socket-activated agent: `exec` keeps the shell's pid, so `$$` is the
+/// agent's pid.
+const ACTIVATE: &str =
+    r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$0" "$@""#;
+
+/// Makes a copy of `listener` the child's fd 3, as systemd passes it; `cmd` holds the copy
+/// until it is dropped.
+fn pass_as_fd_3(cmd: &mut Command, listener: &UnixListener) {
     let listener = listener.try_clone().unwrap();
-    let mut cmd = Command::new("sh");
-    // `exec` keeps the shell's pid, so $$ is the agent's pid.
-    cmd.arg("-c")
-        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$AGENT" -D"#)
-        .env("AGENT", agent_bin())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("LISTEN_FDNAMES")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(out_dir.join("stdout")).unwrap())
-        .stderr(fs::File::create(out_dir.join("stderr")).unwrap());
     // SAFETY: between fork and exec the closure calls only dup2 and fcntl, which are
     // async-signal-safe, and touches no memory the parent's other threads could hold locked.
     unsafe {
@@ -596,7 +654,23 @@ pub fn activated_agent_command(listener: &UnixListener, out_dir: &Path) -> Comma
             Ok(())
         });
     }
-    cmd
+}
+
+/// Whether an agent listens on `sock` and answers REQUEST_IDENTITIES (a raw client with a
+/// timeout: connecting to a listener nobody accepts from succeeds, and `ssh-add` would then
+/// wait for its answer forever).
+pub fn answers(sock: &Path) -> bool {
+    let Ok(stream) = UnixStream::connect(sock) else {
+        return false;
+    };
+    let mut c = RawClient {
+        stream,
+        pending: Vec::new(),
+    };
+    c.set_timeout(Duration::from_secs(1));
+    c.try_send_raw(&frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]))
+        .is_ok()
+        && c.recv_frame().is_some()
 }
 
 // ---------------------------------------------------------------------------------------------
