@@ -59,6 +59,11 @@
 //!   `request`, `is_closed`, `set_timeout`, `stream`), encoders [`string`], [`u32`] and [`frame`],
 //!   [`Reader`] to parse replies, [`parse_identities`], [`base64_encode`]/[`base64_decode`], message
 //!   numbers (`SSH_AGENT_FAILURE`, ...).
+//! - [`LoadedAgent`]: an agent holding one key of each of [`LOADED`] (`ssh-add`), for cases that
+//!   send something and then `.check(case)` that it still runs and lists exactly those keys;
+//!   `.expect_failure(case, bytes)` (one FAILURE, the connection still usable),
+//!   `.expect_closed(case, bytes)`, `.add_and_remove(..)`, `.assert_usable(client)`, `.key(kind)`,
+//!   `.blob(kind)`; `.finish()` reports every case that got something other than FAILURE.
 //! - [`Sshd`]: `Sshd::start(&[key_pub], trusted_user_ca, &["extra config line"])` runs
 //!   `/usr/sbin/sshd -D -e` on a free port of 127.0.0.1 with its own config, host key and
 //!   `AuthorizedKeysFile` (or `none` when no key is given), agent forwarding allowed;
@@ -1088,6 +1093,173 @@ impl RawClient {
                 Err(_) => return true,
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An agent holding keys, checked after every case
+
+/// The kinds of the keys a [`LoadedAgent`] holds, in the order they are added.
+pub const LOADED: [&str; 3] = ["ed25519", "ecdsa-256", "rsa-2048"];
+
+/// An agent holding one key of each of [`LOADED`] (added with `ssh-add`), for tests that send
+/// it something and then check that it still runs and holds exactly those keys. Cases it got
+/// wrong without dying are recorded by [`LoadedAgent::expect_failure`] and reported together
+/// by [`LoadedAgent::finish`].
+pub struct LoadedAgent {
+    pub agent: Agent,
+    /// The key files, in [`LOADED`] order.
+    pub keys: Vec<PathBuf>,
+    /// `ssh-add -l` right after loading.
+    listing: String,
+    /// The key blobs listed right after loading.
+    blobs: Vec<Vec<u8>>,
+    problems: Vec<String>,
+}
+
+impl LoadedAgent {
+    pub fn start() -> LoadedAgent {
+        let agent = Agent::start(&[]);
+        let keys: Vec<PathBuf> = LOADED.iter().map(|k| keygen(agent.dir(), k)).collect();
+        for key in &keys {
+            expect_ok(&ssh_add(&agent, &["-q", key.to_str().unwrap()]));
+        }
+        let listing = stdout(expect_ok(&ssh_add(&agent, &["-l"])));
+        assert_eq!(listing.lines().count(), LOADED.len(), "{listing}");
+        let mut c = RawClient::connect(agent.sock());
+        let ids = parse_identities(&c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
+        let blobs = ids.into_iter().map(|(b, _)| b).collect();
+        LoadedAgent {
+            agent,
+            keys,
+            listing,
+            blobs,
+            problems: Vec::new(),
+        }
+    }
+
+    pub fn sock(&self) -> &Path {
+        self.agent.sock()
+    }
+
+    pub fn client(&self) -> RawClient {
+        RawClient::connect(self.sock())
+    }
+
+    /// The key file of the loaded key of `kind` (one of [`LOADED`]).
+    pub fn key(&self, kind: &str) -> &Path {
+        let i = LOADED.iter().position(|k| *k == kind).unwrap();
+        &self.keys[i]
+    }
+
+    /// The public blob of the loaded key of `kind`.
+    pub fn blob(&self, kind: &str) -> Vec<u8> {
+        pub_blob(&pub_path(self.key(kind)))
+    }
+
+    /// The blobs the agent listed right after loading.
+    pub fn blobs(&self) -> &[Vec<u8>] {
+        &self.blobs
+    }
+
+    /// `c` still works: a listing on it names exactly the loaded keys.
+    #[track_caller]
+    pub fn assert_usable(&self, c: &mut RawClient) {
+        let ids = parse_identities(&c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
+        let blobs: Vec<Vec<u8>> = ids.into_iter().map(|(b, _)| b).collect();
+        assert_eq!(blobs, self.blobs, "the connection lists other keys");
+    }
+
+    /// The agent runs, `ssh-add -l` succeeds and lists exactly the keys loaded at the start.
+    #[track_caller]
+    pub fn check(&mut self, case: &str) {
+        assert!(
+            self.agent.is_running(),
+            "agent died after {case}: {:?}\nstderr: {}",
+            self.agent.exit_status(),
+            self.agent.stderr_text()
+        );
+        let out = ssh_add(&self.agent, &["-l"]);
+        assert!(
+            out.status.success(),
+            "ssh-add -l failed after {case}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), self.listing, "keys changed after {case}");
+    }
+
+    /// Sends `bytes` on a new connection and expects exactly one FAILURE; the same connection
+    /// must then still list the loaded keys. Then [`check`](Self::check). A key accepted
+    /// instead is recorded as a problem (reported by `finish`) and removed, so the remaining
+    /// cases still run.
+    #[track_caller]
+    pub fn expect_failure(&mut self, case: &str, bytes: &[u8]) {
+        let mut c = self.client();
+        c.send_raw(bytes);
+        let reply = c.recv_frame();
+        assert!(reply.is_some(), "{case}: no reply");
+        if reply.as_deref() == Some(&[SSH_AGENT_FAILURE][..]) {
+            self.assert_usable(&mut c);
+        } else {
+            c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]);
+            let removed = self.remove_extras();
+            self.problems
+                .push(format!("{case}: answered {reply:?}, added {removed:?}"));
+        }
+        self.check(case);
+    }
+
+    /// Sends `bytes` on a new connection and expects the agent to close it without a reply.
+    #[track_caller]
+    pub fn expect_closed(&mut self, case: &str, bytes: &[u8]) {
+        let mut c = self.client();
+        // The agent may close before everything is written.
+        let _ = c.try_send_raw(bytes);
+        assert!(c.is_closed(), "{case}: connection left open");
+        assert_eq!(c.recv_frame(), None, "{case}: unexpected reply");
+        self.check(case);
+    }
+
+    /// Adds a valid key (by raw ADD), checks it is listed, removes it again: proves that a
+    /// hand-built body is right, so that its corrupted variants fail for the corruption.
+    #[track_caller]
+    pub fn add_and_remove(&mut self, case: &str, add: &[u8], blob: &[u8]) {
+        let mut c = self.client();
+        let reply = c.request(SSH_AGENTC_ADD_IDENTITY, add);
+        assert_eq!(reply, [SSH_AGENT_SUCCESS], "{case}: valid key refused");
+        let ids = parse_identities(&c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
+        assert_eq!(ids.len(), LOADED.len() + 1, "{case}");
+        assert_eq!(ids.last().unwrap().0, blob, "{case}: wrong blob listed");
+        let reply = c.request(SSH_AGENTC_REMOVE_IDENTITY, &string(blob));
+        assert_eq!(reply, [SSH_AGENT_SUCCESS], "{case}: remove failed");
+        self.check(case);
+    }
+
+    /// Fails the test with every problem recorded by `expect_failure`.
+    #[track_caller]
+    pub fn finish(self) {
+        assert!(
+            self.problems.is_empty(),
+            "{} hostile case(s) accepted:\n  {}",
+            self.problems.len(),
+            self.problems.join("\n  ")
+        );
+    }
+
+    /// Removes any identity that was not loaded at the start (a wrongly accepted key).
+    fn remove_extras(&mut self) -> Vec<String> {
+        let mut c = self.client();
+        let ids = parse_identities(&c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
+        let mut removed = Vec::new();
+        for (blob, comment) in ids {
+            if !self.blobs.contains(&blob) {
+                let r = c.request(SSH_AGENTC_REMOVE_IDENTITY, &string(&blob));
+                assert_eq!(r, [SSH_AGENT_SUCCESS], "cannot remove {comment}");
+                removed.push(comment);
+            }
+        }
+        removed
     }
 }
 
