@@ -40,7 +40,7 @@
 //!   `ssh-add` against an agent. [`stdout`]/[`stderr`] give an `Output`'s text; [`expect_ok`]
 //!   panics (with both) unless it succeeded.
 //! - Keys: [`keygen`]`(dir, kind)` with kind `ed25519`, `ecdsa-256`, `ecdsa-384`, `ecdsa-521`,
-//!   `rsa-2048`, `rsa-3072`, `rsa-4096` or `dsa`, returns the private key's path (the public key is
+//!   `rsa-1024`, `rsa-2048`, `rsa-3072`, `rsa-4096` or `dsa`, returns the private key's path (the public key is
 //!   beside it with `.pub`; file `id_<kind>[_n]`, comment `<file name>@sshkeep-test`). RSA-4096 comes
 //!   from a per-process cache: every call gives the same key material under a new comment.
 //!   [`keygen_named`] chooses file name and comment. [`fingerprint`]`(path)` is the line
@@ -55,7 +55,7 @@
 //!   [`wait_child`]`(child, deadline)` waits so for a child's exit status.
 //!   [`pid_alive`]`(pid)` (false for zombies), [`KillOnDrop`]`(pid)` SIGTERMs a background agent
 //!   (e.g. one started with `-s`) when a test ends, however it ends.
-//! - Raw protocol: [`RawClient`] (`connect`, `send_frame`, `send_raw`, `try_send_raw`, `recv_frame`,
+//! - Raw protocol: [`RawClient`] (`connect`, `from_stream`, `send_frame`, `send_raw`, `try_send_raw`, `recv_frame`,
 //!   `request`, `is_closed`, `set_timeout`, `stream`), encoders [`string`], [`u32`] and [`frame`],
 //!   [`Reader`] to parse replies, [`parse_identities`], [`base64_encode`]/[`base64_decode`], message
 //!   numbers (`SSH_AGENT_FAILURE`, ...).
@@ -668,10 +668,7 @@ pub fn answers(sock: &Path) -> bool {
     let Ok(stream) = UnixStream::connect(sock) else {
         return false;
     };
-    let mut c = RawClient {
-        stream,
-        pending: Vec::new(),
-    };
+    let mut c = RawClient::from_stream(stream);
     c.set_timeout(Duration::from_secs(1));
     c.try_send_raw(&frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]))
         .is_ok()
@@ -764,6 +761,7 @@ fn kind_args(kind: &str) -> &'static [&'static str] {
         "ecdsa-256" | "ecdsa" => &["-t", "ecdsa", "-b", "256"],
         "ecdsa-384" => &["-t", "ecdsa", "-b", "384"],
         "ecdsa-521" => &["-t", "ecdsa", "-b", "521"],
+        "rsa-1024" => &["-t", "rsa", "-b", "1024"],
         "rsa-2048" => &["-t", "rsa", "-b", "2048"],
         "rsa-3072" | "rsa" => &["-t", "rsa", "-b", "3072"],
         "rsa-4096" => &["-t", "rsa", "-b", "4096"],
@@ -1004,7 +1002,11 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn connect(sock: &Path) -> RawClient {
-        let stream = UnixStream::connect(sock).unwrap();
+        RawClient::from_stream(UnixStream::connect(sock).unwrap())
+    }
+
+    /// Either end of a connection: e.g. one a test's own listener accepted from a client.
+    pub fn from_stream(stream: UnixStream) -> RawClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
