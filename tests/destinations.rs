@@ -50,6 +50,16 @@ fn host(alias: &str, keys: &[&Path]) -> Sshd {
     Sshd::builder().alias(alias).authorize(keys).start()
 }
 
+/// Two sshds, `names`, authorizing `key`, and a known_hosts file in the agent's directory that
+/// names both.
+fn two_hosts(agent: &Agent, names: [&str; 2], key: &Path) -> (Sshd, Sshd, PathBuf) {
+    let a = host(names[0], &[&pub_path(key)]);
+    let b = host(names[1], &[&pub_path(key)]);
+    let lines = [a.known_hosts_line(), b.known_hosts_line()];
+    let kh = known_hosts(agent.dir(), "known_hosts", &lines);
+    (a, b, kh)
+}
+
 /// Writes a known_hosts file `name` in `dir` with these lines.
 fn known_hosts(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
     let path = dir.join(name);
@@ -110,6 +120,23 @@ fn add_restricted(agent: &Agent, known_hosts: &Path, dests: &[&str], key: &Path)
     expect_ok(&out);
 }
 
+/// An agent and an Ed25519 key file beside it (not added), when sshd tests can run here.
+fn agent_for_logins() -> Option<(Agent, PathBuf)> {
+    if !can_run_sshd() {
+        return None;
+    }
+    let agent = Agent::start(&[]);
+    let key = keygen(agent.dir(), "ed25519");
+    Some((agent, key))
+}
+
+/// A new Ed25519 key `name` added with [`add_restricted`]; returns its blob.
+fn restricted_key(agent: &Agent, known_hosts: &Path, dests: &[&str], name: &str) -> Vec<u8> {
+    let key = keygen_named(agent.dir(), "ed25519", name, name);
+    add_restricted(agent, known_hosts, dests, &key);
+    pub_blob(&pub_path(&key))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Logins through real ssh and sshd
 
@@ -117,18 +144,10 @@ fn add_restricted(agent: &Agent, known_hosts: &Path, dests: &[&str], key: &Path)
 /// not even show it (it may not be used beyond hosta).
 #[test]
 fn restricted_key_logs_in_only_to_its_host_and_is_hidden_beyond_it() {
-    if !can_run_sshd() {
+    let Some((agent, key)) = agent_for_logins() else {
         return;
-    }
-    let agent = Agent::start(&[]);
-    let key = keygen(agent.dir(), "ed25519");
-    let a = host("hosta", &[&pub_path(&key)]);
-    let b = host("hostb", &[&pub_path(&key)]);
-    let kh = known_hosts(
-        agent.dir(),
-        "known_hosts",
-        &[a.known_hosts_line(), b.known_hosts_line()],
-    );
+    };
+    let (a, b, kh) = two_hosts(&agent, ["hosta", "hostb"], &key);
     add_restricted(&agent, &kh, &["hosta"], &key);
 
     let out = a.ssh_known(&agent, &kh, &[], "true");
@@ -160,18 +179,10 @@ fn restricted_key_logs_in_only_to_its_host_and_is_hidden_beyond_it() {
 /// `-h hosta -h "hosta>hostb"`: hostb is reachable only through the agent forwarded to hosta.
 #[test]
 fn key_allowed_a_to_b_reaches_b_only_through_a() {
-    if !can_run_sshd() {
+    let Some((agent, key)) = agent_for_logins() else {
         return;
-    }
-    let agent = Agent::start(&[]);
-    let key = keygen(agent.dir(), "ed25519");
-    let a = host("hosta", &[&pub_path(&key)]);
-    let b = host("hostb", &[&pub_path(&key)]);
-    let kh = known_hosts(
-        agent.dir(),
-        "known_hosts",
-        &[a.known_hosts_line(), b.known_hosts_line()],
-    );
+    };
+    let (a, b, kh) = two_hosts(&agent, ["hosta", "hostb"], &key);
     add_restricted(&agent, &kh, &["hosta", "hosta>hostb"], &key);
 
     // Through hosta: the inner ssh runs on "hosta" and signs through the forwarded agent.
@@ -203,11 +214,9 @@ fn key_allowed_a_to_b_reaches_b_only_through_a() {
 /// agent signs: a key for nobody@hosta cannot log in as root.
 #[test]
 fn user_patterns_in_destinations() {
-    if !can_run_sshd() {
+    let Some((agent, key)) = agent_for_logins() else {
         return;
-    }
-    let agent = Agent::start(&[]);
-    let key = keygen(agent.dir(), "ed25519");
+    };
     let a = host("hosta", &[&pub_path(&key)]);
     let kh = known_hosts(agent.dir(), "known_hosts", &[a.known_hosts_line()]);
     // Adding the key again replaces its constraints in place.
@@ -429,13 +438,7 @@ fn confirm_forwarded_asks_only_for_signatures_through_a_forwarded_agent() {
     let scripts = TempDir::new();
     let marker = scripts.join("asked");
     let (agent, key) = confirm_forwarded_agent(&scripts, &marker, 0);
-    let a = host("hosta", &[&pub_path(&key)]);
-    let a2 = host("hosta2", &[&pub_path(&key)]);
-    let kh = known_hosts(
-        agent.dir(),
-        "known_hosts",
-        &[a.known_hosts_line(), a2.known_hosts_line()],
-    );
+    let (a, a2, kh) = two_hosts(&agent, ["hosta", "hosta2"], &key);
 
     // Local use, with or without forwarding turned on: no question.
     let out = a.ssh_known(&agent, &kh, &[], "true");
@@ -499,13 +502,7 @@ fn confirm_forwarded_refusal_fails_only_the_forwarded_login() {
     let scripts = TempDir::new();
     let marker = scripts.join("asked");
     let (agent, key) = confirm_forwarded_agent(&scripts, &marker, 1);
-    let a = host("hosta", &[&pub_path(&key)]);
-    let a2 = host("hosta2", &[&pub_path(&key)]);
-    let kh = known_hosts(
-        agent.dir(),
-        "known_hosts",
-        &[a.known_hosts_line(), a2.known_hosts_line()],
-    );
+    let (a, a2, kh) = two_hosts(&agent, ["hosta", "hosta2"], &key);
 
     let inner = a2.ssh_command_line(&kh, "true");
     let out = a.ssh_known(&agent, &kh, &["-A"], &inner);
@@ -557,6 +554,12 @@ impl HostKey {
     fn known_hosts_line(&self, name: &str) -> String {
         format!("{name} {}", key_fields(&self.pub_file))
     }
+}
+
+/// A known_hosts file in `dir` naming `a` hosta and `b` hostb.
+fn known_a_and_b(dir: &Path, a: &HostKey, b: &HostKey) -> PathBuf {
+    let lines = [a.known_hosts_line("hosta"), b.known_hosts_line("hostb")];
+    known_hosts(dir, "known_hosts", &lines)
 }
 
 /// A session-bind extension body.
@@ -640,17 +643,11 @@ fn forged_and_conflicting_session_binds() {
     let hk1 = HostKey::new(dir, "ed25519", "hk1");
     let hk2 = HostKey::new(dir, "ecdsa-256", "hk2");
     let hk3 = HostKey::new(dir, "rsa-2048", "hk3");
-    let kh = known_hosts(
-        dir,
-        "known_hosts",
-        &[hk1.known_hosts_line("hosta"), hk2.known_hosts_line("hostb")],
-    );
+    let kh = known_a_and_b(dir, &hk1, &hk2);
     let free = keygen_named(dir, "ed25519", "free", "free");
-    let to_a = keygen_named(dir, "ed25519", "to_a", "to_a");
     expect_ok(&ssh_add(&agent, &[p(&free)]));
-    add_restricted(&agent, &kh, &["hosta"], &to_a);
+    let to_a_blob = restricted_key(&agent, &kh, &["hosta"], "to_a");
     let free_blob = pub_blob(&pub_path(&free));
-    let to_a_blob = pub_blob(&pub_path(&to_a));
     let sid1 = [0x11u8; 32];
     let sid2 = [0x22u8; 48];
 
@@ -720,14 +717,8 @@ fn bound_connection_signs_only_userauth_for_the_bound_session() {
     let dir = agent.dir();
     let hk1 = HostKey::new(dir, "ed25519", "hk1");
     let hk2 = HostKey::new(dir, "ed25519", "hk2");
-    let kh = known_hosts(
-        dir,
-        "known_hosts",
-        &[hk1.known_hosts_line("hosta"), hk2.known_hosts_line("hostb")],
-    );
-    let to_a = keygen_named(dir, "ed25519", "to_a", "to_a");
-    add_restricted(&agent, &kh, &["hosta"], &to_a);
-    let key = pub_blob(&pub_path(&to_a));
+    let kh = known_a_and_b(dir, &hk1, &hk2);
+    let key = restricted_key(&agent, &kh, &["hosta"], "to_a");
     let sid = [0x33u8; 32];
     let other_sid = [0x44u8; 32];
 
@@ -843,9 +834,7 @@ fn host_certificate_binds() {
             format!("@cert-authority hoste {}", key_fields(&pub_path(&rsa_ca))),
         ],
     );
-    let key = keygen_named(dir, "ed25519", "to_e", "to_e");
-    add_restricted(&agent, &kh, &["hoste"], &key);
-    let key = pub_blob(&pub_path(&key));
+    let key = restricted_key(&agent, &kh, &["hoste"], "to_e");
 
     let good = hk.certify(&ca, &["-h", "-n", "hoste"]);
     assert!(listed_when_bound_to(&agent, &good, &hk, &key));
@@ -911,12 +900,8 @@ fn host_certificate_principals_as_current_openssh() {
             key_fields(&pub_path(&ca))
         )],
     );
-    let exact = keygen_named(dir, "ed25519", "exact", "exact");
-    let pattern = keygen_named(dir, "ed25519", "pattern", "pattern");
-    add_restricted(&agent, &kh, &["e.example.test"], &exact);
-    add_restricted(&agent, &kh, &["*.example.test"], &pattern);
-    let exact = pub_blob(&pub_path(&exact));
-    let pattern = pub_blob(&pub_path(&pattern));
+    let exact = restricted_key(&agent, &kh, &["e.example.test"], "exact");
+    let pattern = restricted_key(&agent, &kh, &["*.example.test"], "pattern");
 
     let named = hk.certify(&ca, &["-h", "-n", "e.example.test"]);
     assert!(listed_when_bound_to(&agent, &named, &hk, &exact));
