@@ -812,6 +812,17 @@ impl Material {
     }
 }
 
+/// For a test of sshkeep's key checks: a [`LoadedAgent`] and [`Material`] in its directory;
+/// `None` when another agent is under test.
+fn agent_and_material() -> Option<(LoadedAgent, Material)> {
+    if !sshkeep_only() {
+        return None;
+    }
+    let l = LoadedAgent::start();
+    let m = Material::make(l.agent.dir());
+    Some((l, m))
+}
+
 fn cert_key(name: &str, cert: &[u8], private: &[u8]) -> Vec<u8> {
     cat(&[&string(name.as_bytes()), &string(cert), private])
 }
@@ -830,11 +841,9 @@ fn rsa_private(r: &Rsa) -> Vec<u8> {
 #[test]
 fn invalid_ed25519_keys_are_refused() {
     // OpenSSH 9.2 accepts mismatched key halves.
-    if !sshkeep_only() {
+    let Some((mut l, m)) = agent_and_material() else {
         return;
-    }
-    let mut l = LoadedAgent::start();
-    let m = Material::make(l.agent.dir());
+    };
     let (ed, ed2) = (&m.ed, &m.ed2);
     l.add_and_remove(
         "valid ed25519 (control)",
@@ -887,11 +896,9 @@ fn invalid_ed25519_keys_are_refused() {
 #[test]
 fn invalid_ecdsa_keys_are_refused() {
     // OpenSSH 9.2 accepts mismatched key halves.
-    if !sshkeep_only() {
+    let Some((mut l, m)) = agent_and_material() else {
         return;
-    }
-    let mut l = LoadedAgent::start();
-    let m = Material::make(l.agent.dir());
+    };
     for (ec, ec2) in m.ec.iter().zip(&m.ec2) {
         let name = ec.alg;
         l.add_and_remove(
@@ -973,11 +980,9 @@ fn invalid_ecdsa_keys_are_refused() {
 #[test]
 fn invalid_rsa_keys_are_refused() {
     // OpenSSH 9.2 accepts inconsistent RSA keys.
-    if !sshkeep_only() {
+    let Some((mut l, m)) = agent_and_material() else {
         return;
-    }
-    let mut l = LoadedAgent::start();
-    let m = Material::make(l.agent.dir());
+    };
     let (r, r2) = (&m.rsa, &m.rsa2);
     l.add_and_remove(
         "valid rsa (control)",
@@ -1083,11 +1088,9 @@ fn invalid_rsa_keys_are_refused() {
 #[test]
 fn invalid_certificates_are_refused() {
     // OpenSSH 9.2 accepts a certificate with another key's private half.
-    if !sshkeep_only() {
+    let Some((mut l, m)) = agent_and_material() else {
         return;
-    }
-    let mut l = LoadedAgent::start();
-    let m = Material::make(l.agent.dir());
+    };
     let ed_priv = Ed::private(&m.ed.pk, &m.ed.seed, &m.ed.pk);
     let ec_priv = mpint(&m.ec[0].d);
     let rsa_priv = rsa_private(&m.rsa);
@@ -1213,11 +1216,9 @@ fn truncations(l: &mut LoadedAgent, what: &str, key: &[u8]) {
 #[test]
 fn unknown_constraints_refuse_the_key() {
     // OpenSSH 9.2 accepts an empty destination list and long user patterns.
-    if !sshkeep_only() {
+    let Some((mut l, m)) = agent_and_material() else {
         return;
-    }
-    let mut l = LoadedAgent::start();
-    let m = Material::make(l.agent.dir());
+    };
     let key = m.ed.valid();
     let ext = |name: &str, data: &[u8]| cat(&[&[255], &string(name.as_bytes()), data]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
