@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -64,22 +64,6 @@ impl Drop for Daemon {
                 let _ = kill(pid, Signal::SIGKILL);
             }
         }
-    }
-}
-
-/// A child process stopped and reaped on drop: SIGTERM (an agent then removes what it made),
-/// SIGKILL if it is still there after a deadline.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
-            if wait_child(&mut self.0, Duration::from_secs(2)).is_none() {
-                let _ = self.0.kill();
-            }
-        }
-        let _ = self.0.wait();
     }
 }
 

@@ -25,7 +25,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -404,16 +404,6 @@ fn run_as(user: (u32, u32), cmd: &str, args: &[&str], env: &[(&str, &str)]) -> O
         .stdin(Stdio::null());
     scrub_env(&mut c, env);
     c.output().unwrap()
-}
-
-/// A child process killed and reaped on drop.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A raw client in Perl (always on Debian): connects, sends a listing request, and prints how

@@ -54,7 +54,8 @@
 //! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes;
 //!   [`wait_child`]`(child, deadline)` waits so for a child's exit status.
 //!   [`pid_alive`]`(pid)` (false for zombies), [`KillOnDrop`]`(pid)` SIGTERMs a background agent
-//!   (e.g. one started with `-s`) when a test ends, however it ends.
+//!   (e.g. one started with `-s`) when a test ends, however it ends; [`Reaped`]`(child)` stops and
+//!   reaps a child that is not an agent.
 //! - Raw protocol: [`RawClient`] (`connect`, `from_stream`, `send_frame`, `send_raw`, `try_send_raw`, `recv_frame`,
 //!   `request`, `is_closed`, `set_timeout`, `stream`), encoders [`string`], [`u32`] and [`frame`],
 //!   [`Reader`] to parse replies, [`parse_identities`], [`base64_encode`]/[`base64_decode`], message
@@ -400,6 +401,16 @@ impl Drop for KillOnDrop {
         if self.0 != 0 && pid_alive(self.0) {
             let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGTERM);
         }
+    }
+}
+
+/// A child process that is not an agent ([`Agent`] is for those), stopped on drop: SIGTERM,
+/// SIGKILL after a deadline, reaped.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        terminate(&mut self.0);
     }
 }
 
