@@ -40,9 +40,10 @@
 //!   `ssh-add` against an agent. [`stdout`]/[`stderr`] give an `Output`'s text; [`expect_ok`]
 //!   panics (with both) unless it succeeded.
 //! - Keys: [`keygen`]`(dir, kind)` with kind `ed25519`, `ecdsa-256`, `ecdsa-384`, `ecdsa-521`,
-//!   `rsa-1024`, `rsa-2048`, `rsa-3072`, `rsa-4096` or `dsa`, returns the private key's path (the public key is
-//!   beside it with `.pub`; file `id_<kind>[_n]`, comment `<file name>@sshkeep-test`). RSA-4096 comes
-//!   from a per-process cache: every call gives the same key material under a new comment.
+//!   `rsa-1024`, `rsa-2048`, `rsa-3072`, `rsa-4096` or `dsa`, returns the private key's path (the
+//!   public key is beside it with `.pub`; file `id_<kind>[_n]`, comment
+//!   `<file name>@sshkeep-test`). RSA-4096 comes from a per-process cache: every call gives the
+//!   same key material under a new comment.
 //!   [`keygen_named`] chooses file name and comment. [`fingerprint`]`(path)` is the line
 //!   `ssh-keygen -lf` prints (as `ssh-add -l` prints it), [`pub_line`] the `.pub` contents without
 //!   the newline, [`key_fields`] its type and base64 fields, [`pub_blob`] the decoded key blob,
@@ -52,14 +53,14 @@
 //!   without the ETXTBSY race (a file written by this process can be held open by a child another
 //!   test thread forks meanwhile, and then cannot be executed).
 //! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes;
-//!   [`wait_child`]`(child, deadline)` waits so for a child's exit status.
+//!   [`wait_child`]`(child, deadline)` waits so for a child's exit status; [`cpu_time`]`(pid)`.
 //!   [`pid_alive`]`(pid)` (false for zombies), [`KillOnDrop`]`(pid)` SIGTERMs a background agent
 //!   (e.g. one started with `-s`) when a test ends, however it ends; [`Reaped`]`(child)` stops and
 //!   reaps a child that is not an agent.
-//! - Raw protocol: [`RawClient`] (`connect`, `from_stream`, `send_frame`, `send_raw`, `try_send_raw`, `recv_frame`,
-//!   `request`, `is_closed`, `set_timeout`, `stream`), encoders [`string`], [`u32`] and [`frame`],
-//!   [`Reader`] to parse replies, [`parse_identities`], [`base64_encode`]/[`base64_decode`], message
-//!   numbers (`SSH_AGENT_FAILURE`, ...).
+//! - Raw protocol: [`RawClient`] (`connect`, `from_stream`, `send_frame`, `send_raw`,
+//!   `try_send_raw`, `recv_frame`, `request`, `is_closed`, `set_timeout`, `stream`), encoders
+//!   [`string`], [`u32`] and [`frame`], [`Reader`] to parse replies, [`parse_identities`],
+//!   [`base64_encode`]/[`base64_decode`], message numbers (`SSH_AGENT_FAILURE`, ...).
 //! - [`LoadedAgent`]: an agent holding one key of each of [`LOADED`] (`ssh-add`), for cases that
 //!   send something and then `.check(case)` that it still runs and lists exactly those keys;
 //!   `.expect_failure(case, bytes)` (one FAILURE, the connection still usable),
