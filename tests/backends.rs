@@ -6,8 +6,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
 use common::*;
 
@@ -40,66 +39,31 @@ fn cpu_runs_graviola() -> bool {
     }
 }
 
-/// The agent under `-d` (which `Agent::start` cannot give: it passes `-D`), killed on drop.
-struct DebugAgent {
-    child: Child,
-    sock: PathBuf,
-    stderr: PathBuf,
+/// The agent under `-d`, with `env` (and without `SSHKEEP_PORTABLE_CRYPTO` unless `env` has it),
+/// once it has logged which code it signs with.
+fn debug_agent(name: &str, env: &[(&str, &str)]) -> Agent {
+    let agent = Agent::launch(Launch {
+        args: &["-d"],
+        env,
+        env_remove: &["SSHKEEP_PORTABLE_CRYPTO"],
+        ..Launch::default()
+    });
+    let up = wait_until(START_DEADLINE, || {
+        agent.stderr_text().contains("signing with")
+    });
+    assert!(up, "agent {name} did not come up: {}", agent.stderr_text());
+    agent
 }
 
-impl DebugAgent {
-    fn start(dir: &Path, name: &str, env: &[(&str, &str)]) -> DebugAgent {
-        let sock = dir.join(format!("{name}.sock"));
-        let stderr = dir.join(format!("{name}.stderr"));
-        let mut cmd = Command::new(agent_bin());
-        cmd.arg("-d").arg("-a").arg(&sock);
-        cmd.env_remove("SSHKEEP_PORTABLE_CRYPTO");
-        scrub_env(&mut cmd, env);
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let agent = DebugAgent {
-            child,
-            sock,
-            stderr,
-        };
-        let up = wait_until(START_DEADLINE, || {
-            agent.sock.exists()
-                && std::os::unix::net::UnixStream::connect(&agent.sock).is_ok()
-                && agent.log().contains("signing with")
-        });
-        assert!(up, "agent {name} did not come up: {}", agent.log());
-        agent
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn env(&self) -> [(&'static str, &str); 1] {
-        [("SSH_AUTH_SOCK", self.sock.to_str().unwrap())]
-    }
-
-    /// A raw SIGN_REQUEST's reply body (the signature blob); the agent must sign.
-    fn sign(&self, blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
-        let mut body = string(blob);
-        body.extend_from_slice(&string(data));
-        body.extend_from_slice(&u32(flags));
-        let reply = RawClient::connect(&self.sock).request(SSH_AGENTC_SIGN_REQUEST, &body);
-        let mut r = Reader(&reply);
-        assert_eq!(r.u8(), SSH_AGENT_SIGN_RESPONSE, "flags {flags}");
-        r.string().to_vec()
-    }
-}
-
-impl Drop for DebugAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A raw SIGN_REQUEST's reply body (the signature blob); the agent must sign.
+fn sign(agent: &Agent, blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
+    let mut body = string(blob);
+    body.extend_from_slice(&string(data));
+    body.extend_from_slice(&u32(flags));
+    let reply = RawClient::connect(agent.sock()).request(SSH_AGENTC_SIGN_REQUEST, &body);
+    let mut r = Reader(&reply);
+    assert_eq!(r.u8(), SSH_AGENT_SIGN_RESPONSE, "flags {flags}");
+    r.string().to_vec()
 }
 
 /// The same keys in an agent left to choose and in one forced onto the portable code: the
@@ -113,17 +77,19 @@ fn portable_path_signs_as_the_verified_one() {
     }
     let tmp = TempDir::new();
     let dir = tmp.path();
-    let chosen = DebugAgent::start(dir, "chosen", &[]);
-    let portable = DebugAgent::start(dir, "portable", &[("SSHKEEP_PORTABLE_CRYPTO", "1")]);
-    let lines = |a: &DebugAgent| a.log().matches("signing with").count();
-    assert_eq!(lines(&chosen), 1, "{}", chosen.log());
+    let chosen = debug_agent("chosen", &[]);
+    let portable = debug_agent("portable", &[("SSHKEEP_PORTABLE_CRYPTO", "1")]);
+    let lines = |a: &Agent| a.stderr_text().matches("signing with").count();
+    assert_eq!(lines(&chosen), 1, "{}", chosen.stderr_text());
     assert!(
-        portable.log().contains("signing with portable Rust code"),
+        portable
+            .stderr_text()
+            .contains("signing with portable Rust code"),
         "{}",
-        portable.log()
+        portable.stderr_text()
     );
-    let graviola = chosen.log().contains("signing with graviola");
-    assert_eq!(graviola, cpu_runs_graviola(), "{}", chosen.log());
+    let graviola = chosen.stderr_text().contains("signing with graviola");
+    assert_eq!(graviola, cpu_runs_graviola(), "{}", chosen.stderr_text());
     if !graviola {
         println!("this CPU cannot run graviola: both agents are on the portable path");
     }
@@ -132,14 +98,14 @@ fn portable_path_signs_as_the_verified_one() {
         let key = keygen(dir, kind);
         let key_pub = pub_path(&key);
         for agent in [&chosen, &portable] {
-            expect_ok(&run("ssh-add", &["-q", p(&key)], &agent.env()));
+            expect_ok(&ssh_add(agent, &["-q", p(&key)]));
         }
         let blob = pub_blob(&key_pub);
         for flags in [0, SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512] {
             for data in [&b""[..], b"some data", &[0x5a; 3000]] {
                 assert_eq!(
-                    chosen.sign(&blob, data, flags),
-                    portable.sign(&blob, data, flags),
+                    sign(&chosen, &blob, data, flags),
+                    sign(&portable, &blob, data, flags),
                     "{kind}, flags {flags}"
                 );
             }
@@ -156,7 +122,7 @@ fn portable_path_signs_as_the_verified_one() {
             expect_ok(&run(
                 "ssh-keygen",
                 &["-Y", "sign", "-f", p(&key_pub), "-n", "file", p(&data)],
-                &agent.env(),
+                &[("SSH_AUTH_SOCK", agent.sock_str())],
             ));
             let sig = format!("{}.sig", p(&data));
             let script = format!(

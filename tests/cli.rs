@@ -508,6 +508,20 @@ fn eval_sock(snippet: &str) -> String {
     stdout(expect_ok(&out))
 }
 
+/// Starts an agent with `-s -a <tmp>/<dir_name>/s`: the snippet's first line is
+/// `first_line(sock)`, `eval` gives the path back and the agent answers there.
+fn check_escaped_snippet(dir_name: &str, first_line: impl Fn(&str) -> String) {
+    let tmp = TempDir::new();
+    let dir = tmp.join(dir_name);
+    fs::create_dir(&dir).unwrap();
+    let sock = dir.join("s");
+    let r = agent_cmd(&["-s", "-a", s(&sock)], &[]);
+    r.assert_code(0);
+    assert_eq!(r.stdout.lines().next().unwrap(), first_line(s(&sock)));
+    assert_eq!(eval_sock(&r.stdout), s(&sock));
+    assert_agent_empty(&sock);
+}
+
 /// Socket paths are shell-escaped in the snippet (OpenSSH 10.3+; 9.2 prints them raw): a path with a
 /// space is wrapped in double quotes, and `eval` gives the path back.
 #[test]
@@ -515,22 +529,9 @@ fn snippet_escapes_space() {
     if !sshkeep_only() {
         return;
     }
-    let tmp = TempDir::new();
-    let dir = tmp.join("dir with space");
-    fs::create_dir(&dir).unwrap();
-    let sock = dir.join("s");
-    let r = agent_cmd(&["-s", "-a", s(&sock)], &[]);
-    r.assert_code(0);
-    let first = r.stdout.lines().next().unwrap();
-    assert_eq!(
-        first,
-        format!(
-            "SSH_AUTH_SOCK=\"{}\"; export SSH_AUTH_SOCK;",
-            sock.display()
-        )
-    );
-    assert_eq!(eval_sock(&r.stdout), s(&sock));
-    assert_agent_empty(&sock);
+    check_escaped_snippet("dir with space", |sock| {
+        format!("SSH_AUTH_SOCK=\"{sock}\"; export SSH_AUTH_SOCK;")
+    });
 }
 
 /// A single quote in the path is backslash-escaped (no double quotes without white space).
@@ -539,17 +540,8 @@ fn snippet_escapes_quote() {
     if !sshkeep_only() {
         return;
     }
-    let tmp = TempDir::new();
-    let dir = tmp.join("it's");
-    fs::create_dir(&dir).unwrap();
-    let sock = dir.join("s");
-    let r = agent_cmd(&["-s", "-a", s(&sock)], &[]);
-    r.assert_code(0);
-    let first = r.stdout.lines().next().unwrap();
-    let escaped = s(&sock).replace('\'', "\\'");
-    assert_eq!(
-        first,
+    check_escaped_snippet("it's", |sock| {
+        let escaped = sock.replace('\'', "\\'");
         format!("SSH_AUTH_SOCK={escaped}; export SSH_AUTH_SOCK;")
-    );
-    assert_eq!(eval_sock(&r.stdout), s(&sock));
+    });
 }

@@ -11,32 +11,17 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use common::*;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use signature::Signer;
 use ssh_key::encoding::Encode;
 
-const SSHD: &str = "/usr/sbin/sshd";
 const SESSION_BIND: &[u8] = b"session-bind@openssh.com";
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-/// Single-quotes `s` for a remote shell command line.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// The first two fields of a public key file (type and base64 blob), without the comment.
-fn key_fields(pub_file: &Path) -> String {
-    let line = pub_line(pub_file);
-    let mut f = line.split_whitespace();
-    format!("{} {}", f.next().unwrap(), f.next().unwrap())
 }
 
 /// The base64 blob of a public key file: how `ssh-add -L` output is compared.
@@ -60,197 +45,19 @@ fn listed(out: &Output) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Throwaway sshd hosts
 
-/// A host certificate for an sshd: signed by `ca` (private key path) for `principal`.
-struct HostCert<'a> {
-    ca: &'a Path,
-    principal: &'a str,
+/// An sshd known to clients as `alias`, authorizing `keys` for root.
+fn host(alias: &str, keys: &[&Path]) -> Sshd {
+    Sshd::builder().alias(alias).authorize(keys).start()
 }
 
-/// A running `sshd -D -e` on 127.0.0.1 known to clients as `alias` (`HostKeyAlias`), with an
-/// Ed25519 host key (and optionally a host certificate) of its own; stopped on drop.
-struct Host {
-    child: Child,
-    port: u16,
-    alias: String,
-    dir: TempDir,
-}
-
-impl Host {
-    /// Starts sshd accepting `authorized` (public key files) for root.
-    fn start(alias: &str, authorized: &[&Path], cert: Option<HostCert>) -> Host {
-        let _ = fs::create_dir_all("/run/sshd");
-        let mut dir = TempDir::new();
-        let host_key = keygen_named(dir.path(), "ed25519", "host_key", alias);
-        let mut cert_line = String::new();
-        if let Some(c) = cert {
-            let out = run(
-                "ssh-keygen",
-                &[
-                    "-q",
-                    "-s",
-                    p(c.ca),
-                    "-h",
-                    "-I",
-                    &format!("{alias}-host-cert"),
-                    "-n",
-                    c.principal,
-                    p(&pub_path(&host_key)),
-                ],
-                &[],
-            );
-            expect_ok(&out);
-            cert_line = format!("HostCertificate {}\n", p(&cert_path(&host_key)));
-        }
-        let mut keys = String::new();
-        for k in authorized {
-            keys.push_str(&pub_line(k));
-            keys.push('\n');
-        }
-        let akf = dir.join("authorized_keys");
-        fs::write(&akf, keys).unwrap();
-        let mut last_log = String::new();
-        for _attempt in 0..5 {
-            let port = free_port();
-            let cfg = format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\n{cert_line}PidFile none\n\
-                 PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 AllowAgentForwarding yes\nStrictModes no\nUsePAM no\nUseDNS no\n\
-                 PrintMotd no\nPrintLastLog no\nLogLevel DEBUG1\nAuthorizedKeysFile {}\n",
-                p(&host_key),
-                p(&akf)
-            );
-            let cfg_path = dir.join("sshd_config");
-            fs::write(&cfg_path, cfg).unwrap();
-            let log = dir.join("sshd.log");
-            let child = Command::new(SSHD)
-                .arg("-D")
-                .arg("-e")
-                .arg("-f")
-                .arg(&cfg_path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
-            let mut host = Host {
-                child,
-                port,
-                alias: alias.to_string(),
-                dir,
-            };
-            let listening = format!("Server listening on 127.0.0.1 port {port}.");
-            let mut exited = false;
-            wait_until(START_DEADLINE, || {
-                exited = host.child.try_wait().ok().flatten().is_some();
-                exited || host.log_text().contains(&listening)
-            });
-            if !exited && host.log_text().contains(&listening) {
-                return host;
-            }
-            last_log = host.log_text();
-            host.stop();
-            dir = std::mem::take(&mut host.dir);
-            if !last_log.contains("Address already in use") {
-                break;
-            }
-        }
-        panic!("sshd did not start:\n{last_log}");
-    }
-
-    fn host_pub(&self) -> PathBuf {
-        self.dir.join("host_key.pub")
-    }
-
-    /// This host's known_hosts line: `alias ssh-ed25519 AAAA...`.
-    fn known_hosts_line(&self) -> String {
-        format!("{} {}", self.alias, key_fields(&self.host_pub()))
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
-    }
-
-    /// Whether sshd accepted a public key login as root.
-    fn accepted(&self) -> bool {
-        self.log_text().contains("Accepted publickey for root")
-    }
-
-    /// `ssh` arguments that log in as root here with only the agent's keys, checking the host
-    /// key strictly against `known_hosts` under this host's alias; `extra` goes before them.
-    /// Every option is given, so no configuration file of the machine or user plays a part.
-    fn ssh_args(&self, known_hosts: &Path, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        for opt in [
-            "IdentityFile=none",
-            "IdentitiesOnly=no",
-            "BatchMode=yes",
-            "StrictHostKeyChecking=yes",
-            &format!("UserKnownHostsFile={}", p(known_hosts)),
-            "GlobalKnownHostsFile=/dev/null",
-            &format!("HostKeyAlias={}", self.alias),
-            "UpdateHostKeys=no",
-            "PreferredAuthentications=publickey",
-            "ControlMaster=no",
-            "ControlPath=none",
-            "ConnectTimeout=10",
-            "LogLevel=ERROR",
-        ] {
-            args.push("-o".into());
-            args.push(opt.into());
-        }
-        let mut all = vec!["-F".to_string(), "/dev/null".to_string()];
-        all.append(&mut args);
-        all.extend(["-p".into(), self.port.to_string(), "root@127.0.0.1".into()]);
-        all
-    }
-
-    /// `ssh <args> root@host cmd` with `agent` as the only source of keys.
-    fn ssh(&self, agent: &Agent, known_hosts: &Path, extra: &[&str], cmd: &str) -> Output {
-        let mut args = self.ssh_args(known_hosts, extra);
-        args.push(cmd.to_string());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run("ssh", &args, &[("SSH_AUTH_SOCK", agent.sock_str())])
-    }
-
-    /// The shell command line that runs `ssh ... cmd` to this host (for a remote session,
-    /// where it uses the forwarded agent).
-    fn ssh_command_line(&self, known_hosts: &Path, cmd: &str) -> String {
-        let mut line = String::from("ssh");
-        for a in self.ssh_args(known_hosts, &[]) {
-            line.push(' ');
-            line.push_str(&sh_quote(&a));
-        }
-        line.push(' ');
-        line.push_str(&sh_quote(cmd));
-        line
-    }
-
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let gone = wait_until(START_DEADLINE, || {
-            self.child.try_wait().ok().flatten().is_some()
-        });
-        if !gone {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A port of 127.0.0.1 free a moment ago.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// Two sshds, `names`, authorizing `key`, and a known_hosts file in the agent's directory that
+/// names both.
+fn two_hosts(agent: &Agent, names: [&str; 2], key: &Path) -> (Sshd, Sshd, PathBuf) {
+    let a = host(names[0], &[&pub_path(key)]);
+    let b = host(names[1], &[&pub_path(key)]);
+    let lines = [a.known_hosts_line(), b.known_hosts_line()];
+    let kh = known_hosts(agent.dir(), "known_hosts", &lines);
+    (a, b, kh)
 }
 
 /// Writes a known_hosts file `name` in `dir` with these lines.
@@ -263,7 +70,7 @@ fn known_hosts(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
 }
 
 /// Everything worth seeing when a login did not go as expected.
-fn explain(out: &Output, hosts: &[&Host], agent: &Agent) -> String {
+fn explain(out: &Output, hosts: &[&Sshd], agent: &Agent) -> String {
     let mut s = format!(
         "status {:?}\nssh stdout: {}\nssh stderr: {}\nagent stderr: {}\n",
         out.status,
@@ -272,13 +79,13 @@ fn explain(out: &Output, hosts: &[&Host], agent: &Agent) -> String {
         agent.stderr_text()
     );
     for h in hosts {
-        s.push_str(&format!("--- sshd {} log:\n{}\n", h.alias, h.log_text()));
+        s.push_str(&format!("--- sshd {} log:\n{}\n", h.alias(), h.log_text()));
     }
     s
 }
 
 #[track_caller]
-fn assert_login(out: &Output, hosts: &[&Host], agent: &Agent) {
+fn assert_login(out: &Output, hosts: &[&Sshd], agent: &Agent) {
     assert!(
         out.status.success(),
         "login failed\n{}",
@@ -287,7 +94,7 @@ fn assert_login(out: &Output, hosts: &[&Host], agent: &Agent) {
 }
 
 #[track_caller]
-fn assert_refused(out: &Output, hosts: &[&Host], agent: &Agent) {
+fn assert_refused(out: &Output, hosts: &[&Sshd], agent: &Agent) {
     assert_eq!(
         out.status.code(),
         Some(255),
@@ -313,6 +120,23 @@ fn add_restricted(agent: &Agent, known_hosts: &Path, dests: &[&str], key: &Path)
     expect_ok(&out);
 }
 
+/// An agent and an Ed25519 key file beside it (not added), when sshd tests can run here.
+fn agent_for_logins() -> Option<(Agent, PathBuf)> {
+    if !can_run_sshd() {
+        return None;
+    }
+    let agent = Agent::start(&[]);
+    let key = keygen(agent.dir(), "ed25519");
+    Some((agent, key))
+}
+
+/// A new Ed25519 key `name` added with [`add_restricted`]; returns its blob.
+fn restricted_key(agent: &Agent, known_hosts: &Path, dests: &[&str], name: &str) -> Vec<u8> {
+    let key = keygen_named(agent.dir(), "ed25519", name, name);
+    add_restricted(agent, known_hosts, dests, &key);
+    pub_blob(&pub_path(&key))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Logins through real ssh and sshd
 
@@ -320,25 +144,17 @@ fn add_restricted(agent: &Agent, known_hosts: &Path, dests: &[&str], key: &Path)
 /// not even show it (it may not be used beyond hosta).
 #[test]
 fn restricted_key_logs_in_only_to_its_host_and_is_hidden_beyond_it() {
-    if !can_run_sshd() {
+    let Some((agent, key)) = agent_for_logins() else {
         return;
-    }
-    let agent = Agent::start(&[]);
-    let key = keygen(agent.dir(), "ed25519");
-    let a = Host::start("hosta", &[&pub_path(&key)], None);
-    let b = Host::start("hostb", &[&pub_path(&key)], None);
-    let kh = known_hosts(
-        agent.dir(),
-        "known_hosts",
-        &[a.known_hosts_line(), b.known_hosts_line()],
-    );
+    };
+    let (a, b, kh) = two_hosts(&agent, ["hosta", "hostb"], &key);
     add_restricted(&agent, &kh, &["hosta"], &key);
 
-    let out = a.ssh(&agent, &kh, &[], "true");
+    let out = a.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&a], &agent);
 
     // B authorizes the key too: only the agent stands in the way.
-    let out = b.ssh(&agent, &kh, &[], "true");
+    let out = b.ssh_known(&agent, &kh, &[], "true");
     assert_refused(&out, &[&b], &agent);
     assert!(!b.accepted(), "{}", b.log_text());
 
@@ -346,7 +162,7 @@ fn restricted_key_logs_in_only_to_its_host_and_is_hidden_beyond_it() {
     let out = ssh_add(&agent, &["-L"]);
     assert_eq!(listed(&out), [b64(&key)]);
     // ... but not through the agent forwarded to hosta.
-    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    let out = a.ssh_known(&agent, &kh, &["-A"], "ssh-add -L");
     assert!(listed(&out).is_empty(), "{}", explain(&out, &[&a], &agent));
     assert!(
         stdout(&out).contains("The agent has no identities."),
@@ -356,35 +172,27 @@ fn restricted_key_logs_in_only_to_its_host_and_is_hidden_beyond_it() {
 
     // Control: the same key without the constraint logs in to B.
     expect_ok(&ssh_add(&agent, &[p(&key)]));
-    let out = b.ssh(&agent, &kh, &[], "true");
+    let out = b.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&b], &agent);
 }
 
 /// `-h hosta -h "hosta>hostb"`: hostb is reachable only through the agent forwarded to hosta.
 #[test]
 fn key_allowed_a_to_b_reaches_b_only_through_a() {
-    if !can_run_sshd() {
+    let Some((agent, key)) = agent_for_logins() else {
         return;
-    }
-    let agent = Agent::start(&[]);
-    let key = keygen(agent.dir(), "ed25519");
-    let a = Host::start("hosta", &[&pub_path(&key)], None);
-    let b = Host::start("hostb", &[&pub_path(&key)], None);
-    let kh = known_hosts(
-        agent.dir(),
-        "known_hosts",
-        &[a.known_hosts_line(), b.known_hosts_line()],
-    );
+    };
+    let (a, b, kh) = two_hosts(&agent, ["hosta", "hostb"], &key);
     add_restricted(&agent, &kh, &["hosta", "hosta>hostb"], &key);
 
     // Through hosta: the inner ssh runs on "hosta" and signs through the forwarded agent.
     let inner = b.ssh_command_line(&kh, "true");
-    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &inner);
     assert_login(&out, &[&a, &b], &agent);
     assert!(b.accepted(), "{}", b.log_text());
 
     // The forwarded agent on hosta lists it: it may be used beyond hosta.
-    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    let out = a.ssh_known(&agent, &kh, &["-A"], "ssh-add -L");
     assert_eq!(
         listed(&out),
         [b64(&key)],
@@ -393,12 +201,12 @@ fn key_allowed_a_to_b_reaches_b_only_through_a() {
     );
 
     // Directly: refused.
-    let out = b.ssh(&agent, &kh, &[], "true");
+    let out = b.ssh_known(&agent, &kh, &[], "true");
     assert_refused(&out, &[&b], &agent);
 
     // hosta>hosta is not allowed either: only the hosta>hostb hop is.
     let inner = a.ssh_command_line(&kh, "true");
-    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &inner);
     assert_refused(&out, &[&a], &agent);
 }
 
@@ -406,12 +214,10 @@ fn key_allowed_a_to_b_reaches_b_only_through_a() {
 /// agent signs: a key for nobody@hosta cannot log in as root.
 #[test]
 fn user_patterns_in_destinations() {
-    if !can_run_sshd() {
+    let Some((agent, key)) = agent_for_logins() else {
         return;
-    }
-    let agent = Agent::start(&[]);
-    let key = keygen(agent.dir(), "ed25519");
-    let a = Host::start("hosta", &[&pub_path(&key)], None);
+    };
+    let a = host("hosta", &[&pub_path(&key)]);
     let kh = known_hosts(agent.dir(), "known_hosts", &[a.known_hosts_line()]);
     // Adding the key again replaces its constraints in place.
     for (dest, ok) in [
@@ -423,7 +229,7 @@ fn user_patterns_in_destinations() {
         ("r??t@hosta", true),
     ] {
         add_restricted(&agent, &kh, &[dest], &key);
-        let out = a.ssh(&agent, &kh, &[], "true");
+        let out = a.ssh_known(&agent, &kh, &[], "true");
         if ok {
             assert_login(&out, &[&a], &agent);
         } else {
@@ -439,8 +245,8 @@ fn user_patterns_in_destinations() {
 /// authorized at hosta.
 struct FourKeys {
     agent: Agent,
-    a: Host,
-    _b: Host,
+    a: Sshd,
+    _b: Sshd,
     kh: PathBuf,
     any: PathBuf,
     only_a: PathBuf,
@@ -456,8 +262,8 @@ impl FourKeys {
         let only_a = keygen_named(dir, "ed25519", "only_a", "only_a");
         let only_b = keygen_named(dir, "ecdsa-256", "only_b", "only_b");
         let a_to_b = keygen_named(dir, "ed25519", "a_to_b", "a_to_b");
-        let a = Host::start("hosta", &[&pub_path(&any)], None);
-        let b = Host::start("hostb", &[], None);
+        let a = host("hosta", &[&pub_path(&any)]);
+        let b = host("hostb", &[]);
         let kh = known_hosts(
             dir,
             "known_hosts",
@@ -501,7 +307,7 @@ fn forwarded_agent_lists_only_what_the_host_may_see() {
     let all = [b64(&any), b64(&only_a), b64(&only_b), b64(&a_to_b)];
     assert_eq!(listed(&ssh_add(&agent, &["-L"])), all);
 
-    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    let out = a.ssh_known(&agent, &kh, &["-A"], "ssh-add -L");
     assert_eq!(
         listed(&out),
         [b64(&any), b64(&a_to_b)],
@@ -511,12 +317,12 @@ fn forwarded_agent_lists_only_what_the_host_may_see() {
 
     // A hidden key cannot be removed through the forwarded agent.
     let cmd = format!("ssh-add -d {}", sh_quote(p(&pub_path(&only_b))));
-    let out = a.ssh(&agent, &kh, &["-A"], &cmd);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &cmd);
     assert!(!out.status.success(), "{}", explain(&out, &[&a], &agent));
     assert_eq!(listed(&ssh_add(&agent, &["-L"])), all);
     // A visible one can.
     let cmd = format!("ssh-add -d {}", sh_quote(p(&pub_path(&a_to_b))));
-    let out = a.ssh(&agent, &kh, &["-A"], &cmd);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &cmd);
     assert!(out.status.success(), "{}", explain(&out, &[&a], &agent));
     assert_eq!(
         listed(&ssh_add(&agent, &["-L"])),
@@ -540,7 +346,7 @@ fn forwarded_remove_all_leaves_hidden_keys() {
         ..
     } = FourKeys::start();
 
-    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -D");
+    let out = a.ssh_known(&agent, &kh, &["-A"], "ssh-add -D");
     assert!(out.status.success(), "{}", explain(&out, &[&a], &agent));
     assert!(
         stderr(&out).contains("All identities removed."),
@@ -567,22 +373,10 @@ fn host_certificate_destination() {
     let dir = agent.dir();
     let ca = keygen_named(dir, "ed25519", "host_ca", "host_ca");
     let key = keygen(dir, "ed25519");
-    let c = Host::start(
-        "hostc",
-        &[&pub_path(&key)],
-        Some(HostCert {
-            ca: &ca,
-            principal: "hostc",
-        }),
-    );
-    let d = Host::start(
-        "hostd",
-        &[&pub_path(&key)],
-        Some(HostCert {
-            ca: &ca,
-            principal: "hostd",
-        }),
-    );
+    let hostc = Sshd::builder().alias("hostc").host_cert(&ca, "hostc");
+    let c = hostc.authorize(&[&pub_path(&key)]).start();
+    let hostd = Sshd::builder().alias("hostd").host_cert(&ca, "hostd");
+    let d = hostd.authorize(&[&pub_path(&key)]).start();
     // Only the CA is known: the plain host keys are in no file.
     let kh = known_hosts(
         dir,
@@ -594,7 +388,7 @@ fn host_certificate_destination() {
     );
     add_restricted(&agent, &kh, &["hostc"], &key);
 
-    let out = c.ssh(&agent, &kh, &[], "true");
+    let out = c.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&c], &agent);
     assert!(
         c.log_text().contains("Accepted publickey for root"),
@@ -603,12 +397,12 @@ fn host_certificate_destination() {
     );
 
     // Same CA, but the certificate is for hostd: not the host the key was restricted to.
-    let out = d.ssh(&agent, &kh, &[], "true");
+    let out = d.ssh_known(&agent, &kh, &[], "true");
     assert_refused(&out, &[&d], &agent);
 
     // Both: ssh-add -h hostc -h hostd.
     add_restricted(&agent, &kh, &["hostc", "hostd"], &key);
-    let out = d.ssh(&agent, &kh, &[], "true");
+    let out = d.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&d], &agent);
 }
 
@@ -644,25 +438,19 @@ fn confirm_forwarded_asks_only_for_signatures_through_a_forwarded_agent() {
     let scripts = TempDir::new();
     let marker = scripts.join("asked");
     let (agent, key) = confirm_forwarded_agent(&scripts, &marker, 0);
-    let a = Host::start("hosta", &[&pub_path(&key)], None);
-    let a2 = Host::start("hosta2", &[&pub_path(&key)], None);
-    let kh = known_hosts(
-        agent.dir(),
-        "known_hosts",
-        &[a.known_hosts_line(), a2.known_hosts_line()],
-    );
+    let (a, a2, kh) = two_hosts(&agent, ["hosta", "hosta2"], &key);
 
     // Local use, with or without forwarding turned on: no question.
-    let out = a.ssh(&agent, &kh, &[], "true");
+    let out = a.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&a], &agent);
-    let out = a.ssh(&agent, &kh, &["-A"], "ssh-add -L");
+    let out = a.ssh_known(&agent, &kh, &["-A"], "ssh-add -L");
     assert_login(&out, &[&a], &agent);
     assert_eq!(listed(&out), [b64(&key)]);
     assert!(!marker.exists(), "askpass ran for local use");
 
     // A signature through the forwarded agent: asked, allowed.
     let inner = a2.ssh_command_line(&kh, "true");
-    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &inner);
     assert_login(&out, &[&a, &a2], &agent);
     assert!(a2.accepted(), "{}", a2.log_text());
     let prompt = fs::read_to_string(&marker).expect("askpass did not run");
@@ -683,8 +471,8 @@ fn confirm_forwarded_asks_only_for_signatures_through_a_forwarded_agent() {
         lines[3].starts_with("Forwarded by \"ssh\" (pid "),
         "{prompt}"
     );
-    let host_fp = |h: &Host| {
-        fingerprint(&h.host_pub())
+    let host_fp = |h: &Sshd| {
+        fingerprint(&h.host_key_pub())
             .split_whitespace()
             .nth(1)
             .unwrap()
@@ -714,22 +502,16 @@ fn confirm_forwarded_refusal_fails_only_the_forwarded_login() {
     let scripts = TempDir::new();
     let marker = scripts.join("asked");
     let (agent, key) = confirm_forwarded_agent(&scripts, &marker, 1);
-    let a = Host::start("hosta", &[&pub_path(&key)], None);
-    let a2 = Host::start("hosta2", &[&pub_path(&key)], None);
-    let kh = known_hosts(
-        agent.dir(),
-        "known_hosts",
-        &[a.known_hosts_line(), a2.known_hosts_line()],
-    );
+    let (a, a2, kh) = two_hosts(&agent, ["hosta", "hosta2"], &key);
 
     let inner = a2.ssh_command_line(&kh, "true");
-    let out = a.ssh(&agent, &kh, &["-A"], &inner);
+    let out = a.ssh_known(&agent, &kh, &["-A"], &inner);
     assert_refused(&out, &[&a, &a2], &agent);
     assert!(marker.exists(), "askpass did not run");
     assert!(!a2.accepted(), "{}", a2.log_text());
 
     fs::remove_file(&marker).unwrap();
-    let out = a.ssh(&agent, &kh, &[], "true");
+    let out = a.ssh_known(&agent, &kh, &[], "true");
     assert_login(&out, &[&a], &agent);
     assert!(!marker.exists(), "askpass ran for local use");
 }
@@ -757,12 +539,7 @@ impl HostKey {
     /// A certificate of this key signed by `ca` with `ssh-keygen -s ca <args>` (e.g. `-h`,
     /// `-n principals`, `-V interval`); returns its blob.
     fn certify(&self, ca: &Path, args: &[&str]) -> Vec<u8> {
-        let mut all = vec!["-q", "-s", p(ca), "-I", "sshkeep-test-host"];
-        all.extend_from_slice(args);
-        all.push(p(&self.pub_file));
-        expect_ok(&run("ssh-keygen", &all, &[]));
-        let s = p(&self.pub_file);
-        let cert = PathBuf::from(format!("{}-cert.pub", s.strip_suffix(".pub").unwrap()));
+        let cert = sign_certificate(ca, &self.pub_file, "sshkeep-test-host", args);
         let blob = pub_blob(&cert);
         fs::remove_file(cert).unwrap();
         blob
@@ -777,6 +554,12 @@ impl HostKey {
     fn known_hosts_line(&self, name: &str) -> String {
         format!("{name} {}", key_fields(&self.pub_file))
     }
+}
+
+/// A known_hosts file in `dir` naming `a` hosta and `b` hostb.
+fn known_a_and_b(dir: &Path, a: &HostKey, b: &HostKey) -> PathBuf {
+    let lines = [a.known_hosts_line("hosta"), b.known_hosts_line("hostb")];
+    known_hosts(dir, "known_hosts", &lines)
 }
 
 /// A session-bind extension body.
@@ -860,17 +643,11 @@ fn forged_and_conflicting_session_binds() {
     let hk1 = HostKey::new(dir, "ed25519", "hk1");
     let hk2 = HostKey::new(dir, "ecdsa-256", "hk2");
     let hk3 = HostKey::new(dir, "rsa-2048", "hk3");
-    let kh = known_hosts(
-        dir,
-        "known_hosts",
-        &[hk1.known_hosts_line("hosta"), hk2.known_hosts_line("hostb")],
-    );
+    let kh = known_a_and_b(dir, &hk1, &hk2);
     let free = keygen_named(dir, "ed25519", "free", "free");
-    let to_a = keygen_named(dir, "ed25519", "to_a", "to_a");
     expect_ok(&ssh_add(&agent, &[p(&free)]));
-    add_restricted(&agent, &kh, &["hosta"], &to_a);
+    let to_a_blob = restricted_key(&agent, &kh, &["hosta"], "to_a");
     let free_blob = pub_blob(&pub_path(&free));
-    let to_a_blob = pub_blob(&pub_path(&to_a));
     let sid1 = [0x11u8; 32];
     let sid2 = [0x22u8; 48];
 
@@ -940,14 +717,8 @@ fn bound_connection_signs_only_userauth_for_the_bound_session() {
     let dir = agent.dir();
     let hk1 = HostKey::new(dir, "ed25519", "hk1");
     let hk2 = HostKey::new(dir, "ed25519", "hk2");
-    let kh = known_hosts(
-        dir,
-        "known_hosts",
-        &[hk1.known_hosts_line("hosta"), hk2.known_hosts_line("hostb")],
-    );
-    let to_a = keygen_named(dir, "ed25519", "to_a", "to_a");
-    add_restricted(&agent, &kh, &["hosta"], &to_a);
-    let key = pub_blob(&pub_path(&to_a));
+    let kh = known_a_and_b(dir, &hk1, &hk2);
+    let key = restricted_key(&agent, &kh, &["hosta"], "to_a");
     let sid = [0x33u8; 32];
     let other_sid = [0x44u8; 32];
 
@@ -1063,9 +834,7 @@ fn host_certificate_binds() {
             format!("@cert-authority hoste {}", key_fields(&pub_path(&rsa_ca))),
         ],
     );
-    let key = keygen_named(dir, "ed25519", "to_e", "to_e");
-    add_restricted(&agent, &kh, &["hoste"], &key);
-    let key = pub_blob(&pub_path(&key));
+    let key = restricted_key(&agent, &kh, &["hoste"], "to_e");
 
     let good = hk.certify(&ca, &["-h", "-n", "hoste"]);
     assert!(listed_when_bound_to(&agent, &good, &hk, &key));
@@ -1131,12 +900,8 @@ fn host_certificate_principals_as_current_openssh() {
             key_fields(&pub_path(&ca))
         )],
     );
-    let exact = keygen_named(dir, "ed25519", "exact", "exact");
-    let pattern = keygen_named(dir, "ed25519", "pattern", "pattern");
-    add_restricted(&agent, &kh, &["e.example.test"], &exact);
-    add_restricted(&agent, &kh, &["*.example.test"], &pattern);
-    let exact = pub_blob(&pub_path(&exact));
-    let pattern = pub_blob(&pub_path(&pattern));
+    let exact = restricted_key(&agent, &kh, &["e.example.test"], "exact");
+    let pattern = restricted_key(&agent, &kh, &["*.example.test"], "pattern");
 
     let named = hk.certify(&ca, &["-h", "-n", "e.example.test"]);
     assert!(listed_when_bound_to(&agent, &named, &hk, &exact));
@@ -1178,12 +943,6 @@ const BINDINGS: usize = 16;
 /// an agent that re-verifies certificates or matches unbounded patterns per request (sshkeep
 /// before these limits: 120 ms to 3 s per request, release build).
 const REQUEST_CPU_BOUND: Duration = Duration::from_millis(10);
-
-/// The agent's CPU time so far (user and system, nanoseconds: /proc/PID/schedstat).
-fn cpu_time(pid: u32) -> Duration {
-    let s = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
-    Duration::from_nanos(s.split_whitespace().next().unwrap().parse().unwrap())
-}
 
 /// An Ed25519 key made in-process from a number: (its ADD body without comment and
 /// constraints, its public blob).

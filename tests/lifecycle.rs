@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -18,18 +18,6 @@ use common::*;
 
 /// How long an agent may take to exit after the process it follows is gone.
 const EXIT_DEADLINE: Duration = Duration::from_secs(2);
-
-/// Whether `pid` is a live process. A zombie counts as gone: an agent that daemonised is nobody's
-/// child we can reap, and a container's init may never reap it either.
-fn alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
 
 fn signal(pid: u32, sig: Signal) {
     kill(Pid::from_raw(pid as i32), sig).unwrap();
@@ -69,29 +57,13 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if alive(self.pid) {
+        if pid_alive(self.pid) {
             let pid = Pid::from_raw(self.pid as i32);
             let _ = kill(pid, Signal::SIGTERM);
-            if !wait_until(Duration::from_secs(2), || !alive(self.pid)) {
+            if !wait_until(Duration::from_secs(2), || !pid_alive(self.pid)) {
                 let _ = kill(pid, Signal::SIGKILL);
             }
         }
-    }
-}
-
-/// A child process stopped and reaped on drop: SIGTERM (an agent then removes what it made),
-/// SIGKILL if it is still there after a deadline.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
-            if wait_child(&mut self.0, Duration::from_secs(2)).is_none() {
-                let _ = self.0.kill();
-            }
-        }
-        let _ = self.0.wait();
     }
 }
 
@@ -221,7 +193,7 @@ fn daemon_signal_cleans_up(sig: Signal) {
     assert!(daemon.answers());
     signal(daemon.pid, sig);
     assert!(
-        wait_until(START_DEADLINE, || !alive(daemon.pid)),
+        wait_until(START_DEADLINE, || !pid_alive(daemon.pid)),
         "daemon still running after {sig}"
     );
     assert!(!daemon.sock.exists(), "socket left behind after {sig}");
@@ -250,7 +222,7 @@ fn sigint_is_ignored_in_daemon_mode() {
     // Two round trips: an agent that reacts to the signal from its loop has seen it by then.
     assert!(daemon.answers(), "no answer after SIGINT");
     assert!(daemon.answers(), "no answer after SIGINT");
-    assert!(alive(daemon.pid));
+    assert!(pid_alive(daemon.pid));
     assert!(daemon.sock.exists());
 }
 
@@ -337,7 +309,7 @@ fn command_mode_agent_exits_soon_after_the_command() {
     let (out, daemon) = command_mode(&tmp);
     assert_eq!(out.status.code(), Some(3));
     assert!(
-        wait_until(EXIT_DEADLINE, || !alive(daemon.pid)),
+        wait_until(EXIT_DEADLINE, || !pid_alive(daemon.pid)),
         "agent {} still running 2 s after its command exited",
         daemon.pid
     );
@@ -375,7 +347,7 @@ fn eval_agent_outlives_shell(start: &str) {
     let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
         assert!(
-            alive(daemon.pid),
+            pid_alive(daemon.pid),
             "agent exited with the shell that started it"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -393,7 +365,7 @@ fn eval_agent_outlives_shell(start: &str) {
         format!("unset SSH_AUTH_SOCK;\nunset SSH_AGENT_PID;\necho Agent pid {pid} killed;\n")
     );
     assert!(
-        wait_until(START_DEADLINE, || !alive(daemon.pid)),
+        wait_until(START_DEADLINE, || !pid_alive(daemon.pid)),
         "-k did not stop the agent"
     );
     assert!(!daemon.sock.exists(), "socket left behind");
@@ -445,7 +417,7 @@ sleep 0.5"#,
         "agent did not answer while its shell lived"
     );
     assert!(
-        wait_until(EXIT_DEADLINE, || !alive(daemon.pid)),
+        wait_until(EXIT_DEADLINE, || !pid_alive(daemon.pid)),
         "agent still running 2 s after the shell exited"
     );
     assert!(!daemon.sock.exists(), "socket left behind");
@@ -508,22 +480,12 @@ fn socket_activation_serves_the_inherited_listener() {
     let tmp = TempDir::new();
     let path = tmp.join("activated.sock");
     let listener = UnixListener::bind(&path).unwrap();
-    let mut child = Reaped(
-        activated_agent_command(&listener, tmp.path())
-            .spawn()
-            .unwrap(),
-    );
+    let mut agent = Agent::launch(Launch {
+        listener: Some(&listener),
+        ..Launch::default()
+    });
     drop(listener);
-
-    // A raw probe: `ssh-add` would wait forever on a listener nobody accepts from.
-    let served = wait_until(START_DEADLINE, || answers(&path));
     let sock = path.to_str().unwrap();
-    let log = || fs::read_to_string(tmp.join("stderr")).unwrap_or_default();
-    assert!(
-        served,
-        "agent does not serve the inherited socket; stderr: {}",
-        log()
-    );
     let key = keygen(tmp.path(), "ed25519");
     expect_ok(&run(
         "ssh-add",
@@ -536,9 +498,8 @@ fn socket_activation_serves_the_inherited_listener() {
         format!("{}\n", fingerprint(&pub_path(&key)))
     );
 
-    signal(child.0.id(), Signal::SIGTERM);
-    let status = wait_child(&mut child.0, START_DEADLINE).expect("agent ignored SIGTERM");
-    assert_eq!(status.code(), Some(0), "stderr: {}", log());
+    let status = agent.stop();
+    assert_eq!(status.code(), Some(0), "stderr: {}", agent.stderr_text());
     assert!(
         path.exists(),
         "the agent removed a socket it did not create"
@@ -567,21 +528,15 @@ fn socket_activation_listener_is_not_inherited_by_askpass() {
         ),
     );
 
-    let _child = Reaped(
-        activated_agent_command(&listener, tmp.path())
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .spawn()
-            .unwrap(),
-    );
+    let agent = Agent::launch(Launch {
+        env: &[
+            ("SSH_ASKPASS", askpass.to_str().unwrap()),
+            ("SSH_ASKPASS_REQUIRE", "force"),
+        ],
+        listener: Some(&listener),
+        ..Launch::default()
+    });
     drop(listener);
-    let log = || fs::read_to_string(tmp.join("stderr")).unwrap_or_default();
-    let served = wait_until(START_DEADLINE, || answers(&path));
-    assert!(
-        served,
-        "agent does not serve the inherited socket; stderr: {}",
-        log()
-    );
 
     let key = keygen(tmp.path(), "ed25519");
     let sock = path.to_str().unwrap();
@@ -596,7 +551,12 @@ fn socket_activation_listener_is_not_inherited_by_askpass() {
     let mut c = RawClient::connect(&path);
     c.set_timeout(Duration::from_secs(30));
     let reply = c.request(SSH_AGENTC_SIGN_REQUEST, &sign);
-    assert_eq!(reply[0], SSH_AGENT_SIGN_RESPONSE, "stderr: {}", log());
+    assert_eq!(
+        reply[0],
+        SSH_AGENT_SIGN_RESPONSE,
+        "stderr: {}",
+        agent.stderr_text()
+    );
 
     let seen = fs::read_to_string(&fds).expect("askpass did not run");
     assert!(seen.lines().count() >= 3, "askpass fds: {seen}");
@@ -615,19 +575,7 @@ fn existing_bind_path_is_refused_and_left_alone() {
     let tmp = TempDir::new();
     let path = tmp.join("stale.sock");
     fs::write(&path, "not a socket\n").unwrap();
-    let mut child = Reaped(
-        Command::new(agent_bin())
-            .arg("-D")
-            .arg("-a")
-            .arg(&path)
-            .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let status = wait_child(&mut child.0, START_DEADLINE).expect("agent started on a taken path");
-    assert_eq!(status.code(), Some(1));
+    let out = run(agent_bin(), &["-D", "-a", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     assert_eq!(fs::read_to_string(&path).unwrap(), "not a socket\n");
 }

@@ -12,7 +12,7 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -104,6 +104,29 @@ fn listeners_at(sock: &Path) -> usize {
         .count()
 }
 
+/// For a test of `--reuse`: a fresh directory and the path `agent.sock` in it; `None` when
+/// another agent is under test (these are sshkeep features).
+fn fresh_socket() -> Option<(TempDir, PathBuf)> {
+    if !sshkeep_only() {
+        return None;
+    }
+    let dir = TempDir::new();
+    let sock = dir.join("agent.sock");
+    Some((dir, sock))
+}
+
+/// `sshkeep -s --reuse -a sock`.
+fn reuse_at(sock: &Path) -> Output {
+    sshkeep(&["-s", "--reuse", "-a", s(sock)], &[])
+}
+
+/// Exactly one agent, `pid`, runs at `sock`, and one socket listens there.
+#[track_caller]
+fn assert_one_agent(sock: &Path, pid: u32) {
+    assert_eq!(processes_naming(sock), vec![pid], "more than one agent");
+    assert_eq!(listeners_at(sock), 1);
+}
+
 /// `ssh-add args` against the socket `sock`.
 fn ssh_add_at(sock: &Path, args: &[&str]) -> Output {
     run("ssh-add", args, &[("SSH_AUTH_SOCK", s(sock))])
@@ -129,18 +152,16 @@ fn need_root(what: &str) -> bool {
 /// same agent without starting anything, and a key added in one "shell" is listed in the next.
 #[test]
 fn reuse_starts_an_agent_and_every_shell_shares_it() {
-    if !sshkeep_only() {
+    let Some((dir, sock)) = fresh_socket() else {
         return;
-    }
-    let dir = TempDir::new();
-    let sock = dir.join("agent.sock");
-    let first = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    };
+    let first = reuse_at(&sock);
     let (pid, _agent) = started(&first);
     assert_eq!(stdout(&first), bourne(&sock, pid));
     assert_eq!(stderr(&first), "");
     assert!(fs::symlink_metadata(&sock).unwrap().file_type().is_socket());
 
-    let again = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    let again = reuse_at(&sock);
     expect_ok(&again);
     assert_eq!(stdout(&again), stdout(&first));
     assert_eq!(stderr(&again), "", "the pid must be known for certain");
@@ -164,36 +185,31 @@ fn reuse_starts_an_agent_and_every_shell_shares_it() {
         stdout(expect_ok(&second)),
         format!("pid={pid}\n{}\n", fingerprint(&pub_path(&key)))
     );
-    assert_eq!(processes_naming(&sock), vec![pid]);
-    assert_eq!(listeners_at(&sock), 1);
+    assert_one_agent(&sock, pid);
 }
 
 /// A relative `-a` names the same socket from any directory, printed as an absolute path.
 #[test]
 fn relative_bind_address_is_made_absolute() {
-    if !sshkeep_only() {
+    let Some((dir, sock)) = fresh_socket() else {
         return;
-    }
-    let dir = TempDir::new();
-    let sock = dir.join("agent.sock");
+    };
     let out = sh(
         r#"cd "$DIR" && "$AGENT" -s --reuse -a agent.sock"#,
         &[("DIR", s(dir.path()))],
     );
     let (pid, _agent) = started(&out);
     assert_eq!(stdout(&out), bourne(&sock, pid));
-    let from_elsewhere = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    let from_elsewhere = reuse_at(&sock);
     assert_eq!(stdout(expect_ok(&from_elsewhere)), bourne(&sock, pid));
 }
 
 /// `-c`, or a csh `$SHELL`, gives the csh lines, for a new agent and for a found one.
 #[test]
 fn reuse_prints_csh_lines() {
-    if !sshkeep_only() {
+    let Some((_dir, sock)) = fresh_socket() else {
         return;
-    }
-    let dir = TempDir::new();
-    let sock = dir.join("agent.sock");
+    };
     let first = sshkeep(&["-c", "--reuse", "-a", s(&sock)], &[]);
     let (pid, _agent) = started(&first);
     let csh = format!(
@@ -216,11 +232,9 @@ fn reuse_prints_csh_lines() {
 /// is gone soon after.
 #[test]
 fn options_apply_to_the_agent_it_starts() {
-    if !sshkeep_only() {
+    let Some((dir, sock)) = fresh_socket() else {
         return;
-    }
-    let dir = TempDir::new();
-    let sock = dir.join("agent.sock");
+    };
     let (_pid, _agent) = started(&sshkeep(&["-s", "--reuse", "-t", "1", "-a", s(&sock)], &[]));
     let key = keygen(dir.path(), "ed25519");
     expect_ok(&ssh_add_at(&sock, &[s(&key)]));
@@ -237,12 +251,10 @@ fn options_apply_to_the_agent_it_starts() {
 /// file and pid file (and leaves the directory).
 #[test]
 fn kill_stops_a_shared_agent_and_it_removes_its_files() {
-    if !sshkeep_only() {
+    let Some((dir, sock)) = fresh_socket() else {
         return;
-    }
-    let dir = TempDir::new();
-    let sock = dir.join("agent.sock");
-    let (pid, _agent) = started(&sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]));
+    };
+    let (pid, _agent) = started(&reuse_at(&sock));
     assert!(beside(&sock, ".pid").exists());
     assert!(beside(&sock, ".lock").exists());
     let out = sh(
@@ -267,23 +279,21 @@ fn kill_stops_a_shared_agent_and_it_removes_its_files() {
 /// agent at the same path.
 #[test]
 fn stale_socket_after_kill_9_is_replaced() {
-    if !sshkeep_only() {
+    let Some((_dir, sock)) = fresh_socket() else {
         return;
-    }
-    let dir = TempDir::new();
-    let sock = dir.join("agent.sock");
-    let (old, _old_agent) = started(&sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]));
+    };
+    let (old, _old_agent) = started(&reuse_at(&sock));
     kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
     assert!(wait_until(START_DEADLINE, || !pid_alive(old)));
     assert!(fs::symlink_metadata(&sock).unwrap().file_type().is_socket());
 
-    let out = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    let out = reuse_at(&sock);
     let (new, _agent) = started(&out);
     assert_ne!(new, old);
     assert_eq!(stdout(&out), bourne(&sock, new));
     let list = ssh_add_at(&sock, &["-l"]);
     assert_eq!(stdout(&list), "The agent has no identities.\n");
-    let again = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    let again = reuse_at(&sock);
     assert_eq!(stdout(expect_ok(&again)), bourne(&sock, new));
     assert_eq!(stderr(&again), "");
 }
@@ -369,7 +379,7 @@ fn another_users_socket_is_left_alone() {
         Some(nix::unistd::Gid::from_raw(65534)),
     )
     .unwrap();
-    let out = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    let out = reuse_at(&sock);
     assert_eq!(out.status.code(), Some(1), "stdout: {}", stdout(&out));
     assert_eq!(stdout(&out), "");
     let err = stderr(&out);
@@ -390,7 +400,7 @@ fn too_long_path_is_an_error_naming_it() {
     }
     let dir = TempDir::new();
     let sock = dir.join("x".repeat(120));
-    let out = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    let out = reuse_at(&sock);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout(&out), "");
     assert!(stderr(&out).contains(s(&sock)), "stderr: {}", stderr(&out));
@@ -415,15 +425,11 @@ fn too_long_path_is_an_error_naming_it() {
 /// Eight `--reuse` started at the same moment make exactly one agent, and all print it.
 #[test]
 fn eight_concurrent_starts_make_one_agent() {
-    if !sshkeep_only() {
+    let Some((_dir, sock)) = fresh_socket() else {
         return;
-    }
-    let dir = TempDir::new();
-    let sock = dir.join("agent.sock");
+    };
     let outs: Vec<Output> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| scope.spawn(|| sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[])))
-            .collect();
+        let handles: Vec<_> = (0..8).map(|_| scope.spawn(|| reuse_at(&sock))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let (pid, _agent) = started(&outs[0]);
@@ -431,8 +437,7 @@ fn eight_concurrent_starts_make_one_agent() {
         assert_eq!(stdout(expect_ok(out)), bourne(&sock, pid));
         assert_eq!(stderr(out), "");
     }
-    assert_eq!(processes_naming(&sock), vec![pid], "more than one agent");
-    assert_eq!(listeners_at(&sock), 1);
+    assert_one_agent(&sock, pid);
 }
 
 /// Whether process `pid` has `path` open (needs root: starters are not dumpable).
@@ -514,8 +519,7 @@ fn eight_starters_lined_up_on_the_lock_make_one_agent() {
         );
         assert_eq!(read(format!("err{i}")), "");
     }
-    assert_eq!(processes_naming(&sock), vec![pid], "more than one agent");
-    assert_eq!(listeners_at(&sock), 1);
+    assert_one_agent(&sock, pid);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -678,22 +682,13 @@ fn an_unprivileged_user_gets_the_pid() {
 // ---------------------------------------------------------------------------------------------
 // Socket activation
 
-/// Starts `<bin> -D` with `listener` as fd 3 and `LISTEN_FDS`/`LISTEN_PID`, as systemd does;
-/// returns once it answers.
-fn activate(listener: &UnixListener, sock: &Path, out_dir: &Path) -> Child {
-    let child = activated_agent_command(listener, out_dir).spawn().unwrap();
-    let served = wait_until(START_DEADLINE, || answers(sock));
-    assert!(
-        served,
-        "activated agent does not answer; stderr: {}",
-        fs::read_to_string(out_dir.join("stderr")).unwrap_or_default()
-    );
-    child
-}
-
-fn stop(child: &mut Child) -> ExitStatus {
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    wait_child(child, START_DEADLINE).unwrap()
+/// The agent under `-D` with `listener` as fd 3 and `LISTEN_FDS`/`LISTEN_PID`, as systemd
+/// starts it.
+fn activate(listener: &UnixListener) -> Agent {
+    Agent::launch(Launch {
+        listener: Some(listener),
+        ..Launch::default()
+    })
 }
 
 /// Under socket activation the listening socket was made by another process (here the test;
@@ -701,17 +696,15 @@ fn stop(child: &mut Child) -> ExitStatus {
 /// from its pid file, and without that file prints no pid at all and says why.
 #[test]
 fn socket_activated_agent_is_named_by_its_own_pid_or_not_at_all() {
-    if !sshkeep_only() {
+    let Some((_tmp, sock)) = fresh_socket() else {
         return;
-    }
-    let tmp = TempDir::new();
-    let sock = tmp.join("agent.sock");
+    };
     let listener = UnixListener::bind(&sock).unwrap();
-    let mut child = activate(&listener, &sock, tmp.path());
-    let agent = child.id();
+    let mut activated = activate(&listener);
+    let agent = activated.pid();
     let me = std::process::id();
 
-    let out = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    let out = reuse_at(&sock);
     assert_eq!(stdout(expect_ok(&out)), bourne(&sock, agent));
     assert_ne!(agent, me);
     let status = sshkeep(&["--status", "-a", s(&sock)], &[]);
@@ -722,7 +715,7 @@ fn socket_activated_agent_is_named_by_its_own_pid_or_not_at_all() {
 
     // Without the pid file nothing names a pid, least of all the listener's maker.
     fs::remove_file(beside(&sock, ".pid")).unwrap();
-    let out = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    let out = reuse_at(&sock);
     assert_eq!(
         stdout(expect_ok(&out)),
         format!(
@@ -765,7 +758,7 @@ fn socket_activated_agent_is_named_by_its_own_pid_or_not_at_all() {
     )
     .unwrap();
     fs::set_permissions(beside(&sock, ".pid"), fs::Permissions::from_mode(0o600)).unwrap();
-    let out = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    let out = reuse_at(&sock);
     assert!(
         !stdout(expect_ok(&out)).contains("SSH_AGENT_PID="),
         "{}",
@@ -775,7 +768,7 @@ fn socket_activated_agent_is_named_by_its_own_pid_or_not_at_all() {
     fs::remove_file(beside(&sock, ".pid")).unwrap();
 
     // The socket is the service manager's: the agent leaves it.
-    assert_eq!(stop(&mut child).code(), Some(0));
+    assert_eq!(activated.stop().code(), Some(0));
     assert!(sock.exists());
     drop(listener);
 }
@@ -783,15 +776,13 @@ fn socket_activated_agent_is_named_by_its_own_pid_or_not_at_all() {
 /// An activated agent removes the pid file it wrote when it exits.
 #[test]
 fn socket_activated_agent_removes_its_pid_file() {
-    if !sshkeep_only() {
+    let Some((_tmp, sock)) = fresh_socket() else {
         return;
-    }
-    let tmp = TempDir::new();
-    let sock = tmp.join("agent.sock");
+    };
     let listener = UnixListener::bind(&sock).unwrap();
-    let mut child = activate(&listener, &sock, tmp.path());
+    let mut agent = activate(&listener);
     assert!(beside(&sock, ".pid").exists());
-    assert_eq!(stop(&mut child).code(), Some(0));
+    assert_eq!(agent.stop().code(), Some(0));
     assert!(!beside(&sock, ".pid").exists());
     assert!(sock.exists());
 }
@@ -813,12 +804,10 @@ fn status(args: &[&str], env: &[(&str, &str)]) -> (String, i32) {
 
 #[test]
 fn status_of_an_sshkeep_agent() {
-    if !sshkeep_only() {
+    let Some((dir, sock)) = fresh_socket() else {
         return;
-    }
-    let dir = TempDir::new();
-    let sock = dir.join("agent.sock");
-    let (pid, _agent) = started(&sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]));
+    };
+    let (pid, _agent) = started(&reuse_at(&sock));
     let running = format!("agent running at {}: 0 keys, pid {pid}\n", s(&sock));
     assert_eq!(
         status(&[], &[("SSH_AUTH_SOCK", s(&sock))]),
@@ -869,36 +858,21 @@ fn status_of_openssh_agent() {
     if !sshkeep_only() {
         return;
     }
-    let dir = TempDir::new();
-    let sock = dir.join("openssh.sock");
-    let mut agent = Command::new("/usr/bin/ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _guard = KillOnDrop(agent.id());
-    assert!(wait_until(START_DEADLINE, || ssh_add_at(&sock, &["-l"])
-        .status
-        .code()
-        == Some(1)));
-    let env = [("SSH_AUTH_SOCK", s(&sock))];
+    let agent = Agent::start_bin(Path::new("/usr/bin/ssh-agent"), &[]);
+    let env = [("SSH_AUTH_SOCK", agent.sock_str())];
     assert_eq!(
         status(&[], &env),
-        (format!("agent running at {}: 0 keys\n", s(&sock)), 0)
+        (
+            format!("agent running at {}: 0 keys\n", agent.sock_str()),
+            0
+        )
     );
-    let key = keygen(dir.path(), "ed25519");
-    expect_ok(&ssh_add_at(&sock, &[s(&key)]));
+    let key = keygen(agent.dir(), "ed25519");
+    expect_ok(&ssh_add(&agent, &[s(&key)]));
     assert_eq!(
         status(&[], &env),
-        (format!("agent running at {}: 1 key\n", s(&sock)), 0)
+        (format!("agent running at {}: 1 key\n", agent.sock_str()), 0)
     );
-    let _ = agent.kill();
-    let _ = agent.wait();
 }
 
 #[test]
@@ -959,13 +933,11 @@ fn status_when_nothing_answers() {
 /// `--reuse` does not take over a listener that does not answer as an agent.
 #[test]
 fn reuse_leaves_a_silent_listener_alone() {
-    if !sshkeep_only() {
+    let Some((_dir, sock)) = fresh_socket() else {
         return;
-    }
-    let dir = TempDir::new();
-    let sock = dir.join("agent.sock");
+    };
     let _listener = UnixListener::bind(&sock).unwrap();
-    let out = sshkeep(&["-s", "--reuse", "-a", s(&sock)], &[]);
+    let out = reuse_at(&sock);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout(&out), "");
     let err = stderr(&out);

@@ -11,9 +11,8 @@
 mod common;
 
 use std::fs;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::memscan::{self, Secret};
@@ -28,97 +27,34 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// The release agent, `-D -a <dir>/agent.sock`, stopped on drop.
-struct Release {
-    child: Child,
-    sock: PathBuf,
-    dir: TempDir,
+/// The release agent in the environment `env`.
+fn release(bin: &Path, env: &[(&str, &str)]) -> Agent {
+    Agent::start_wrapped(&[], bin, &[], env)
 }
 
-impl Release {
-    fn start(bin: &Path, env: &[(&str, &str)]) -> Release {
-        let dir = TempDir::new();
-        let sock = dir.join("agent.sock");
-        let mut cmd = Command::new(bin);
-        cmd.arg("-D").arg("-a").arg(&sock);
-        scrub_env(&mut cmd, env);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("agent.stderr")).unwrap());
-        let child = cmd.spawn().unwrap();
-        let agent = Release { child, sock, dir };
-        assert!(
-            wait_until(START_DEADLINE, || UnixStream::connect(&agent.sock).is_ok()),
-            "the release agent did not come up"
-        );
-        // Answered: it is in its main loop, signal handlers set.
-        let mut c = RawClient::connect(&agent.sock);
-        c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]);
-        agent
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn sock_str(&self) -> &str {
-        p(&self.sock)
-    }
-
-    fn ssh_add(&self, args: &[&str]) -> Output {
-        self.ssh_add_env(args, &[])
-    }
-
-    fn ssh_add_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut all = vec![("SSH_AUTH_SOCK", self.sock_str())];
-        all.extend_from_slice(env);
-        run("ssh-add", args, &all)
-    }
-
-    /// `ssh-add -x` / `-X` with the passphrase from an askpass script.
-    fn lock_op(&self, op: &str, passphrase: &str) -> Output {
-        let askpass = script(
-            self.dir.path(),
-            &format!("askpass-{}", passphrase.len()),
-            &format!("echo '{passphrase}'"),
-        );
-        self.ssh_add_env(
-            &[op],
-            &[
-                ("SSH_ASKPASS", p(&askpass)),
-                ("SSH_ASKPASS_REQUIRE", "force"),
-            ],
-        )
-    }
-
-    fn listed(&self) -> String {
-        stdout(&self.ssh_add(&["-L"]))
-    }
-
-    /// CPU time the agent (one thread) has used so far.
-    fn cpu(&self) -> Duration {
-        let s = fs::read_to_string(format!("/proc/{}/schedstat", self.pid())).unwrap();
-        Duration::from_nanos(s.split_whitespace().next().unwrap().parse().unwrap())
-    }
+/// `ssh-add -x` / `-X` with the passphrase from an askpass script.
+fn lock_op(agent: &Agent, op: &str, passphrase: &str) -> Output {
+    let askpass = script(
+        agent.dir(),
+        &format!("askpass-{}", passphrase.len()),
+        &format!("echo '{passphrase}'"),
+    );
+    ssh_add_env(
+        agent,
+        &[op],
+        &[
+            ("SSH_ASKPASS", p(&askpass)),
+            ("SSH_ASKPASS_REQUIRE", "force"),
+        ],
+    )
 }
 
-impl Drop for Release {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let mut gone = false;
-        wait_until(Duration::from_secs(5), || {
-            gone = self.child.try_wait().ok().flatten().is_some();
-            gone
-        });
-        if !gone {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+fn listed(agent: &Agent) -> String {
+    stdout(&ssh_add(agent, &["-L"]))
 }
 
 #[track_caller]
-fn assert_none(agent: &Release, secrets: &[Secret], when: &str) {
+fn assert_none(agent: &Agent, secrets: &[Secret], when: &str) {
     let hits = memscan::scan(agent.pid(), secrets);
     assert!(
         hits.is_empty(),
@@ -128,11 +64,11 @@ fn assert_none(agent: &Release, secrets: &[Secret], when: &str) {
 }
 
 /// A raw SIGN_REQUEST for `blob` over fixed data: the reply frame.
-fn raw_sign(agent: &Release, blob: &[u8], flags: u32) -> Vec<u8> {
+fn raw_sign(agent: &Agent, blob: &[u8], flags: u32) -> Vec<u8> {
     let mut body = string(blob);
     body.extend(string(b"sealed, then unsealed"));
     body.extend(u32(flags));
-    let mut c = RawClient::connect(&agent.sock);
+    let mut c = RawClient::connect(agent.sock());
     c.set_timeout(Duration::from_secs(30));
     c.request(SSH_AGENTC_SIGN_REQUEST, &body)
 }
@@ -140,8 +76,8 @@ fn raw_sign(agent: &Release, blob: &[u8], flags: u32) -> Vec<u8> {
 /// Every identity's replies to signature requests (flags 0, and for RSA 2 and 4). ECDSA
 /// is deterministic in sshkeep and Ed25519 and RSA by definition, so the same key gives the
 /// same bytes.
-fn signatures(agent: &Release) -> Vec<Vec<Vec<u8>>> {
-    let mut c = RawClient::connect(&agent.sock);
+fn signatures(agent: &Agent) -> Vec<Vec<Vec<u8>>> {
+    let mut c = RawClient::connect(agent.sock());
     let ids = parse_identities(&c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
     ids.iter()
         .map(|(blob, _)| {
@@ -154,8 +90,8 @@ fn signatures(agent: &Release) -> Vec<Vec<Vec<u8>>> {
 
 /// `ssh-keygen -Y sign` through the agent with the key `key` names (a public copy with no
 /// private key beside it), then `ssh-keygen -Y verify` of the signature.
-fn sign_and_verify(agent: &Release, key: &Path) -> bool {
-    let dir = agent.dir.path();
+fn sign_and_verify(agent: &Agent, key: &Path) -> bool {
+    let dir = agent.dir();
     let name = key.file_name().unwrap().to_string_lossy().into_owned();
     let public = dir.join(format!("{name}-only.pub"));
     fs::copy(pub_path(key), &public).unwrap();
@@ -210,7 +146,7 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
         "confirm",
         &format!("echo prompt >> '{}'", p(&prompts)),
     );
-    let agent = Release::start(
+    let agent = release(
         &bin,
         &[
             ("SSH_ASKPASS", p(&confirm)),
@@ -245,9 +181,9 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
         let mut a = vec!["-q"];
         a.extend_from_slice(args);
         a.push(p(key));
-        expect_ok(&agent.ssh_add(&a));
+        expect_ok(&ssh_add(&agent, &a));
     }
-    let before = agent.listed();
+    let before = listed(&agent);
     assert_eq!(before.lines().count(), 6, "{before}");
 
     let sigs = signatures(&agent);
@@ -288,34 +224,34 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
 
     let prompts_before = fs::read_to_string(&prompts).unwrap().lines().count();
     let locked = Instant::now();
-    let out = agent.lock_op("-x", PASSPHRASE);
+    let out = lock_op(&agent, "-x", PASSPHRASE);
     assert_eq!(stderr(expect_ok(&out)), "Agent locked.\n");
     println!("ssh-add -x took {:?}", locked.elapsed());
-    assert_eq!(agent.listed(), NO_IDENTITIES);
+    assert_eq!(listed(&agent), NO_IDENTITIES);
     assert_none(&agent, &secrets, "after ssh-add -x");
 
-    let out = agent.lock_op("-X", "wrong passphrase");
+    let out = lock_op(&agent, "-X", "wrong passphrase");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
         "Failed to unlock agent: agent refused operation\n"
     );
-    assert_eq!(agent.listed(), NO_IDENTITIES);
+    assert_eq!(listed(&agent), NO_IDENTITIES);
     assert_none(&agent, &secrets, "after a wrong ssh-add -X");
 
-    let out = agent.lock_op("-X", PASSPHRASE);
+    let out = lock_op(&agent, "-X", PASSPHRASE);
     assert_eq!(stderr(expect_ok(&out)), "Agent unlocked.\n");
-    assert_eq!(agent.listed(), before, "order or comments changed");
+    assert_eq!(listed(&agent), before, "order or comments changed");
     // Opened by the unlock, not yet rebuilt (that is at a key's first signature): locked
     // again, the opened records are sealed as they are, and nothing is left either.
-    expect_ok(&agent.lock_op("-x", PASSPHRASE));
+    expect_ok(&lock_op(&agent, "-x", PASSPHRASE));
     assert_none(
         &agent,
         &secrets,
         "after ssh-add -x of keys unused since an unlock",
     );
-    expect_ok(&agent.lock_op("-X", PASSPHRASE));
-    assert_eq!(agent.listed(), before, "order or comments changed");
+    expect_ok(&lock_op(&agent, "-X", PASSPHRASE));
+    assert_eq!(listed(&agent), before, "order or comments changed");
     assert_eq!(signatures(&agent), sigs, "a key signs differently");
     let prompted = fs::read_to_string(&prompts).unwrap().lines().count();
     assert_eq!(
@@ -335,7 +271,7 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
         "the destination-constrained key signed on an unbound connection"
     );
     // Rebuilt at their first signatures: locked again, nothing is left.
-    expect_ok(&agent.lock_op("-x", PASSPHRASE));
+    expect_ok(&lock_op(&agent, "-x", PASSPHRASE));
     assert_none(
         &agent,
         &secrets,
@@ -350,20 +286,20 @@ fn opened_keys_leave_nothing_when_removed() {
     let Some(bin) = memscan::release_agent() else {
         return;
     };
-    let agent = Release::start(&bin, &[]);
+    let agent = release(&bin, &[]);
     let keys = TempDir::new();
     // P-521 first: its curve's tables are built once, deep in the stack (server.rs).
     let kinds = ["ecdsa-521", "ed25519", "ecdsa-256", "rsa-2048", "ecdsa-384"];
     let files: Vec<PathBuf> = kinds.iter().map(|k| keygen(keys.path(), k)).collect();
     for f in &files {
-        expect_ok(&agent.ssh_add(&["-q", p(f)]));
+        expect_ok(&ssh_add(&agent, &["-q", p(f)]));
     }
     let blobs: Vec<Vec<u8>> = files.iter().map(|f| pub_blob(&pub_path(f))).collect();
     for blob in &blobs {
         assert_eq!(raw_sign(&agent, blob, 0)[0], SSH_AGENT_SIGN_RESPONSE);
     }
-    expect_ok(&agent.lock_op("-x", PASSPHRASE));
-    expect_ok(&agent.lock_op("-X", PASSPHRASE));
+    expect_ok(&lock_op(&agent, "-x", PASSPHRASE));
+    expect_ok(&lock_op(&agent, "-X", PASSPHRASE));
     // Keys 1 and 3 sign (which rebuilds them); 0 and 2 do not.
     for i in [1, 3] {
         assert_eq!(raw_sign(&agent, &blobs[i], 0)[0], SSH_AGENT_SIGN_RESPONSE);
@@ -377,7 +313,7 @@ fn opened_keys_leave_nothing_when_removed() {
     for f in &files[..4] {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         assert!(hits.iter().any(|h| h.key == name), "{name} not found");
-        expect_ok(&agent.ssh_add(&["-q", "-d", p(&pub_path(f))]));
+        expect_ok(&ssh_add(&agent, &["-q", "-d", p(&pub_path(f))]));
     }
     assert_none(&agent, &removed, "after removing opened and rebuilt keys");
     // The one left is rebuilt at its first signature and signs.
@@ -391,19 +327,19 @@ fn key_expires_while_locked() {
     let Some(bin) = memscan::release_agent() else {
         return;
     };
-    let agent = Release::start(&bin, &[]);
+    let agent = release(&bin, &[]);
     let keys = TempDir::new();
     let short = keygen(keys.path(), "ecdsa-256");
     let long = keygen(keys.path(), "ed25519");
-    expect_ok(&agent.ssh_add(&["-q", "-t", "2", p(&short)]));
+    expect_ok(&ssh_add(&agent, &["-q", "-t", "2", p(&short)]));
     let added = Instant::now();
-    expect_ok(&agent.ssh_add(&["-q", p(&long)]));
-    expect_ok(&agent.lock_op("-x", PASSPHRASE));
+    expect_ok(&ssh_add(&agent, &["-q", p(&long)]));
+    expect_ok(&lock_op(&agent, "-x", PASSPHRASE));
     // A locked agent shows nothing to poll for: sleep out the locked 3 s.
     std::thread::sleep((added + Duration::from_secs(3)).saturating_duration_since(Instant::now()));
-    expect_ok(&agent.lock_op("-X", PASSPHRASE));
+    expect_ok(&lock_op(&agent, "-X", PASSPHRASE));
     assert_eq!(
-        agent.listed(),
+        listed(&agent),
         format!("{}\n", pub_line(&pub_path(&long))),
         "after 3 s locked"
     );
@@ -417,22 +353,22 @@ fn sigusr1_while_locked_leaves_nothing() {
     let Some(bin) = memscan::release_agent() else {
         return;
     };
-    let agent = Release::start(&bin, &[]);
+    let agent = release(&bin, &[]);
     let keys = TempDir::new();
     let files: Vec<PathBuf> = ["ed25519", "ecdsa-256", "rsa-2048"]
         .iter()
         .map(|k| keygen(keys.path(), k))
         .collect();
     for f in &files {
-        expect_ok(&agent.ssh_add(&["-q", p(f)]));
+        expect_ok(&ssh_add(&agent, &["-q", p(f)]));
     }
     let secrets: Vec<Secret> = files.iter().flat_map(|f| memscan::secrets_of(f)).collect();
-    expect_ok(&agent.lock_op("-x", PASSPHRASE));
+    expect_ok(&lock_op(&agent, "-x", PASSPHRASE));
     kill(Pid::from_raw(agent.pid() as i32), Signal::SIGUSR1).unwrap();
     // Still locked: a wrong passphrase is refused.
-    assert_eq!(agent.lock_op("-X", "wrong").status.code(), Some(1));
-    expect_ok(&agent.lock_op("-X", PASSPHRASE));
-    assert_eq!(agent.listed(), NO_IDENTITIES);
+    assert_eq!(lock_op(&agent, "-X", "wrong").status.code(), Some(1));
+    expect_ok(&lock_op(&agent, "-X", PASSPHRASE));
+    assert_eq!(listed(&agent), NO_IDENTITIES);
     assert_none(&agent, &secrets, "after SIGUSR1 while locked and unlock");
 }
 
@@ -544,10 +480,10 @@ fn rsa_bodies(kind: &str, count: usize) -> Vec<Vec<u8>> {
 }
 
 /// CPU time the agent takes to answer a raw request (`kind`, `body`) with `want`.
-fn cpu_of(agent: &Release, c: &mut RawClient, kind: u8, body: &[u8], want: u8) -> Duration {
-    let cpu = agent.cpu();
+fn cpu_of(agent: &Agent, c: &mut RawClient, kind: u8, body: &[u8], want: u8) -> Duration {
+    let cpu = cpu_time(agent.pid());
     assert_eq!(c.request(kind, body)[0], want);
-    agent.cpu() - cpu
+    cpu_time(agent.pid()) - cpu
 }
 
 /// Locking and unlocking 1000 keys costs the KDF plus under 100 ms of the agent's CPU, for
@@ -564,12 +500,12 @@ fn lock_and_unlock_1000_keys() {
     let Some(bin) = memscan::release_agent() else {
         return;
     };
-    let agent = Release::start(&bin, &[]);
-    let mut c = RawClient::connect(&agent.sock);
+    let agent = release(&bin, &[]);
+    let mut c = RawClient::connect(agent.sock());
     c.set_timeout(Duration::from_secs(60));
     // The KDF's cost: an agent with no keys, locked and unlocked beside the measured one.
-    let empty = Release::start(&bin, &[]);
-    let mut e = RawClient::connect(&empty.sock);
+    let empty = release(&bin, &[]);
+    let mut e = RawClient::connect(empty.sock());
     let pw = string(PASSPHRASE.as_bytes());
     let (lock, unlock) = (SSH_AGENTC_LOCK, SSH_AGENTC_UNLOCK);
     println!("keys type       agent CPU beyond the KDF, ms (the KDF: lock, unlock)");

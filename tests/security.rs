@@ -25,7 +25,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -406,16 +406,6 @@ fn run_as(user: (u32, u32), cmd: &str, args: &[&str], env: &[(&str, &str)]) -> O
     c.output().unwrap()
 }
 
-/// A child process killed and reaped on drop.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A raw client in Perl (always on Debian): connects, sends a listing request, and prints how
 /// many reply bytes it read, or the error.
 const PERL_CLIENT: &str = r#"
@@ -565,12 +555,13 @@ fn same_uid_cannot_trace_or_read_the_agent() {
     }
 }
 
-/// Starts `sh -c 'ulimit -c unlimited; exec PROGRAM ARGS'` as the test user in `cwd`.
+/// A wrapper that lets the program it execs dump core: `sh -c 'ulimit -c unlimited; exec "$@"'`.
+const CORES_UNLIMITED: &[&str] = &["sh", "-c", "ulimit -c unlimited && exec \"$@\"", "sh"];
+
+/// Starts `program args` under [`CORES_UNLIMITED`] as the test user in `cwd`.
 fn spawn_with_cores(user: (u32, u32), cwd: &Path, program: &Path, args: &[&str]) -> Reaped {
-    let mut c = Command::new("sh");
-    c.arg("-c")
-        .arg("ulimit -c unlimited && exec \"$@\"")
-        .arg("sh")
+    let mut c = Command::new(CORES_UNLIMITED[0]);
+    c.args(&CORES_UNLIMITED[1..])
         .arg(program)
         .args(args)
         .uid(user.0)
@@ -583,25 +574,17 @@ fn spawn_with_cores(user: (u32, u32), cwd: &Path, program: &Path, args: &[&str])
     Reaped(c.spawn().unwrap())
 }
 
-/// Starts the agent copy in `shared` as the test user with `ulimit -c unlimited`, and waits
-/// for its socket.
-fn start_user_agent(user: (u32, u32), shared: &Shared, sock: &Path) -> Reaped {
-    let mut child = spawn_with_cores(
-        user,
-        shared.dir.path(),
-        &shared.bin(),
-        &["-D", "-a", p(sock)],
-    );
-    let mut exited = None;
-    let up = wait_until(START_DEADLINE, || {
-        exited = child.0.try_wait().unwrap();
-        exited.is_some() || std::os::unix::net::UnixStream::connect(sock).is_ok()
-    });
-    match exited {
-        None if up => child,
-        None => panic!("the agent did not start as {TEST_USER}"),
-        Some(status) => panic!("the agent exited at start as {TEST_USER}: {status}"),
-    }
+/// Starts the agent copy in `shared` under [`CORES_UNLIMITED`] as the test user, in `shared`'s
+/// directory, with its socket at `sock`.
+fn start_user_agent(user: (u32, u32), shared: &Shared, sock: &Path) -> Agent {
+    Agent::launch(Launch {
+        bin: Some(&shared.bin()),
+        wrapper: CORES_UNLIMITED,
+        sock: Some(sock),
+        user: Some(user),
+        cwd: Some(shared.dir.path()),
+        ..Launch::default()
+    })
 }
 
 fn core_files(dir: &Path) -> Vec<String> {
@@ -621,17 +604,17 @@ fn proc_field(pid: u32, file: &str, prefix: &str) -> String {
         .to_string()
 }
 
-/// Kills the process with `sig` and returns whether the kernel reported a core dump.
+/// Kills process `pid` with `sig` (until `try_wait` gives its exit status) and returns whether
+/// the kernel reported a core dump.
 ///
 /// Rust's runtime catches SIGSEGV (to report stack overflows): a SIGSEGV sent by `kill`
 /// only takes that handler away (it restores the default and returns), so the signal is sent
 /// until the process dies of it.
-fn crash(child: &mut Reaped, sig: Signal) -> bool {
-    let pid = Pid::from_raw(child.0.id() as i32);
+fn crash(pid: u32, sig: Signal, mut try_wait: impl FnMut() -> Option<ExitStatus>) -> bool {
     let mut status = None;
     let died = wait_until(Duration::from_secs(10), || {
-        let _ = kill(pid, sig);
-        status = child.0.try_wait().unwrap();
+        let _ = kill(Pid::from_raw(pid as i32), sig);
+        status = try_wait();
         status.is_some()
     });
     assert!(died, "process {pid} survived {sig}");
@@ -664,7 +647,10 @@ fn no_core_file_when_the_agent_crashes() {
         "Name:"
     )
     .contains("sleep")));
-    let control_dumped = crash(&mut control, Signal::SIGSEGV);
+    let control_pid = control.0.id();
+    let control_dumped = crash(control_pid, Signal::SIGSEGV, || {
+        control.0.try_wait().unwrap()
+    });
     let control_cores = wait_until(Duration::from_secs(5), || {
         !core_files(control_dir.dir.path()).is_empty()
     });
@@ -680,7 +666,7 @@ fn no_core_file_when_the_agent_crashes() {
         let shared = Shared::new();
         let sock = shared.join("s");
         let mut agent = start_user_agent(user, &shared, &sock);
-        let pid = agent.0.id();
+        let pid = agent.pid();
         // It runs as the test user...
         let uid_line = proc_field(pid, "status", "Uid:");
         assert!(
@@ -698,7 +684,7 @@ fn no_core_file_when_the_agent_crashes() {
         let owner = fs::metadata(format!("/proc/{pid}/status")).unwrap().uid();
         assert_eq!(owner, 0, "/proc/{pid}/status is owned by {owner}: dumpable");
 
-        let dumped = crash(&mut agent, sig);
+        let dumped = crash(pid, sig, || agent.exit_status());
         assert!(!dumped, "the agent dumped core on {sig}");
         // The kernel writes a core file before the exit status can be collected.
         let cores = core_files(shared.dir.path());

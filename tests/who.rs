@@ -11,7 +11,6 @@ mod common;
 use std::ffi::CStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -19,14 +18,6 @@ use common::*;
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-/// Writes an executable `/bin/sh` script `name` into `dir` and returns its path.
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 /// An agent run with `args` whose askpass writes its prompt to `<scripts>/prompt` and exits with

@@ -368,7 +368,7 @@ mod imp {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::path::PathBuf;
     use std::process::{Command, Stdio};
 
@@ -442,7 +442,7 @@ mod tests {
 
     /// A 2049-bit key from `rsa`, whose primes have 1024 and 1025 bits (16 and 17 words);
     /// OpenSSH's `ssh-keygen -b 2049` makes a 2048-bit key with OpenSSL 3.
-    fn unequal_primes() -> Vec<u8> {
+    pub(in crate::keys) fn unequal_primes() -> Vec<u8> {
         use getrandom::rand_core::UnwrapErr;
         let key = rsa::RsaPrivateKey::new(&mut UnwrapErr(getrandom::SysRng), 2049).unwrap();
         let [p, q] = key.primes() else {

@@ -18,19 +18,21 @@
 //! - Skips are never silent: a test that cannot run here (needs root, sshd, a tool) calls
 //!   `if skip("reason and what to install") { return; }`. Under `CI=true` that panics; elsewhere
 //!   the line goes to [`skip_file`], which `make test` prints at the end.
-//! - [`Agent`]: `Agent::start(&["-t", "10"])` runs `<bin> -D -a <tmp>/agent.sock <args>` (no
-//!   `-D` when the arguments have `-d`) with
-//!   stdout and stderr captured to files, and returns once the agent answers a request on its
-//!   socket (then it is in its main loop, signal handlers set). `start_env` adds environment
-//!   variables (the agent gets none of `SSH_ASKPASS`, `SSH_ASKPASS_REQUIRE`, `DISPLAY`,
-//!   `WAYLAND_DISPLAY`, `SSH_AUTH_SOCK`, `SSH_AGENT_PID` unless given). `.sock()`, `.sock_str()`,
-//!   `.pid()`, `.dir()` (its temp dir, free for keys), `.stdout_text()`, `.stderr_text()`,
-//!   `.is_running()`, `.exit_status()`, `.stop()` (SIGTERM, returns the exit status). Drop sends
-//!   SIGTERM, then SIGKILL after a deadline, and waits. `start_bin(bin, args)` runs another binary,
-//!   `start_wrapped(&["prlimit", ".."], bin, args, env)` runs it under a wrapper that execs it.
+//! - [`Agent`], the one launcher of agents: `Agent::start(&["-t", "10"])` runs
+//!   `<bin> -D -a <tmp>/agent.sock <args>` (no `-D` when the arguments have `-d`) with stdout and
+//!   stderr captured to files, and returns once the agent answers a request on its socket (then
+//!   it is in its main loop, signal handlers set). `start_env` adds environment variables (the
+//!   agent gets none of `SSH_ASKPASS`, `SSH_ASKPASS_REQUIRE`, `DISPLAY`, `WAYLAND_DISPLAY`,
+//!   `SSH_AUTH_SOCK`, `SSH_AGENT_PID` unless given), `start_bin(bin, args)` runs another binary
+//!   (OpenSSH's agent, the release build), `start_wrapped(&["prlimit", ".."], bin, args, env)` runs
+//!   it under a wrapper that execs it. [`Agent::launch`]`(Launch { .., ..Launch::default() })`
+//!   takes all of those and more: variables to remove, the socket path, a user and working
+//!   directory, and socket activation (`listener`: fd 3, `LISTEN_FDS`, `LISTEN_PID`, as systemd
+//!   starts it). `.sock()`, `.sock_str()`, `.pid()`, `.dir()` (its temp dir, free for keys),
+//!   `.stdout_text()`, `.stderr_text()`, `.is_running()`, `.exit_status()`, `.stop()` (SIGTERM,
+//!   returns the exit status). Drop sends SIGTERM, then SIGKILL after a deadline, and waits.
 //!   [`answers`]`(sock)`: whether an agent answers a request on `sock` (a raw probe with a
-//!   timeout). [`activated_agent_command`]`(listener, out_dir)`: the agent under `-D` started the
-//!   way systemd's socket activation does (the listener as fd 3, `LISTEN_FDS`, `LISTEN_PID`).
+//!   timeout).
 //! - [`run`]`(cmd, args, env)`: runs a program with stdin on `/dev/null` and returns its `Output`;
 //!   the variables listed above are removed from its environment unless `env` gives them, and a
 //!   command still running after [`RUN_DEADLINE`] is killed and fails the test. [`scrub_env`]
@@ -38,30 +40,43 @@
 //!   `ssh-add` against an agent. [`stdout`]/[`stderr`] give an `Output`'s text; [`expect_ok`]
 //!   panics (with both) unless it succeeded.
 //! - Keys: [`keygen`]`(dir, kind)` with kind `ed25519`, `ecdsa-256`, `ecdsa-384`, `ecdsa-521`,
-//!   `rsa-2048`, `rsa-3072`, `rsa-4096` or `dsa`, returns the private key's path (the public key is
-//!   beside it with `.pub`; file `id_<kind>[_n]`, comment `<file name>@sshkeep-test`). RSA-4096 comes
-//!   from a per-process cache: every call gives the same key material under a new comment.
+//!   `rsa-1024`, `rsa-2048`, `rsa-3072`, `rsa-4096` or `dsa`, returns the private key's path (the
+//!   public key is beside it with `.pub`; file `id_<kind>[_n]`, comment
+//!   `<file name>@sshkeep-test`). RSA-4096 comes from a per-process cache: every call gives the
+//!   same key material under a new comment.
 //!   [`keygen_named`] chooses file name and comment. [`fingerprint`]`(path)` is the line
 //!   `ssh-keygen -lf` prints (as `ssh-add -l` prints it), [`pub_line`] the `.pub` contents without
-//!   the newline, [`pub_blob`] the decoded key blob, [`certify`]`(ca, key_pub, principals)` signs a
-//!   user certificate and returns the `-cert.pub` path.
+//!   the newline, [`key_fields`] its type and base64 fields, [`pub_blob`] the decoded key blob,
+//!   [`certify`]`(ca, key_pub, principals)` signs a user certificate and returns the `-cert.pub`
+//!   path, [`sign_certificate`] any certificate (`-h`, `-V`, ...).
 //! - [`copy_executable`]`(src, dst)` and [`write_executable`]`(path, text)` make files to execute
 //!   without the ETXTBSY race (a file written by this process can be held open by a child another
 //!   test thread forks meanwhile, and then cannot be executed).
 //! - [`wait_until`]`(deadline, || cond)` polls until the condition holds or the deadline passes;
-//!   [`wait_child`]`(child, deadline)` waits so for a child's exit status.
+//!   [`wait_child`]`(child, deadline)` waits so for a child's exit status; [`cpu_time`]`(pid)`.
 //!   [`pid_alive`]`(pid)` (false for zombies), [`KillOnDrop`]`(pid)` SIGTERMs a background agent
-//!   (e.g. one started with `-s`) when a test ends, however it ends.
-//! - Raw protocol: [`RawClient`] (`connect`, `send_frame`, `send_raw`, `try_send_raw`, `recv_frame`,
-//!   `request`, `is_closed`, `set_timeout`, `stream`), encoders [`string`], [`u32`] and [`frame`],
-//!   [`Reader`] to parse replies, [`parse_identities`], [`base64_encode`]/[`base64_decode`], message
-//!   numbers (`SSH_AGENT_FAILURE`, ...).
+//!   (e.g. one started with `-s`) when a test ends, however it ends; [`Reaped`]`(child)` stops and
+//!   reaps a child that is not an agent.
+//! - Raw protocol: [`RawClient`] (`connect`, `from_stream`, `send_frame`, `send_raw`,
+//!   `try_send_raw`, `recv_frame`, `request`, `is_closed`, `set_timeout`, `stream`), encoders
+//!   [`string`], [`u32`] and [`frame`], [`Reader`] to parse replies, [`parse_identities`],
+//!   [`base64_encode`]/[`base64_decode`], message numbers (`SSH_AGENT_FAILURE`, ...).
+//! - [`LoadedAgent`]: an agent holding one key of each of [`LOADED`] (`ssh-add`), for cases that
+//!   send something and then `.check(case)` that it still runs and lists exactly those keys;
+//!   `.expect_failure(case, bytes)` (one FAILURE, the connection still usable),
+//!   `.expect_closed(case, bytes)`, `.add_and_remove(..)`, `.assert_usable(client)`, `.key(kind)`,
+//!   `.blob(kind)`; `.finish()` reports every case that got something other than FAILURE.
 //! - [`Sshd`]: `Sshd::start(&[key_pub], trusted_user_ca, &["extra config line"])` runs
 //!   `/usr/sbin/sshd -D -e` on a free port of 127.0.0.1 with its own config, host key and
-//!   `AuthorizedKeysFile` (or `none` when no key is given); `.ssh(agent, &["-o", ".."], "cmd")` logs in
-//!   as root with only the agent's keys, `.ssh_args(&[..], "cmd")` gives those arguments for a
-//!   `Command` of your own, `.host_key_pub()` is its host key. [`can_run_sshd`] is false (after a
-//!   [`skip`]) when not root or without sshd.
+//!   `AuthorizedKeysFile` (or `none` when no key is given), agent forwarding allowed;
+//!   [`Sshd::builder`] adds `.alias("hosta")` (the name clients know it by), `.host_cert(ca,
+//!   principal)` and the rest, then `.start()`; start several for forwarding hops.
+//!   `.ssh(agent, &["-o", ".."], "cmd")` logs in as root with only the agent's keys (host key
+//!   unchecked), `.ssh_known(agent, known_hosts, ..)` checks the host key strictly under its
+//!   alias, `.ssh_args`/`.ssh_known_args` give those arguments for a `Command` of your own,
+//!   `.ssh_command_line(known_hosts, cmd)` the line for a remote shell; `.host_key_pub()`,
+//!   `.known_hosts_line()`, `.accepted()`, `.log_text()`. [`can_run_sshd`] is false (after a
+//!   [`skip`]) when not root or without sshd. [`free_port`], [`sh_quote`].
 //! - [`memscan`]: the secret forms of a key file, a root scan of a process's memory for them, and
 //!   the release binary to scan.
 #![allow(dead_code)]
@@ -372,6 +387,13 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// The CPU time process `pid` (its main thread: the agent has one) has used so far, from
+/// /proc/PID/schedstat.
+pub fn cpu_time(pid: u32) -> Duration {
+    let s = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    Duration::from_nanos(s.split_whitespace().next().unwrap().parse().unwrap())
+}
+
 /// SIGTERMs process `pid` on drop unless it is gone already (0 = nothing to do).
 pub struct KillOnDrop(pub u32);
 
@@ -380,6 +402,16 @@ impl Drop for KillOnDrop {
         if self.0 != 0 && pid_alive(self.0) {
             let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGTERM);
         }
+    }
+}
+
+/// A child process that is not an agent ([`Agent`] is for those), stopped on drop: SIGTERM,
+/// SIGKILL after a deadline, reaped.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        terminate(&mut self.0);
     }
 }
 
@@ -404,6 +436,33 @@ fn terminate(child: &mut Child) -> ExitStatus {
     }
 }
 
+/// How [`Agent::launch`] starts an agent; every field has a default (`Launch::default()`): the
+/// agent under test as `<bin> -D -a <its temp dir>/agent.sock`, in the scrubbed environment.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// The binary; [`agent_bin`] when `None`.
+    pub bin: Option<&'a Path>,
+    /// A command run with the binary and its arguments after it (`prlimit ...`, `sh -c '...;
+    /// exec "$0" "$@"'`); it must exec the agent, so that the child's pid is the agent's.
+    pub wrapper: &'a [&'a str],
+    /// Arguments after `-D -a <sock>` (`-D` is left out when they have `-d`).
+    pub args: &'a [&'a str],
+    /// Variables set after [`SCRUBBED_ENV`] is removed.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Variables removed besides [`SCRUBBED_ENV`].
+    pub env_remove: &'a [&'a str],
+    /// The socket path instead of `agent.sock` in the agent's temp dir.
+    pub sock: Option<&'a Path>,
+    /// Socket activation: the agent gets this listener as fd 3, `LISTEN_FDS=1` and `LISTEN_PID`
+    /// its own pid, as systemd starts it, and no `-a`; its socket is the listener's path. The
+    /// test may close its own copy once `launch` returns.
+    pub listener: Option<&'a UnixListener>,
+    /// Runs the agent as this (uid, gid) (as root, without supplementary groups).
+    pub user: Option<(u32, u32)>,
+    /// The working directory; the test's when `None`.
+    pub cwd: Option<&'a Path>,
+}
+
 /// A running agent (`<bin> -D -a <dir>/agent.sock <args>`), stopped on drop.
 pub struct Agent {
     child: Child,
@@ -419,12 +478,20 @@ impl Agent {
     }
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
-        Agent::start_wrapped(&[], &agent_bin(), args, env)
+        Agent::launch(Launch {
+            args,
+            env,
+            ..Launch::default()
+        })
     }
 
     /// As [`Agent::start`], with another binary (e.g. [`release_bin`]).
     pub fn start_bin(bin: &Path, args: &[&str]) -> Agent {
-        Agent::start_wrapped(&[], bin, args, &[])
+        Agent::launch(Launch {
+            bin: Some(bin),
+            args,
+            ..Launch::default()
+        })
     }
 
     /// `wrapper... <bin> -D -a <sock> <args>`: the wrapper (e.g. `prlimit ...` or `setpriv ...`)
@@ -435,8 +502,28 @@ impl Agent {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
+        Agent::launch(Launch {
+            bin: Some(bin),
+            wrapper,
+            args,
+            env,
+            ..Launch::default()
+        })
+    }
+
+    /// Starts an agent as `how` says, its stdout and stderr captured to files in its temp dir,
+    /// and returns once it answers a request on its socket (then it is in its main loop, signal
+    /// handlers set; the socket accepts connections before that). Panics with its output when
+    /// it does not come up.
+    pub fn launch(how: Launch) -> Agent {
         let dir = TempDir::new();
-        let sock = dir.join("agent.sock");
+        let default_bin = agent_bin();
+        let bin = how.bin.unwrap_or(&default_bin);
+        let activation = ["sh", "-c", ACTIVATE];
+        let wrapper = match how.listener {
+            Some(_) => &activation[..],
+            None => how.wrapper,
+        };
         let mut cmd = match wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -446,25 +533,46 @@ impl Agent {
             None => Command::new(bin),
         };
         // -d (debug, in the foreground) replaces -D: the two exclude each other.
-        if !args.contains(&"-d") {
+        if !how.args.contains(&"-d") {
             cmd.arg("-D");
         }
-        cmd.arg("-a").arg(&sock).args(args);
-        scrub_env(&mut cmd, env);
+        let sock = match (how.listener, how.sock) {
+            (Some(l), _) => l.local_addr().unwrap().as_pathname().unwrap().to_path_buf(),
+            (None, Some(sock)) => sock.to_path_buf(),
+            (None, None) => dir.join("agent.sock"),
+        };
+        if how.listener.is_none() {
+            cmd.arg("-a").arg(&sock);
+        }
+        cmd.args(how.args);
+        for var in how.env_remove {
+            cmd.env_remove(var);
+        }
+        scrub_env(&mut cmd, how.env);
+        if let Some((uid, gid)) = how.user {
+            cmd.uid(uid).gid(gid);
+        }
+        if let Some(cwd) = how.cwd {
+            cmd.current_dir(cwd);
+        }
+        if let Some(listener) = how.listener {
+            cmd.env_remove("LISTEN_FDNAMES");
+            pass_as_fd_3(&mut cmd, listener);
+        }
         cmd.stdin(Stdio::null())
             .stdout(fs::File::create(dir.join("agent.stdout")).unwrap())
             .stderr(fs::File::create(dir.join("agent.stderr")).unwrap());
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        // The command holds a copy of the listener until it is dropped.
+        drop(cmd);
         let mut agent = Agent {
             child,
             sock,
             status: None,
             dir,
         };
-        // Up = it answers a request: then it is in its main loop, signal handlers installed
-        // (the socket accepts connections before that).
         let up = wait_until(START_DEADLINE, || {
             answers(&agent.sock) || !agent.is_running()
         });
@@ -472,7 +580,7 @@ impl Agent {
             panic!(
                 "agent {} {:?} did not come up (status {:?})\nstdout: {}\nstderr: {}",
                 bin.display(),
-                args,
+                how.args,
                 agent.status,
                 agent.stdout_text(),
                 agent.stderr_text()
@@ -531,48 +639,21 @@ impl Agent {
     }
 }
 
-/// Whether an agent listens on `sock` and answers REQUEST_IDENTITIES (a raw client with a
-/// timeout: connecting to a listener nobody accepts from succeeds, and `ssh-add` would then
-/// wait for its answer forever).
-pub fn answers(sock: &Path) -> bool {
-    let Ok(stream) = UnixStream::connect(sock) else {
-        return false;
-    };
-    let mut c = RawClient {
-        stream,
-        pending: Vec::new(),
-    };
-    c.set_timeout(Duration::from_secs(1));
-    c.try_send_raw(&frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]))
-        .is_ok()
-        && c.recv_frame().is_some()
-}
-
 impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// `sh -c '... exec <agent_bin> -D'` with `listener` as fd 3 and `LISTEN_FDS=1`, `LISTEN_PID`
-/// the agent's own pid, as systemd's socket activation starts it; stdout and stderr go to the
-/// files `stdout` and `stderr` in `out_dir`, stdin is `/dev/null`, `SSH_AUTH_SOCK` and
-/// `LISTEN_FDNAMES` are removed. Add variables with `.env(..)`; wait for the agent with
-/// `wait_until(START_DEADLINE, || answers(path))`. The command holds its own copy of the
-/// listener (the caller may close `listener` before spawning) until it is dropped: spawn it
-/// in one expression, so that the test keeps no listener of its own.
-pub fn activated_agent_command(listener: &UnixListener, out_dir: &Path) -> Command {
+/// The wrapper of a socket-activated agent: `exec` keeps the shell's pid, so `$$` is the
+/// agent's pid.
+const ACTIVATE: &str =
+    r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$0" "$@""#;
+
+/// Makes a copy of `listener` the child's fd 3, as systemd passes it; `cmd` holds the copy
+/// until it is dropped.
+fn pass_as_fd_3(cmd: &mut Command, listener: &UnixListener) {
     let listener = listener.try_clone().unwrap();
-    let mut cmd = Command::new("sh");
-    // `exec` keeps the shell's pid, so $$ is the agent's pid.
-    cmd.arg("-c")
-        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$AGENT" -D"#)
-        .env("AGENT", agent_bin())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("LISTEN_FDNAMES")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(out_dir.join("stdout")).unwrap())
-        .stderr(fs::File::create(out_dir.join("stderr")).unwrap());
     // SAFETY: between fork and exec the closure calls only dup2 and fcntl, which are
     // async-signal-safe, and touches no memory the parent's other threads could hold locked.
     unsafe {
@@ -590,7 +671,20 @@ pub fn activated_agent_command(listener: &UnixListener, out_dir: &Path) -> Comma
             Ok(())
         });
     }
-    cmd
+}
+
+/// Whether an agent listens on `sock` and answers REQUEST_IDENTITIES (a raw client with a
+/// timeout: connecting to a listener nobody accepts from succeeds, and `ssh-add` would then
+/// wait for its answer forever).
+pub fn answers(sock: &Path) -> bool {
+    let Ok(stream) = UnixStream::connect(sock) else {
+        return false;
+    };
+    let mut c = RawClient::from_stream(stream);
+    c.set_timeout(Duration::from_secs(1));
+    c.try_send_raw(&frame(SSH_AGENTC_REQUEST_IDENTITIES, &[]))
+        .is_ok()
+        && c.recv_frame().is_some()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -679,6 +773,7 @@ fn kind_args(kind: &str) -> &'static [&'static str] {
         "ecdsa-256" | "ecdsa" => &["-t", "ecdsa", "-b", "256"],
         "ecdsa-384" => &["-t", "ecdsa", "-b", "384"],
         "ecdsa-521" => &["-t", "ecdsa", "-b", "521"],
+        "rsa-1024" => &["-t", "rsa", "-b", "1024"],
         "rsa-2048" => &["-t", "rsa", "-b", "2048"],
         "rsa-3072" | "rsa" => &["-t", "rsa", "-b", "3072"],
         "rsa-4096" => &["-t", "rsa", "-b", "4096"],
@@ -774,23 +869,29 @@ pub fn pub_blob(pub_file: &Path) -> Vec<u8> {
 /// Signs `key_pub` as a user certificate for `principals` (comma-separated) with the private key
 /// `ca`; returns the certificate's path (`<key>-cert.pub`).
 pub fn certify(ca: &Path, key_pub: &Path, principals: &str) -> PathBuf {
-    let out = run(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-s",
-            ca.to_str().unwrap(),
-            "-I",
-            "sshkeep-test-cert",
-            "-n",
-            principals,
-            key_pub.to_str().unwrap(),
-        ],
-        &[],
-    );
-    expect_ok(&out);
-    let s = key_pub.to_str().unwrap();
-    PathBuf::from(format!("{}-cert.pub", s.strip_suffix(".pub").unwrap_or(s)))
+    sign_certificate(ca, key_pub, "sshkeep-test-cert", &["-n", principals])
+}
+
+/// `ssh-keygen -s ca -I identity <args> key_pub` (e.g. `-h` for a host certificate, `-n
+/// principals`, `-V interval`); returns the certificate's path (`<key>-cert.pub`).
+pub fn sign_certificate(ca: &Path, key_pub: &Path, identity: &str, args: &[&str]) -> PathBuf {
+    let (ca, key) = (ca.to_str().unwrap(), key_pub.to_str().unwrap());
+    let mut all = vec!["-q", "-s", ca, "-I", identity];
+    all.extend_from_slice(args);
+    all.push(key);
+    expect_ok(&run("ssh-keygen", &all, &[]));
+    PathBuf::from(format!(
+        "{}-cert.pub",
+        key.strip_suffix(".pub").unwrap_or(key)
+    ))
+}
+
+/// The first two fields of a public key file (type and base64 blob), without the comment: what
+/// a known_hosts or allowed_signers line holds.
+pub fn key_fields(pub_file: &Path) -> String {
+    let line = pub_line(pub_file);
+    let mut f = line.split_whitespace();
+    format!("{} {}", f.next().unwrap(), f.next().unwrap())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -913,7 +1014,11 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn connect(sock: &Path) -> RawClient {
-        let stream = UnixStream::connect(sock).unwrap();
+        RawClient::from_stream(UnixStream::connect(sock).unwrap())
+    }
+
+    /// Either end of a connection: e.g. one a test's own listener accepted from a client.
+    pub fn from_stream(stream: UnixStream) -> RawClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
@@ -1006,7 +1111,174 @@ impl RawClient {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A throwaway sshd on 127.0.0.1
+// An agent holding keys, checked after every case
+
+/// The kinds of the keys a [`LoadedAgent`] holds, in the order they are added.
+pub const LOADED: [&str; 3] = ["ed25519", "ecdsa-256", "rsa-2048"];
+
+/// An agent holding one key of each of [`LOADED`] (added with `ssh-add`), for tests that send
+/// it something and then check that it still runs and holds exactly those keys. Cases it got
+/// wrong without dying are recorded by [`LoadedAgent::expect_failure`] and reported together
+/// by [`LoadedAgent::finish`].
+pub struct LoadedAgent {
+    pub agent: Agent,
+    /// The key files, in [`LOADED`] order.
+    pub keys: Vec<PathBuf>,
+    /// `ssh-add -l` right after loading.
+    listing: String,
+    /// The key blobs listed right after loading.
+    blobs: Vec<Vec<u8>>,
+    problems: Vec<String>,
+}
+
+impl LoadedAgent {
+    pub fn start() -> LoadedAgent {
+        let agent = Agent::start(&[]);
+        let keys: Vec<PathBuf> = LOADED.iter().map(|k| keygen(agent.dir(), k)).collect();
+        for key in &keys {
+            expect_ok(&ssh_add(&agent, &["-q", key.to_str().unwrap()]));
+        }
+        let listing = stdout(expect_ok(&ssh_add(&agent, &["-l"])));
+        assert_eq!(listing.lines().count(), LOADED.len(), "{listing}");
+        let mut c = RawClient::connect(agent.sock());
+        let ids = parse_identities(&c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
+        let blobs = ids.into_iter().map(|(b, _)| b).collect();
+        LoadedAgent {
+            agent,
+            keys,
+            listing,
+            blobs,
+            problems: Vec::new(),
+        }
+    }
+
+    pub fn sock(&self) -> &Path {
+        self.agent.sock()
+    }
+
+    pub fn client(&self) -> RawClient {
+        RawClient::connect(self.sock())
+    }
+
+    /// The key file of the loaded key of `kind` (one of [`LOADED`]).
+    pub fn key(&self, kind: &str) -> &Path {
+        let i = LOADED.iter().position(|k| *k == kind).unwrap();
+        &self.keys[i]
+    }
+
+    /// The public blob of the loaded key of `kind`.
+    pub fn blob(&self, kind: &str) -> Vec<u8> {
+        pub_blob(&pub_path(self.key(kind)))
+    }
+
+    /// The blobs the agent listed right after loading.
+    pub fn blobs(&self) -> &[Vec<u8>] {
+        &self.blobs
+    }
+
+    /// `c` still works: a listing on it names exactly the loaded keys.
+    #[track_caller]
+    pub fn assert_usable(&self, c: &mut RawClient) {
+        let ids = parse_identities(&c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
+        let blobs: Vec<Vec<u8>> = ids.into_iter().map(|(b, _)| b).collect();
+        assert_eq!(blobs, self.blobs, "the connection lists other keys");
+    }
+
+    /// The agent runs, `ssh-add -l` succeeds and lists exactly the keys loaded at the start.
+    #[track_caller]
+    pub fn check(&mut self, case: &str) {
+        assert!(
+            self.agent.is_running(),
+            "agent died after {case}: {:?}\nstderr: {}",
+            self.agent.exit_status(),
+            self.agent.stderr_text()
+        );
+        let out = ssh_add(&self.agent, &["-l"]);
+        assert!(
+            out.status.success(),
+            "ssh-add -l failed after {case}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), self.listing, "keys changed after {case}");
+    }
+
+    /// Sends `bytes` on a new connection and expects exactly one FAILURE; the same connection
+    /// must then still list the loaded keys. Then [`check`](Self::check). A key accepted
+    /// instead is recorded as a problem (reported by `finish`) and removed, so the remaining
+    /// cases still run.
+    #[track_caller]
+    pub fn expect_failure(&mut self, case: &str, bytes: &[u8]) {
+        let mut c = self.client();
+        c.send_raw(bytes);
+        let reply = c.recv_frame();
+        assert!(reply.is_some(), "{case}: no reply");
+        if reply.as_deref() == Some(&[SSH_AGENT_FAILURE][..]) {
+            self.assert_usable(&mut c);
+        } else {
+            c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]);
+            let removed = self.remove_extras();
+            self.problems
+                .push(format!("{case}: answered {reply:?}, added {removed:?}"));
+        }
+        self.check(case);
+    }
+
+    /// Sends `bytes` on a new connection and expects the agent to close it without a reply.
+    #[track_caller]
+    pub fn expect_closed(&mut self, case: &str, bytes: &[u8]) {
+        let mut c = self.client();
+        // The agent may close before everything is written.
+        let _ = c.try_send_raw(bytes);
+        assert!(c.is_closed(), "{case}: connection left open");
+        assert_eq!(c.recv_frame(), None, "{case}: unexpected reply");
+        self.check(case);
+    }
+
+    /// Adds a valid key (by raw ADD), checks it is listed, removes it again: proves that a
+    /// hand-built body is right, so that its corrupted variants fail for the corruption.
+    #[track_caller]
+    pub fn add_and_remove(&mut self, case: &str, add: &[u8], blob: &[u8]) {
+        let mut c = self.client();
+        let reply = c.request(SSH_AGENTC_ADD_IDENTITY, add);
+        assert_eq!(reply, [SSH_AGENT_SUCCESS], "{case}: valid key refused");
+        let ids = parse_identities(&c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
+        assert_eq!(ids.len(), LOADED.len() + 1, "{case}");
+        assert_eq!(ids.last().unwrap().0, blob, "{case}: wrong blob listed");
+        let reply = c.request(SSH_AGENTC_REMOVE_IDENTITY, &string(blob));
+        assert_eq!(reply, [SSH_AGENT_SUCCESS], "{case}: remove failed");
+        self.check(case);
+    }
+
+    /// Fails the test with every problem recorded by `expect_failure`.
+    #[track_caller]
+    pub fn finish(self) {
+        assert!(
+            self.problems.is_empty(),
+            "{} hostile case(s) accepted:\n  {}",
+            self.problems.len(),
+            self.problems.join("\n  ")
+        );
+    }
+
+    /// Removes any identity that was not loaded at the start (a wrongly accepted key).
+    fn remove_extras(&mut self) -> Vec<String> {
+        let mut c = self.client();
+        let ids = parse_identities(&c.request(SSH_AGENTC_REQUEST_IDENTITIES, &[]));
+        let mut removed = Vec::new();
+        for (blob, comment) in ids {
+            if !self.blobs.contains(&blob) {
+                let r = c.request(SSH_AGENTC_REMOVE_IDENTITY, &string(&blob));
+                assert_eq!(r, [SSH_AGENT_SUCCESS], "cannot remove {comment}");
+                removed.push(comment);
+            }
+        }
+        removed
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throwaway sshds on 127.0.0.1
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -1021,59 +1293,90 @@ pub fn can_run_sshd() -> bool {
     true
 }
 
-/// A running `sshd -D -e` on 127.0.0.1 with its own config, stopped on drop.
-pub struct Sshd {
-    child: Child,
-    port: u16,
-    dir: TempDir,
+/// What an [`Sshd`] is started with; [`Sshd::builder`] makes one, [`SshdBuilder::start`]
+/// starts it.
+pub struct SshdBuilder<'a> {
+    alias: String,
+    authorized: Vec<&'a Path>,
+    trusted_user_ca: Option<&'a Path>,
+    host_cert: Option<(&'a Path, &'a str)>,
+    config: Vec<&'a str>,
 }
 
-impl Sshd {
-    /// Starts sshd accepting `authorized_keys` (public key files; none → `AuthorizedKeysFile none`),
-    /// trusting `trusted_user_ca` (a CA public key file) for user certificates, with `extra_config`
-    /// lines placed first in the config (sshd keeps the first value of an option).
-    pub fn start(
-        authorized_keys: &[&Path],
-        trusted_user_ca: Option<&Path>,
-        extra_config: &[&str],
-    ) -> Sshd {
+impl<'a> SshdBuilder<'a> {
+    /// The name clients know the host by (`HostKeyAlias` in [`Sshd::ssh_known`], the first field
+    /// of [`Sshd::known_hosts_line`]) and the comment of its host key; `host` by default.
+    pub fn alias(mut self, alias: &str) -> Self {
+        self.alias = alias.to_string();
+        self
+    }
+
+    /// Public key files whose keys may log in as root (none: `AuthorizedKeysFile none`).
+    pub fn authorize(mut self, keys: &[&'a Path]) -> Self {
+        self.authorized.extend_from_slice(keys);
+        self
+    }
+
+    /// A CA public key file trusted for user certificates (`TrustedUserCAKeys`).
+    pub fn trusted_user_ca(mut self, ca: &'a Path) -> Self {
+        self.trusted_user_ca = Some(ca);
+        self
+    }
+
+    /// Presents a host certificate for `principal` signed by `ca` (a private key file).
+    pub fn host_cert(mut self, ca: &'a Path, principal: &'a str) -> Self {
+        self.host_cert = Some((ca, principal));
+        self
+    }
+
+    /// Config lines placed first in sshd_config (sshd keeps the first value of an option).
+    pub fn config(mut self, lines: &[&'a str]) -> Self {
+        self.config.extend_from_slice(lines);
+        self
+    }
+
+    /// Starts `sshd -D -e` on a free port of 127.0.0.1 with its own config and Ed25519 host key,
+    /// agent forwarding allowed; returns once it listens.
+    pub fn start(self) -> Sshd {
         // Privilege separation directory: sshd refuses to start without it.
         let _ = fs::create_dir_all("/run/sshd");
         let mut dir = TempDir::new();
-        let host_key = generate(dir.path(), "ed25519", "host_key", "host");
-        let mut akf = String::from("none");
-        if !authorized_keys.is_empty() {
-            let mut text = String::new();
-            for k in authorized_keys {
-                text.push_str(&pub_line(k));
-                text.push('\n');
-            }
-            let p = dir.join("authorized_keys");
-            fs::write(&p, text).unwrap();
-            akf = p.to_str().unwrap().to_string();
+        let host_key = generate(dir.path(), "ed25519", "host_key", &self.alias);
+        let mut fixed = format!("HostKey {}\n", host_key.display());
+        if let Some((ca, principal)) = self.host_cert {
+            let identity = format!("{}-host-cert", self.alias);
+            let cert = sign_certificate(
+                ca,
+                &pub_path(&host_key),
+                &identity,
+                &["-h", "-n", principal],
+            );
+            fixed.push_str(&format!("HostCertificate {}\n", cert.display()));
+        }
+        fixed.push_str(
+            "PidFile none\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             AllowAgentForwarding yes\nStrictModes no\nUsePAM no\nUseDNS no\nPrintMotd no\n\
+             PrintLastLog no\nLogLevel DEBUG1\n",
+        );
+        if self.authorized.is_empty() {
+            fixed.push_str("AuthorizedKeysFile none\n");
+        } else {
+            let text: String = self.authorized.iter().map(|k| pub_line(k) + "\n").collect();
+            let akf = dir.join("authorized_keys");
+            fs::write(&akf, text).unwrap();
+            fixed.push_str(&format!("AuthorizedKeysFile {}\n", akf.display()));
+        }
+        if let Some(ca) = self.trusted_user_ca {
+            fixed.push_str(&format!("TrustedUserCAKeys {}\n", ca.display()));
         }
         let mut last_log = String::new();
         for _attempt in 0..5 {
             let port = free_port();
-            let mut cfg = String::new();
-            for line in extra_config {
-                cfg.push_str(line);
-                cfg.push('\n');
-            }
-            cfg.push_str(&format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\n\
-                 PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 StrictModes no\nUsePAM no\nUseDNS no\nPrintMotd no\nPrintLastLog no\n\
-                 LogLevel DEBUG1\nAuthorizedKeysFile {akf}\n",
-                host_key.display()
-            ));
-            if let Some(ca) = trusted_user_ca {
-                cfg.push_str(&format!("TrustedUserCAKeys {}\n", ca.display()));
-            }
+            let mut cfg: String = self.config.iter().map(|l| format!("{l}\n")).collect();
+            cfg.push_str(&format!("Port {port}\nListenAddress 127.0.0.1\n{fixed}"));
             let cfg_path = dir.join("sshd_config");
             fs::write(&cfg_path, cfg).unwrap();
-            let log = dir.join("sshd.log");
             let child = Command::new(SSHD)
                 .arg("-D")
                 .arg("-e")
@@ -1081,10 +1384,15 @@ impl Sshd {
                 .arg(&cfg_path)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(fs::File::create(&log).unwrap())
+                .stderr(fs::File::create(dir.join("sshd.log")).unwrap())
                 .spawn()
                 .unwrap();
-            let mut sshd = Sshd { child, port, dir };
+            let mut sshd = Sshd {
+                child,
+                port,
+                alias: self.alias.clone(),
+                dir,
+            };
             let listening = format!("Server listening on 127.0.0.1 port {port}.");
             let mut exited = false;
             wait_until(START_DEADLINE, || {
@@ -1103,9 +1411,50 @@ impl Sshd {
         }
         panic!("sshd did not start:\n{last_log}");
     }
+}
+
+/// A running `sshd -D -e` on 127.0.0.1 with its own config, stopped on drop. Start several for
+/// forwarding hops: `ssh -A hosta ssh hostb` runs the inner `ssh` on this machine too.
+pub struct Sshd {
+    child: Child,
+    port: u16,
+    alias: String,
+    dir: TempDir,
+}
+
+impl Sshd {
+    /// A builder for an sshd with nothing authorized, known as `host`.
+    pub fn builder<'a>() -> SshdBuilder<'a> {
+        SshdBuilder {
+            alias: "host".to_string(),
+            authorized: Vec::new(),
+            trusted_user_ca: None,
+            host_cert: None,
+            config: Vec::new(),
+        }
+    }
+
+    /// Starts sshd accepting `authorized_keys` (public key files; none → `AuthorizedKeysFile none`),
+    /// trusting `trusted_user_ca` (a CA public key file) for user certificates, with `extra_config`
+    /// lines placed first in the config (sshd keeps the first value of an option).
+    pub fn start(
+        authorized_keys: &[&Path],
+        trusted_user_ca: Option<&Path>,
+        extra_config: &[&str],
+    ) -> Sshd {
+        let mut b = Sshd::builder()
+            .authorize(authorized_keys)
+            .config(extra_config);
+        b.trusted_user_ca = trusted_user_ca;
+        b.start()
+    }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn alias(&self) -> &str {
+        &self.alias
     }
 
     /// The public half of this sshd's host key.
@@ -1113,46 +1462,85 @@ impl Sshd {
         self.dir.join("host_key.pub")
     }
 
+    /// This host's known_hosts line: `alias ssh-ed25519 AAAA...`.
+    pub fn known_hosts_line(&self) -> String {
+        format!("{} {}", self.alias, key_fields(&self.host_key_pub()))
+    }
+
     /// sshd's log (DEBUG1), for diagnosis.
     pub fn log_text(&self) -> String {
         fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
     }
 
-    /// `ssh <opts> -p PORT root@127.0.0.1 <cmd>` authenticating only with `agent`'s keys.
+    /// Whether sshd accepted a public key login as root.
+    pub fn accepted(&self) -> bool {
+        self.log_text().contains("Accepted publickey for root")
+    }
+
+    /// `ssh <opts> -p PORT root@127.0.0.1 <cmd>` authenticating only with `agent`'s keys, the
+    /// host key unchecked.
     pub fn ssh(&self, agent: &Agent, opts: &[&str], cmd: &str) -> Output {
-        let args = self.ssh_args(opts, cmd);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run("ssh", &args, &[("SSH_AUTH_SOCK", agent.sock_str())])
+        run_ssh(agent, &self.ssh_args(opts, cmd))
     }
 
     /// The arguments [`Sshd::ssh`] runs `ssh` with.
     pub fn ssh_args(&self, opts: &[&str], cmd: &str) -> Vec<String> {
-        let port = self.port.to_string();
-        let mut args = vec![
-            "-F",
-            "none",
-            "-o",
+        self.client_args(
+            &["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
+            opts,
+            cmd,
+        )
+    }
+
+    /// As [`Sshd::ssh`], checking the host key strictly against `known_hosts` under this
+    /// host's alias.
+    pub fn ssh_known(&self, agent: &Agent, known_hosts: &Path, opts: &[&str], cmd: &str) -> Output {
+        run_ssh(agent, &self.ssh_known_args(known_hosts, opts, cmd))
+    }
+
+    /// The arguments [`Sshd::ssh_known`] runs `ssh` with.
+    pub fn ssh_known_args(&self, known_hosts: &Path, opts: &[&str], cmd: &str) -> Vec<String> {
+        let file = format!("UserKnownHostsFile={}", known_hosts.display());
+        let alias = format!("HostKeyAlias={}", self.alias);
+        self.client_args(&["StrictHostKeyChecking=yes", &file, &alias], opts, cmd)
+    }
+
+    /// The shell command line that runs `ssh ... cmd` to this host with
+    /// [`Sshd::ssh_known_args`] (for a remote session, where it uses the forwarded agent).
+    pub fn ssh_command_line(&self, known_hosts: &Path, cmd: &str) -> String {
+        let words: Vec<String> = self
+            .ssh_known_args(known_hosts, &[], cmd)
+            .iter()
+            .map(|a| sh_quote(a))
+            .collect();
+        format!("ssh {}", words.join(" "))
+    }
+
+    /// `ssh -F none <opts> -o <host key checking> -o <every other option> -p PORT
+    /// root@127.0.0.1 cmd`: every option is given, so no configuration file of the machine or
+    /// user plays a part, and `opts` come first, so they win.
+    fn client_args(&self, host_keys: &[&str], opts: &[&str], cmd: &str) -> Vec<String> {
+        let mut args: Vec<String> = vec!["-F".into(), "none".into()];
+        args.extend(opts.iter().map(|o| o.to_string()));
+        let fixed = [
             "IdentityFile=none",
-            "-o",
             "IdentitiesOnly=no",
-            "-o",
             "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
             "GlobalKnownHostsFile=/dev/null",
-            "-o",
+            "UpdateHostKeys=no",
             "PreferredAuthentications=publickey",
-            "-o",
+            "ControlMaster=no",
+            "ControlPath=none",
             "ConnectTimeout=10",
-            "-o",
             "LogLevel=ERROR",
         ];
-        args.extend_from_slice(opts);
-        args.extend_from_slice(&["-p", &port, "root@127.0.0.1", cmd]);
-        args.into_iter().map(str::to_string).collect()
+        for opt in host_keys.iter().chain(&fixed) {
+            args.push("-o".into());
+            args.push(opt.to_string());
+        }
+        let port = self.port.to_string();
+        args.extend(["-p", &port, "root@127.0.0.1", cmd].map(str::to_string));
+        args
     }
 }
 
@@ -1162,8 +1550,19 @@ impl Drop for Sshd {
     }
 }
 
+/// `ssh args` with `agent` as `SSH_AUTH_SOCK`.
+fn run_ssh(agent: &Agent, args: &[String]) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run("ssh", &args, &[("SSH_AUTH_SOCK", agent.sock_str())])
+}
+
+/// Single-quotes `s` for a shell command line.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// A port of 127.0.0.1 free a moment ago (bind :0, read it, release it).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
