@@ -1616,6 +1616,11 @@ fn idle_connections_do_not_slow_others() {
 /// others wait behind them: a quick request waits for at most one slow one.
 #[test]
 fn slow_requests_do_not_starve_others() {
+    // OpenSSH's agent answers every request a connection has buffered in one pass, so a quick
+    // request there can wait behind many slow ones: this is one of the places sshkeep does better.
+    if !sshkeep_only() {
+        return;
+    }
     const SLOW: usize = 300;
     let mut l = LoadedAgent::start();
     let ed = l.blob("ed25519");
