@@ -64,6 +64,10 @@
 //!   [`skip`]) when not root or without sshd.
 //! - [`memscan`]: the secret forms of a key file, a root scan of a process's memory for them, and
 //!   the release binary to scan.
+//! - `replay.rs`: the fuzzers' agent target as a function, for replaying their inputs. Not a
+//!   submodule: it links the sshkeep library, and with it the agent's wiping allocator, into what
+//!   includes it, so `tests/hostile.rs` and the fuzz target include it with `#[path]` and
+//!   the other tests and the benchmark keep the system allocator.
 //! - For measurements (`benches/agents.rs` includes this module too), with errors as values and
 //!   no [`skip`]: `Agent::try_start_wrapped(wrapper, bin, args, env, poll)` polls the socket every
 //!   `poll` (zero: no sleep) and `.started_in()` says how long the agent took to answer;
