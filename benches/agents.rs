@@ -916,10 +916,27 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1e6
 }
 
-fn pooled_latencies(samples: &[Sample]) -> Vec<u64> {
-    let mut lat: Vec<u64> = samples.iter().flat_map(|s| s.lat.iter().copied()).collect();
-    lat.sort_unstable();
-    lat
+/// Per agent, the median of its rounds' values.
+fn medians(out: &Outcome) -> [Result<f64, String>; 2] {
+    out.each_ref().map(|r| {
+        r.as_ref()
+            .map(|s| median(s.iter().map(|x| x.value).collect()))
+            .map_err(Clone::clone)
+    })
+}
+
+/// Per agent, the latencies of all its rounds, sorted.
+fn pooled_latencies(out: &Outcome) -> [Result<Vec<u64>, String>; 2] {
+    out.each_ref().map(|r| {
+        r.as_ref()
+            .map(|samples| {
+                let mut lat: Vec<u64> =
+                    samples.iter().flat_map(|s| s.lat.iter().copied()).collect();
+                lat.sort_unstable();
+                lat
+            })
+            .map_err(Clone::clone)
+    })
 }
 
 fn fmt_value(v: f64) -> String {
@@ -1269,11 +1286,7 @@ impl Bench<'_> {
 
         let bulk = &keys.bulk;
         let out = self.measure(&mut |_, a| add_run(a, bulk));
-        let time = out.each_ref().map(|r| {
-            r.as_ref()
-                .map(|s| median(s.iter().map(|x| x.value).collect()))
-                .map_err(Clone::clone)
-        });
+        let time = medians(&out);
         self.row(
             6,
             format!("time to add {BULK_KEYS} keys (ms)"),
@@ -1319,11 +1332,7 @@ impl Bench<'_> {
                 loaded[side].clone()?;
                 list_run(a, &expected, slice)
             });
-            let rate = out.each_ref().map(|r| {
-                r.as_ref()
-                    .map(|s| median(s.iter().map(|x| x.value).collect()))
-                    .map_err(Clone::clone)
-            });
+            let rate = medians(&out);
             self.row(
                 4,
                 format!("list, {n} key{} (req/s)", if n == 1 { "" } else { "s" }),
@@ -1360,16 +1369,8 @@ impl Bench<'_> {
                     loaded[side][k].clone()?;
                     sign_run(a, key, clients, slice)
                 });
-                let rate = out.each_ref().map(|r| {
-                    r.as_ref()
-                        .map(|s| median(s.iter().map(|x| x.value).collect()))
-                        .map_err(Clone::clone)
-                });
-                let lat = out.each_ref().map(|r| {
-                    r.as_ref()
-                        .map(|s| pooled_latencies(s))
-                        .map_err(Clone::clone)
-                });
+                let rate = medians(&out);
+                let lat = pooled_latencies(&out);
                 // Aims: Ed25519 10x from one client (OpenSSH's agent unshields the key for every
                 // signature), 3x from many; RSA 1.2x (graviola's assembly against OpenSSL's).
                 let target = match (k, clients) {
@@ -1424,11 +1425,7 @@ impl Bench<'_> {
             loaded[side][5].clone()?;
             fairness_run(a, ed, rsa, fair_slice)
         });
-        let lat = out.each_ref().map(|r| {
-            r.as_ref()
-                .map(|s| pooled_latencies(s))
-                .map_err(Clone::clone)
-        });
+        let lat = pooled_latencies(&out);
         let alone = |k: usize, p: f64| -> [Result<f64, String>; 2] {
             [SSHKEEP, OPENSSH].map(|side| {
                 seq_lat
@@ -1503,11 +1500,7 @@ impl Bench<'_> {
                 .collect()
         });
         let out = self.measure(&mut |side, a| churn_run(a, &expected[side], slice));
-        let rate = out.each_ref().map(|r| {
-            r.as_ref()
-                .map(|s| median(s.iter().map(|x| x.value).collect()))
-                .map_err(Clone::clone)
-        });
+        let rate = medians(&out);
         self.row(
             5,
             format!("connect + list ({} keys) + close (/s)", keys.sign.len()),
@@ -1526,11 +1519,7 @@ impl Bench<'_> {
         let bins = self.bins.clone();
         let runs = self.plan.startup_runs;
         let out = self.alternate(runs, &mut |side, _| startup_run(&bins[side]));
-        let ms = out.each_ref().map(|r| {
-            r.as_ref()
-                .map(|s| median(s.iter().map(|x| x.value).collect()))
-                .map_err(Clone::clone)
-        });
+        let ms = medians(&out);
         self.row(
             8,
             "-D -a until a list is answered (ms)".into(),
@@ -1542,11 +1531,7 @@ impl Bench<'_> {
         self.say("eval $(agent -s), list, agent -k");
         let runs = self.plan.eval_runs;
         let out = self.alternate(runs, &mut |side, _| eval_run(&bins[side], &dir));
-        let ms = out.each_ref().map(|r| {
-            r.as_ref()
-                .map(|s| median(s.iter().map(|x| x.value).collect()))
-                .map_err(Clone::clone)
-        });
+        let ms = medians(&out);
         self.row(
             8,
             "eval $(agent -s) + list + agent -k (ms)".into(),
