@@ -12,16 +12,13 @@
 //! same figures as JSON.
 
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::net::UnixStream;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -33,20 +30,19 @@ use ssh_key::encoding::Encode;
 use ssh_key::private::{EcdsaKeypair, Ed25519Keypair, KeypairData, RsaKeypair};
 use ssh_key::public::KeyData;
 
-// Agent protocol messages (RFC 9987).
-const FAILURE: u8 = 5;
-const SUCCESS: u8 = 6;
-const REQUEST_IDENTITIES: u8 = 11;
-const IDENTITIES_ANSWER: u8 = 12;
-const SIGN_REQUEST: u8 = 13;
-const SIGN_RESPONSE: u8 = 14;
-const ADD_IDENTITY: u8 = 17;
-const REMOVE_ALL_IDENTITIES: u8 = 19;
-const SIGN_RSA_SHA2_256: u32 = 2;
-const SIGN_RSA_SHA2_512: u32 = 4;
+// The integration tests' fixtures: the agent launcher, the raw client, the message numbers, the
+// temporary directory. Only those that report errors as values and never skip are used here
+// (`skip` and `release_bin` are for tests).
+#[path = "../tests/common/mod.rs"]
+mod common;
 
-/// Clients refuse longer replies (OpenSSH: MAX_AGENT_REPLY_LEN).
-const MAX_REPLY_LEN: usize = 256 * 1024;
+use common::{
+    RawClient, Reader, SSH_AGENT_EXTENSION_FAILURE, SSH_AGENT_FAILURE, SSH_AGENT_IDENTITIES_ANSWER,
+    SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512, SSH_AGENT_SIGN_RESPONSE, SSH_AGENT_SUCCESS,
+    SSH_AGENTC_ADD_IDENTITY, SSH_AGENTC_REMOVE_ALL_IDENTITIES, SSH_AGENTC_REQUEST_IDENTITIES,
+    SSH_AGENTC_SIGN_REQUEST, START_DEADLINE, TempDir, string,
+};
+
 /// Size of the data to sign, about what an SSH user-authentication request is.
 const DATA_LEN: usize = 256;
 /// Keys loaded for the list and add measurements.
@@ -57,8 +53,6 @@ const BULK_RSA_AT: [usize; 4] = [50, 300, 550, 800];
 const HAMMERS: usize = 4;
 /// No single reply may take longer than this (64 clients queueing for RSA-4096 stay well below).
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// An agent must answer its first request within this time after being started.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SSHKEEP: usize = 0;
 const OPENSSH: usize = 1;
@@ -95,19 +89,12 @@ struct Plan {
 
 const USAGE: &str = "usage: cargo bench --bench agents -- [--quick] [--openssh PATH] [--sshkeep PATH] [--json PATH]";
 
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
-    }
-}
-
 fn parse_args() -> Result<Options, String> {
     let mut opts = Options {
         quick: false,
-        sshkeep: target_dir().join("release").join("sshkeep"),
+        sshkeep: common::target_dir().join("release").join("sshkeep"),
         openssh: PathBuf::from("/usr/bin/ssh-agent"),
-        json: target_dir().join("bench.json"),
+        json: common::target_dir().join("bench.json"),
     };
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
@@ -167,41 +154,30 @@ impl Plan {
 // ---------------------------------------------------------------------------------------------
 // Wire format
 
-fn put_u32(buf: &mut Vec<u8>, v: u32) {
-    buf.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_string(buf: &mut Vec<u8>, s: &[u8]) {
-    put_u32(buf, u32::try_from(s.len()).unwrap_or(u32::MAX));
-    buf.extend_from_slice(s);
-}
-
-fn take_u32(buf: &[u8]) -> Result<(u32, &[u8]), String> {
-    match buf.split_first_chunk::<4>() {
-        Some((n, rest)) => Ok((u32::from_be_bytes(*n), rest)),
-        None => Err("truncated reply".into()),
-    }
-}
-
-fn take_string(buf: &[u8]) -> Result<(&[u8], &[u8]), String> {
-    let (len, rest) = take_u32(buf)?;
-    let len = usize::try_from(len).map_err(|_| "truncated reply")?;
-    if len > rest.len() {
-        return Err("truncated reply".into());
-    }
-    Ok(rest.split_at(len))
-}
-
 fn msg_name(t: u8) -> String {
     match t {
-        FAILURE => "FAILURE".into(),
-        SUCCESS => "SUCCESS".into(),
-        IDENTITIES_ANSWER => "IDENTITIES_ANSWER".into(),
-        SIGN_RESPONSE => "SIGN_RESPONSE".into(),
-        30 => "EXTENSION_FAILURE".into(),
+        SSH_AGENT_FAILURE => "FAILURE".into(),
+        SSH_AGENT_SUCCESS => "SUCCESS".into(),
+        SSH_AGENT_IDENTITIES_ANSWER => "IDENTITIES_ANSWER".into(),
+        SSH_AGENT_SIGN_RESPONSE => "SIGN_RESPONSE".into(),
+        SSH_AGENT_EXTENSION_FAILURE => "EXTENSION_FAILURE".into(),
         102 => "ssh.com FAILURE".into(),
         t => format!("message {t}"),
     }
+}
+
+/// The body of `reply` after its type byte, when that is `want`.
+fn body_of<'a>(reply: &'a [u8], want: u8, what: &str) -> Result<&'a [u8], String> {
+    match reply.split_first() {
+        Some((&t, rest)) if t == want => Ok(rest),
+        Some((&t, _)) => Err(format!("{what}: agent replied {}", msg_name(t))),
+        None => Err(format!("{what}: empty reply")),
+    }
+}
+
+/// Sends a request that must be answered with SUCCESS.
+fn call_ok(c: &mut RawClient, body: &[u8], what: &str) -> Result<(), String> {
+    body_of(c.call(body)?, SSH_AGENT_SUCCESS, what).map(drop)
 }
 
 /// The data signed by request `id`: reproducible, so signatures can be verified afterwards.
@@ -214,95 +190,23 @@ fn sign_data(id: u64) -> [u8; DATA_LEN] {
     data
 }
 
-/// One client connection with blocking I/O.
-struct Client {
-    stream: UnixStream,
-    out: Vec<u8>,
-    reply: Vec<u8>,
-}
-
-impl Client {
-    fn connect(sock: &Path) -> Result<Client, String> {
-        let stream = UnixStream::connect(sock).map_err(|e| format!("connect: {e}"))?;
-        Client::with(stream)
-    }
-
-    fn with(stream: UnixStream) -> Result<Client, String> {
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
-            .map_err(|e| format!("socket timeout: {e}"))?;
-        Ok(Client {
-            stream,
-            out: Vec::with_capacity(1024),
-            reply: Vec::with_capacity(1024),
-        })
-    }
-
-    /// Sends one request (its body, without the length) and returns the reply body.
-    fn call(&mut self, body: &[u8]) -> Result<&[u8], String> {
-        self.out.clear();
-        put_string(&mut self.out, body);
-        self.stream
-            .write_all(&self.out)
-            .map_err(|e| io_error("send", &e))?;
-        let mut len = [0u8; 4];
-        self.stream
-            .read_exact(&mut len)
-            .map_err(|e| io_error("receive", &e))?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len == 0 || len > MAX_REPLY_LEN {
-            return Err(format!("reply of {len} bytes"));
-        }
-        self.reply.resize(len, 0);
-        self.stream
-            .read_exact(&mut self.reply)
-            .map_err(|e| io_error("receive", &e))?;
-        Ok(&self.reply)
-    }
-
-    /// Sends a request that must be answered with SUCCESS.
-    fn call_ok(&mut self, body: &[u8], what: &str) -> Result<(), String> {
-        match self.call(body)?.first() {
-            Some(&SUCCESS) => Ok(()),
-            Some(&t) => Err(format!("{what}: agent replied {}", msg_name(t))),
-            None => Err(format!("{what}: empty reply")),
-        }
-    }
-}
-
-fn io_error(what: &str, e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof => format!("{what}: agent closed the connection"),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            format!("{what}: no reply within {} s", IO_TIMEOUT.as_secs())
-        }
-        _ => format!("{what}: {e}"),
-    }
-}
-
 /// Checks an IDENTITIES_ANSWER against the expected key blobs, in order.
 fn check_identities(reply: &[u8], expected: &[&[u8]]) -> Result<(), String> {
-    let rest = match reply.split_first() {
-        Some((&IDENTITIES_ANSWER, rest)) => rest,
-        Some((&t, _)) => return Err(format!("list: agent replied {}", msg_name(t))),
-        None => return Err("list: empty reply".into()),
-    };
-    let (n, mut rest) = take_u32(rest)?;
+    let mut r = Reader(body_of(reply, SSH_AGENT_IDENTITIES_ANSWER, "list")?);
+    let n = r.try_u32().ok_or("truncated reply")?;
     if n as usize != expected.len() {
         return Err(format!("list: {n} keys instead of {}", expected.len()));
     }
     for (i, want) in expected.iter().enumerate() {
-        let (blob, r) = take_string(rest)?;
-        let (_comment, r) = take_string(r)?;
+        let blob = r.try_string().ok_or("truncated reply")?;
+        let _comment = r.try_string().ok_or("truncated reply")?;
         if blob != *want {
             return Err(format!(
                 "list: key {i} is not the key added at that position"
             ));
         }
-        rest = r;
     }
-    if !rest.is_empty() {
+    if !r.is_empty() {
         return Err("list: trailing bytes".into());
     }
     Ok(())
@@ -325,10 +229,10 @@ impl TestKey {
     fn new(label: &str, kp: &KeypairData, comment: &str) -> Result<TestKey, String> {
         let public = KeyData::try_from(kp).map_err(|e| format!("{label}: {e}"))?;
         let blob = public.encode_vec().map_err(|e| format!("{label}: {e}"))?;
-        let mut add = vec![ADD_IDENTITY];
+        let mut add = vec![SSH_AGENTC_ADD_IDENTITY];
         // string key type, then the private fields: KeypairData's encoding is exactly that.
         kp.encode(&mut add).map_err(|e| format!("{label}: {e}"))?;
-        put_string(&mut add, comment.as_bytes());
+        add.extend(string(comment.as_bytes()));
         let (flags, sig_alg) = match kp {
             KeypairData::Ed25519(_) => (0, "ssh-ed25519"),
             KeypairData::Ecdsa(EcdsaKeypair::NistP256 { .. }) => (0, "ecdsa-sha2-nistp256"),
@@ -336,9 +240,9 @@ impl TestKey {
             KeypairData::Ecdsa(EcdsaKeypair::NistP521 { .. }) => (0, "ecdsa-sha2-nistp521"),
             // RSA-2048 is measured with rsa-sha2-256, RSA-4096 with rsa-sha2-512.
             KeypairData::Rsa(rsa) if rsa.public().key_size() > 2048 => {
-                (SIGN_RSA_SHA2_512, "rsa-sha2-512")
+                (SSH_AGENT_RSA_SHA2_512, "rsa-sha2-512")
             }
-            KeypairData::Rsa(_) => (SIGN_RSA_SHA2_256, "rsa-sha2-256"),
+            KeypairData::Rsa(_) => (SSH_AGENT_RSA_SHA2_256, "rsa-sha2-256"),
             _ => return Err(format!("{label}: unexpected key type")),
         };
         Ok(TestKey {
@@ -353,11 +257,11 @@ impl TestKey {
 
     /// A SIGN_REQUEST body and the offset of the data in it (patched per request).
     fn sign_body(&self) -> (Vec<u8>, usize) {
-        let mut body = vec![SIGN_REQUEST];
-        put_string(&mut body, &self.blob);
+        let mut body = vec![SSH_AGENTC_SIGN_REQUEST];
+        body.extend(string(&self.blob));
         let at = body.len() + 4;
-        put_string(&mut body, &sign_data(0));
-        put_u32(&mut body, self.flags);
+        body.extend(string(&sign_data(0)));
+        body.extend(self.flags.to_be_bytes());
         (body, at)
     }
 
@@ -461,51 +365,20 @@ fn generate_keys() -> Result<Keys, String> {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// A private directory for the sockets, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, String> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("sshkeep-bench.{}.{nanos:x}", std::process::id()));
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| format!("create {}: {e}", path.display()))?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One agent under test, running in the foreground.
+/// One side of the comparison: its binary and its agent, running in the foreground
+/// (`-D -a SOCK`), or why that agent is not running.
 struct Agent {
     side: usize,
     bin: PathBuf,
-    sock: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-    /// Why the agent is not running, when it could not be started.
-    failed: Option<String>,
+    running: Result<common::Agent, String>,
 }
 
 impl Agent {
-    fn new(side: usize, bin: &Path, dir: &Path) -> Agent {
+    fn new(side: usize, bin: &Path) -> Agent {
         Agent {
             side,
             bin: bin.to_owned(),
-            sock: dir.join(format!("{}.sock", NAMES[side])),
-            log: dir.join(format!("{}.log", NAMES[side])),
-            child: None,
-            failed: None,
+            running: Err(format!("{} was not started", NAMES[side])),
         }
     }
 
@@ -515,47 +388,47 @@ impl Agent {
 
     fn start(&mut self) -> Result<(), String> {
         self.stop();
-        match spawn_ready(&self.bin, &self.sock, &self.log) {
-            Ok((child, _)) => {
-                self.child = Some(child);
-                self.failed = None;
+        match launch(&self.bin) {
+            Ok(agent) => {
+                self.running = Ok(agent);
                 Ok(())
             }
             Err(e) => {
-                self.failed = Some(format!("{} did not start: {e}", self.name()));
+                self.running = Err(format!("{} did not start: {e}", self.name()));
                 Err(e)
             }
         }
     }
 
+    /// Stops the agent (dropping it sends SIGTERM, then SIGKILL, and waits).
     fn stop(&mut self) {
-        if let Some(child) = self.child.take() {
-            terminate(child);
-        }
+        self.running = Err(format!("{} was stopped", self.name()));
+    }
+
+    /// A connection to the agent, or why there is none.
+    fn connect(&self) -> Result<RawClient, String> {
+        let agent = self.running.as_ref().map_err(Clone::clone)?;
+        RawClient::try_connect(agent.sock(), IO_TIMEOUT)
     }
 
     fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.running.as_ref().ok().map(common::Agent::pid)
     }
 
     /// How the agent ended, if it was running and is no more.
     fn exited(&mut self) -> Option<String> {
-        match self.child.as_mut()?.try_wait() {
-            Ok(Some(status)) => Some(format!("exited ({status})")),
-            _ => None,
-        }
+        let status = self.running.as_mut().ok()?.exit_status()?;
+        Some(format!("exited ({status})"))
     }
 
     /// Restarts the agent if it died; returns a note saying so. An agent that could not be
     /// (re)started is not tried again: its rows report the connection errors.
     fn revive(&mut self, during: &str) -> Option<String> {
-        let status = match self.child.as_mut().map(Child::try_wait)? {
-            Ok(None) => return None,
-            Ok(Some(status)) => format!("exited ({status})"),
-            Err(e) => format!("could not be waited for ({e})"),
-        };
-        let log = read_log(&self.log);
-        self.child = None;
+        let status = self.exited()?;
+        let log = self
+            .running
+            .as_ref()
+            .map_or(String::new(), |a| one_line(&a.stderr_text()));
         let restarted = match self.start() {
             Ok(()) => "restarted".to_owned(),
             Err(e) => format!("restart failed: {e}"),
@@ -567,102 +440,30 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop();
+/// An agent's stderr as a note: ` (stderr: line / line)`, or nothing when it is empty.
+fn one_line(stderr: &str) -> String {
+    match stderr.trim() {
+        "" => String::new(),
+        s => format!(" (stderr: {})", s.replace('\n', " / ")),
     }
 }
 
-fn read_log(path: &Path) -> String {
-    match fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => format!(" (stderr: {})", s.trim().replace('\n', " / ")),
-        _ => String::new(),
-    }
-}
-
-/// Starts `bin -D -a sock` and waits until it answers REQUEST_IDENTITIES.
-fn spawn_ready(bin: &Path, sock: &Path, log: &Path) -> Result<(Child, Duration), String> {
-    let _ = fs::remove_file(sock);
-    let stderr = File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
-    let t0 = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("-D")
-        .arg("-a")
-        .arg(sock)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", bin.display()))?;
-    loop {
-        if let Ok(stream) = UnixStream::connect(sock) {
-            let answered = Client::with(stream).and_then(|mut c| {
-                c.call(&[REQUEST_IDENTITIES]).and_then(|r| match r.first() {
-                    Some(&IDENTITIES_ANSWER) => Ok(()),
-                    Some(&t) => Err(format!("first list: agent replied {}", msg_name(t))),
-                    None => Err("first list: empty reply".into()),
-                })
-            });
-            let elapsed = t0.elapsed();
-            return match answered {
-                Ok(()) => Ok((child, elapsed)),
-                Err(e) => {
-                    terminate(child);
-                    Err(format!("{e}{}", read_log(log)))
-                }
-            };
-        }
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                return Err(format!(
-                    "{} -D -a {} exited ({status}) before answering{}",
-                    bin.display(),
-                    sock.display(),
-                    read_log(log)
-                ));
-            }
-            Ok(None) if t0.elapsed() > START_TIMEOUT => {
-                terminate(child);
-                return Err(format!(
-                    "{} did not answer within {} s",
-                    bin.display(),
-                    START_TIMEOUT.as_secs()
-                ));
-            }
-            _ => thread::yield_now(),
-        }
-    }
-}
-
-/// SIGTERM, then SIGKILL if the agent is still there after 2 s.
-fn terminate(mut child: Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    }
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(2) {
-        match child.try_wait() {
-            Ok(None) => thread::sleep(Duration::from_millis(1)),
-            _ => return,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+/// Starts `bin -D -a SOCK` and waits, without sleeping, until it answers REQUEST_IDENTITIES
+/// (how long that took: `started_in`).
+fn launch(bin: &Path) -> Result<common::Agent, String> {
+    common::Agent::try_start_wrapped(&[], bin, &[], &[], Duration::ZERO)
+        .map_err(|e| e.trim().replace('\n', " / "))
 }
 
 /// VmRSS and VmHWM of a process, in KiB.
 fn memory(pid: Option<u32>) -> Result<(f64, f64), String> {
     let pid = pid.ok_or("agent not running")?;
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    let field = |name: &str| -> Result<f64, String> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+    let field = |name: &str| {
+        common::status_kib(pid, name)
+            .map(|kib| kib as f64)
             .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
     };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    Ok((field("VmRSS")?, field("VmHWM")?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -680,36 +481,36 @@ struct Sample {
 }
 
 /// Removes all keys, then adds `keys` one by one.
-fn load(sock: &Path, keys: &[TestKey]) -> Result<(), String> {
-    let mut c = Client::connect(sock)?;
-    c.call_ok(&[REMOVE_ALL_IDENTITIES], "remove all")?;
+fn load(agent: &Agent, keys: &[TestKey]) -> Result<(), String> {
+    let mut c = agent.connect()?;
+    call_ok(&mut c, &[SSH_AGENTC_REMOVE_ALL_IDENTITIES], "remove all")?;
     for k in keys {
-        c.call_ok(&k.add, &format!("add {} ({})", k.label, k.sig_alg))?;
+        call_ok(&mut c, &k.add, &format!("add {} ({})", k.label, k.sig_alg))?;
     }
     Ok(())
 }
 
 /// Removes all keys, then adds each key, reporting each key's outcome.
-fn load_each(sock: &Path, keys: &[TestKey]) -> Vec<Result<(), String>> {
-    let mut c = match Client::connect(sock) {
+fn load_each(agent: &Agent, keys: &[TestKey]) -> Vec<Result<(), String>> {
+    let mut c = match agent.connect() {
         Ok(c) => c,
         Err(e) => return keys.iter().map(|_| Err(e.clone())).collect(),
     };
-    if let Err(e) = c.call_ok(&[REMOVE_ALL_IDENTITIES], "remove all") {
+    if let Err(e) = call_ok(&mut c, &[SSH_AGENTC_REMOVE_ALL_IDENTITIES], "remove all") {
         return keys.iter().map(|_| Err(e.clone())).collect();
     }
     keys.iter()
-        .map(|k| c.call_ok(&k.add, &format!("add {}", k.label)))
+        .map(|k| call_ok(&mut c, &k.add, &format!("add {}", k.label)))
         .collect()
 }
 
 /// Times the adding of `keys` to an empty agent; `extra` = memory afterwards.
 fn add_run(agent: &Agent, keys: &[TestKey]) -> Result<Sample, String> {
-    let mut c = Client::connect(&agent.sock)?;
-    c.call_ok(&[REMOVE_ALL_IDENTITIES], "remove all")?;
+    let mut c = agent.connect()?;
+    call_ok(&mut c, &[SSH_AGENTC_REMOVE_ALL_IDENTITIES], "remove all")?;
     let t0 = Instant::now();
     for (i, k) in keys.iter().enumerate() {
-        c.call_ok(&k.add, &format!("add key {i} ({})", k.sig_alg))?;
+        call_ok(&mut c, &k.add, &format!("add key {i} ({})", k.sig_alg))?;
     }
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     let (rss, hwm) = memory(agent.pid())?;
@@ -721,15 +522,15 @@ fn add_run(agent: &Agent, keys: &[TestKey]) -> Result<Sample, String> {
 }
 
 /// REQUEST_IDENTITIES round trips per second on one connection.
-fn list_run(sock: &Path, expected: &[&[u8]], slice: Duration) -> Result<Sample, String> {
-    let mut c = Client::connect(sock)?;
-    let first = c.call(&[REQUEST_IDENTITIES])?.to_vec();
+fn list_run(agent: &Agent, expected: &[&[u8]], slice: Duration) -> Result<Sample, String> {
+    let mut c = agent.connect()?;
+    let first = c.call(&[SSH_AGENTC_REQUEST_IDENTITIES])?.to_vec();
     check_identities(&first, expected)?;
     let mut lat = Vec::new();
     let t0 = Instant::now();
     while t0.elapsed() < slice {
         let t = Instant::now();
-        let reply = c.call(&[REQUEST_IDENTITIES])?;
+        let reply = c.call(&[SSH_AGENTC_REQUEST_IDENTITIES])?;
         lat.push(t.elapsed().as_nanos() as u64);
         if reply != first.as_slice() {
             return Err("list: answer changed between requests".into());
@@ -743,15 +544,18 @@ fn list_run(sock: &Path, expected: &[&[u8]], slice: Duration) -> Result<Sample, 
 }
 
 /// Connect + REQUEST_IDENTITIES + close, per second.
-fn churn_run(sock: &Path, expected: &[&[u8]], slice: Duration) -> Result<Sample, String> {
-    let first = Client::connect(sock)?.call(&[REQUEST_IDENTITIES])?.to_vec();
+fn churn_run(agent: &Agent, expected: &[&[u8]], slice: Duration) -> Result<Sample, String> {
+    let first = agent
+        .connect()?
+        .call(&[SSH_AGENTC_REQUEST_IDENTITIES])?
+        .to_vec();
     check_identities(&first, expected)?;
     let mut lat = Vec::new();
     let t0 = Instant::now();
     while t0.elapsed() < slice {
         let t = Instant::now();
-        let mut c = Client::connect(sock)?;
-        if c.call(&[REQUEST_IDENTITIES])? != first.as_slice() {
+        let mut c = agent.connect()?;
+        if c.call(&[SSH_AGENTC_REQUEST_IDENTITIES])? != first.as_slice() {
             return Err("list: answer changed between connections".into());
         }
         drop(c);
@@ -773,12 +577,13 @@ struct Signed {
 
 /// Signs with `key` on `c` until `stop` says so; request ids are `tag << 40 | n`.
 fn sign_loop(
-    c: &mut Client,
+    c: &mut RawClient,
     key: &TestKey,
     tag: u64,
     stop: &dyn Fn() -> bool,
 ) -> Result<Signed, String> {
     let (mut body, at) = key.sign_body();
+    let what = format!("sign {}", key.label);
     let mut out = Signed {
         lat: Vec::new(),
         sigs: Vec::new(),
@@ -793,16 +598,10 @@ fn sign_loop(
         let reply = c.call(&body)?;
         out.end = Instant::now();
         out.lat.push(out.end.duration_since(t).as_nanos() as u64);
-        let rest = match reply.split_first() {
-            Some((&SIGN_RESPONSE, rest)) => rest,
-            Some((&t, _)) => {
-                return Err(format!("sign {}: agent replied {}", key.label, msg_name(t)));
-            }
-            None => return Err(format!("sign {}: empty reply", key.label)),
-        };
-        let (sig, rest) = take_string(rest)?;
-        if !rest.is_empty() {
-            return Err(format!("sign {}: trailing bytes", key.label));
+        let mut r = Reader(body_of(reply, SSH_AGENT_SIGN_RESPONSE, &what)?);
+        let sig = r.try_string().ok_or("truncated reply")?;
+        if !r.is_empty() {
+            return Err(format!("{what}: trailing bytes"));
         }
         out.sigs.push((id, sig.to_vec()));
     }
@@ -828,9 +627,14 @@ fn verify_all(key: &TestKey, sigs: &[(u64, Vec<u8>)]) -> Result<(), String> {
 }
 
 /// `clients` concurrent clients signing with `key` for `slice`; the value is total signatures/s.
-fn sign_run(sock: &Path, key: &TestKey, clients: usize, slice: Duration) -> Result<Sample, String> {
+fn sign_run(
+    agent: &Agent,
+    key: &TestKey,
+    clients: usize,
+    slice: Duration,
+) -> Result<Sample, String> {
     let conns = (0..clients)
-        .map(|_| Client::connect(sock))
+        .map(|_| agent.connect())
         .collect::<Result<Vec<_>, String>>()?;
     let barrier = Barrier::new(clients + 1);
     let (start, results) = thread::scope(|s| {
@@ -878,14 +682,14 @@ fn sign_run(sock: &Path, key: &TestKey, clients: usize, slice: Duration) -> Resu
 
 /// One client's Ed25519 latency while HAMMERS other clients sign with RSA-4096 non-stop.
 fn fairness_run(
-    sock: &Path,
+    agent: &Agent,
     ed: &TestKey,
     rsa: &TestKey,
     slice: Duration,
 ) -> Result<Sample, String> {
-    let mut probe = Client::connect(sock)?;
+    let mut probe = agent.connect()?;
     let hammers = (0..HAMMERS)
-        .map(|_| Client::connect(sock))
+        .map(|_| agent.connect())
         .collect::<Result<Vec<_>, String>>()?;
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(HAMMERS + 1);
@@ -931,11 +735,8 @@ fn fairness_run(
 }
 
 /// Start-up to the first answered REQUEST_IDENTITIES, in milliseconds.
-fn startup_run(bin: &Path, dir: &Path, side: usize) -> Result<Sample, String> {
-    let sock = dir.join(format!("start-{}.sock", NAMES[side]));
-    let log = dir.join(format!("start-{}.log", NAMES[side]));
-    let (child, took) = spawn_ready(bin, &sock, &log)?;
-    terminate(child);
+fn startup_run(bin: &Path) -> Result<Sample, String> {
+    let took = launch(bin)?.started_in();
     Ok(Sample {
         value: took.as_secs_f64() * 1e3,
         ..Sample::default()
@@ -944,14 +745,12 @@ fn startup_run(bin: &Path, dir: &Path, side: usize) -> Result<Sample, String> {
 
 /// `eval $(agent -s)`, one list, `agent -k`, until the agent is gone, in milliseconds.
 fn eval_run(bin: &Path, dir: &Path) -> Result<Sample, String> {
+    let tmpdir = dir.to_string_lossy();
+    let mut start = Command::new(bin);
+    start.arg("-s").stdin(Stdio::null()).stderr(Stdio::piped());
+    common::scrub_env(&mut start, &[("TMPDIR", &tmpdir)]);
     let t0 = Instant::now();
-    let out = Command::new(bin)
-        .arg("-s")
-        .env("TMPDIR", dir)
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("SSH_AGENT_PID")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
+    let out = start
         .output()
         .map_err(|e| format!("start {} -s: {e}", bin.display()))?;
     if !out.status.success() {
@@ -974,21 +773,22 @@ fn eval_run(bin: &Path, dir: &Path) -> Result<Sample, String> {
     };
     let sock = PathBuf::from(var("SSH_AUTH_SOCK")?);
     let pid_text = var("SSH_AGENT_PID")?;
-    let pid: i32 = pid_text
-        .parse()
-        .map_err(|_| format!("-s printed SSH_AGENT_PID={pid_text}"))?;
-    let listed =
-        Client::connect(&sock).and_then(|mut c| match c.call(&[REQUEST_IDENTITIES])?.first() {
-            Some(&IDENTITIES_ANSWER) => Ok(()),
-            Some(&t) => Err(format!("list: agent replied {}", msg_name(t))),
-            None => Err("list: empty reply".into()),
-        });
-    let killed = Command::new(bin)
-        .arg("-k")
-        .env("SSH_AGENT_PID", &pid_text)
+    let pid = pid_text
+        .parse::<u32>()
+        .ok()
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or_else(|| format!("-s printed SSH_AGENT_PID={pid_text}"))?;
+    let listed = RawClient::try_connect(&sock, IO_TIMEOUT).and_then(|mut c| {
+        let reply = c.call(&[SSH_AGENTC_REQUEST_IDENTITIES])?;
+        body_of(reply, SSH_AGENT_IDENTITIES_ANSWER, "list").map(drop)
+    });
+    let mut stop = Command::new(bin);
+    stop.arg("-k")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    common::scrub_env(&mut stop, &[("SSH_AGENT_PID", &pid_text)]);
+    let killed = stop
         .output()
         .map_err(|e| format!("start {} -k: {e}", bin.display()))
         .and_then(|o| {
@@ -1022,31 +822,22 @@ fn eval_run(bin: &Path, dir: &Path) -> Result<Sample, String> {
 /// Waits until a daemonised agent has exited. We are its subreaper, so it is reaped here; if not
 /// (the subreaper could not be set), a zombie counts as gone.
 fn wait_gone(pid: i32) -> Result<(), String> {
-    let t0 = Instant::now();
-    loop {
-        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(_) => return Ok(()),
-            Err(_) => match fs::read_to_string(format!("/proc/{pid}/stat")) {
-                Err(_) => return Ok(()),
-                Ok(stat)
-                    if stat
-                        .rsplit(')')
-                        .next()
-                        .is_some_and(|s| s.trim_start().starts_with('Z')) =>
-                {
-                    return Ok(());
-                }
-                Ok(_) => {}
-            },
-        }
-        if t0.elapsed() > START_TIMEOUT {
-            return Err(format!(
-                "agent {pid} still running {} s after -k",
-                START_TIMEOUT.as_secs()
-            ));
-        }
-        thread::sleep(Duration::from_micros(100));
+    let gone = common::poll_until(
+        START_DEADLINE,
+        Duration::from_micros(100),
+        || match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => false,
+            Ok(_) => true,
+            Err(_) => !common::pid_alive(pid.unsigned_abs()),
+        },
+    );
+    if gone {
+        Ok(())
+    } else {
+        Err(format!(
+            "agent {pid} still running {} s after -k",
+            START_DEADLINE.as_secs()
+        ))
     }
 }
 
@@ -1125,10 +916,27 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1e6
 }
 
-fn pooled_latencies(samples: &[Sample]) -> Vec<u64> {
-    let mut lat: Vec<u64> = samples.iter().flat_map(|s| s.lat.iter().copied()).collect();
-    lat.sort_unstable();
-    lat
+/// Per agent, the median of its rounds' values.
+fn medians(out: &Outcome) -> [Result<f64, String>; 2] {
+    out.each_ref().map(|r| {
+        r.as_ref()
+            .map(|s| median(s.iter().map(|x| x.value).collect()))
+            .map_err(Clone::clone)
+    })
+}
+
+/// Per agent, the latencies of all its rounds, sorted.
+fn pooled_latencies(out: &Outcome) -> [Result<Vec<u64>, String>; 2] {
+    out.each_ref().map(|r| {
+        r.as_ref()
+            .map(|samples| {
+                let mut lat: Vec<u64> =
+                    samples.iter().flat_map(|s| s.lat.iter().copied()).collect();
+                lat.sort_unstable();
+                lat
+            })
+            .map_err(Clone::clone)
+    })
 }
 
 fn fmt_value(v: f64) -> String {
@@ -1410,9 +1218,9 @@ impl Bench<'_> {
 
     /// `alternate` over the running agents, for `plan.rounds` rounds.
     fn measure(&mut self, f: &mut dyn FnMut(usize, &Agent) -> Result<Sample, String>) -> Outcome {
-        self.alternate(self.plan.rounds, &mut |side, a| match &a.failed {
-            Some(why) => Err(why.clone()),
-            None => f(side, a),
+        self.alternate(self.plan.rounds, &mut |side, a| match &a.running {
+            Err(why) => Err(why.clone()),
+            Ok(_) => f(side, a),
         })
     }
 
@@ -1478,11 +1286,7 @@ impl Bench<'_> {
 
         let bulk = &keys.bulk;
         let out = self.measure(&mut |_, a| add_run(a, bulk));
-        let time = out.each_ref().map(|r| {
-            r.as_ref()
-                .map(|s| median(s.iter().map(|x| x.value).collect()))
-                .map_err(Clone::clone)
-        });
+        let time = medians(&out);
         self.row(
             6,
             format!("time to add {BULK_KEYS} keys (ms)"),
@@ -1521,18 +1325,14 @@ impl Bench<'_> {
             self.say(&format!("list with {n} keys"));
             self.revive("the list measurement");
             let subset = &keys.bulk[..n];
-            let loaded = [SSHKEEP, OPENSSH].map(|s| load(&self.agents[s].sock, subset));
+            let loaded = [SSHKEEP, OPENSSH].map(|s| load(&self.agents[s], subset));
             let expected: Vec<&[u8]> = subset.iter().map(|k| k.blob.as_slice()).collect();
             let slice = self.plan.slice;
             let out = self.measure(&mut |side, a| {
                 loaded[side].clone()?;
-                list_run(&a.sock, &expected, slice)
+                list_run(a, &expected, slice)
             });
-            let rate = out.each_ref().map(|r| {
-                r.as_ref()
-                    .map(|s| median(s.iter().map(|x| x.value).collect()))
-                    .map_err(Clone::clone)
-            });
+            let rate = medians(&out);
             self.row(
                 4,
                 format!("list, {n} key{} (req/s)", if n == 1 { "" } else { "s" }),
@@ -1546,7 +1346,7 @@ impl Bench<'_> {
     }
 
     fn signing(&mut self, keys: &Keys) {
-        let mut loaded = [SSHKEEP, OPENSSH].map(|s| load_each(&self.agents[s].sock, &keys.sign));
+        let mut loaded = [SSHKEEP, OPENSSH].map(|s| load_each(&self.agents[s], &keys.sign));
         let slice = self.plan.slice;
         let mut seq_lat: Vec<[Option<Vec<u64>>; 2]> = Vec::new();
         for clients in [1, 8, 64] {
@@ -1562,23 +1362,15 @@ impl Bench<'_> {
                     .enumerate()
                 {
                     if again {
-                        loaded[side] = load_each(&self.agents[side].sock, &keys.sign);
+                        loaded[side] = load_each(&self.agents[side], &keys.sign);
                     }
                 }
                 let out = self.measure(&mut |side, a| {
                     loaded[side][k].clone()?;
-                    sign_run(&a.sock, key, clients, slice)
+                    sign_run(a, key, clients, slice)
                 });
-                let rate = out.each_ref().map(|r| {
-                    r.as_ref()
-                        .map(|s| median(s.iter().map(|x| x.value).collect()))
-                        .map_err(Clone::clone)
-                });
-                let lat = out.each_ref().map(|r| {
-                    r.as_ref()
-                        .map(|s| pooled_latencies(s))
-                        .map_err(Clone::clone)
-                });
+                let rate = medians(&out);
+                let lat = pooled_latencies(&out);
                 // Aims: Ed25519 10x from one client (OpenSSH's agent unshields the key for every
                 // signature), 3x from many; RSA 1.2x (graviola's assembly against OpenSSL's).
                 let target = match (k, clients) {
@@ -1623,7 +1415,7 @@ impl Bench<'_> {
             .enumerate()
         {
             if again {
-                loaded[side] = load_each(&self.agents[side].sock, &keys.sign);
+                loaded[side] = load_each(&self.agents[side], &keys.sign);
             }
         }
         let (ed, rsa) = (&keys.sign[0], &keys.sign[5]);
@@ -1631,13 +1423,9 @@ impl Bench<'_> {
         let out = self.measure(&mut |side, a| {
             loaded[side][0].clone()?;
             loaded[side][5].clone()?;
-            fairness_run(&a.sock, ed, rsa, fair_slice)
+            fairness_run(a, ed, rsa, fair_slice)
         });
-        let lat = out.each_ref().map(|r| {
-            r.as_ref()
-                .map(|s| pooled_latencies(s))
-                .map_err(Clone::clone)
-        });
+        let lat = pooled_latencies(&out);
         let alone = |k: usize, p: f64| -> [Result<f64, String>; 2] {
             [SSHKEEP, OPENSSH].map(|side| {
                 seq_lat
@@ -1700,7 +1488,7 @@ impl Bench<'_> {
         let restarted = self.revive("connect + list + close");
         for (side, again) in restarted.into_iter().enumerate() {
             if again {
-                loaded[side] = load_each(&self.agents[side].sock, &keys.sign);
+                loaded[side] = load_each(&self.agents[side], &keys.sign);
             }
         }
         let expected: [Vec<&[u8]>; 2] = [SSHKEEP, OPENSSH].map(|side| {
@@ -1711,12 +1499,8 @@ impl Bench<'_> {
                 .map(|(k, _)| k.blob.as_slice())
                 .collect()
         });
-        let out = self.measure(&mut |side, a| churn_run(&a.sock, &expected[side], slice));
-        let rate = out.each_ref().map(|r| {
-            r.as_ref()
-                .map(|s| median(s.iter().map(|x| x.value).collect()))
-                .map_err(Clone::clone)
-        });
+        let out = self.measure(&mut |side, a| churn_run(a, &expected[side], slice));
+        let rate = medians(&out);
         self.row(
             5,
             format!("connect + list ({} keys) + close (/s)", keys.sign.len()),
@@ -1734,12 +1518,8 @@ impl Bench<'_> {
         let dir = self.dir.clone();
         let bins = self.bins.clone();
         let runs = self.plan.startup_runs;
-        let out = self.alternate(runs, &mut |side, _| startup_run(&bins[side], &dir, side));
-        let ms = out.each_ref().map(|r| {
-            r.as_ref()
-                .map(|s| median(s.iter().map(|x| x.value).collect()))
-                .map_err(Clone::clone)
-        });
+        let out = self.alternate(runs, &mut |side, _| startup_run(&bins[side]));
+        let ms = medians(&out);
         self.row(
             8,
             "-D -a until a list is answered (ms)".into(),
@@ -1751,11 +1531,7 @@ impl Bench<'_> {
         self.say("eval $(agent -s), list, agent -k");
         let runs = self.plan.eval_runs;
         let out = self.alternate(runs, &mut |side, _| eval_run(&bins[side], &dir));
-        let ms = out.each_ref().map(|r| {
-            r.as_ref()
-                .map(|s| median(s.iter().map(|x| x.value).collect()))
-                .map_err(Clone::clone)
-        });
+        let ms = medians(&out);
         self.row(
             8,
             "eval $(agent -s) + list + agent -k (ms)".into(),
@@ -1797,12 +1573,9 @@ fn run() -> Result<(), String> {
     let keys = generate_keys()?;
     let keygen = t0.elapsed();
 
-    let tmp = TempDir::new()?;
+    let tmp = TempDir::new();
     let bins = [opts.sshkeep.clone(), opts.openssh.clone()];
-    let mut agents = [
-        Agent::new(SSHKEEP, &bins[0], &tmp.0),
-        Agent::new(OPENSSH, &bins[1], &tmp.0),
-    ];
+    let mut agents = [Agent::new(SSHKEEP, &bins[0]), Agent::new(OPENSSH, &bins[1])];
     let mut notes = vec![format!("key generation took {:.1} s", keygen.as_secs_f64())];
     for a in &mut agents {
         if let Err(e) = a.start() {
@@ -1813,7 +1586,7 @@ fn run() -> Result<(), String> {
     }
     let mut bench = Bench {
         plan: &plan,
-        dir: tmp.0.clone(),
+        dir: tmp.path().to_owned(),
         bins,
         agents,
         rows: Vec::new(),

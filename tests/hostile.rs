@@ -17,6 +17,8 @@
 //! loop over the seeds runs on every `cargo test` (the coverage-guided fuzzers live in `fuzz/`).
 
 mod common;
+#[path = "common/replay.rs"]
+mod replay;
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -1906,69 +1908,6 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// Runs an agent-target input (records of: clock advance byte, u32 length, body) in-process,
-/// as fuzz/fuzz_targets/agent.rs does.
-fn run_agent_input(data: &[u8]) {
-    use sshkeep::agent::{Agent as Table, Reply, Session};
-    use sshkeep::keys::FingerprintHash;
-    use sshkeep::protocol::{Request, Response};
-
-    let mut agent = Table::new(None, FingerprintHash::Sha256);
-    // The use log and prompt lines are built from what hostile requests leave behind too.
-    agent.set_log_use(true);
-    let known = sshkeep::askpass::KnownHosts::default();
-    // One round: the agent's ~0.1 s lock would leave no time for the rest.
-    agent.set_kdf_rounds(1);
-    let mut session = Session::default();
-    let mut now = sshkeep::sys::Instant::now();
-    let mut rest = data;
-    while let [dt, l0, l1, l2, l3, tail @ ..] = rest {
-        let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
-        let Some(body) = tail.get(..len) else { break };
-        rest = &tail[len..];
-        now += Duration::from_secs(u64::from(*dt));
-        let Ok(req) = Request::decode(body) else {
-            continue;
-        };
-        let pending = match agent.handle(&mut session, req, now) {
-            Reply::Confirm(p) => {
-                let _ = sshkeep::askpass::prompt(&p.prompt, &p.facts, "\"x\" (pid 1)", &known);
-                Some(p)
-            }
-            Reply::Now(r) => {
-                r.encode(&mut Vec::new());
-                None
-            }
-            Reply::Delayed(_, r) => {
-                r.encode(&mut Vec::new());
-                None
-            }
-            // Held during the unlock back-off: dropped unchecked, as when its client leaves.
-            Reply::Held(_) => None,
-        };
-        log_use_line(&mut agent, &known);
-        if let Some(p) = pending {
-            let _ = agent.confirmed(p, dt & 1 == 1, now);
-        }
-        log_use_line(&mut agent, &known);
-        let listed = match agent.handle(&mut Session::default(), Request::RequestIdentities, now) {
-            Reply::Now(Response::Identities(ids)) => ids.len(),
-            other => panic!("list answered {other:?}"),
-        };
-        if !agent.is_locked() {
-            assert_eq!(listed, agent.len());
-        }
-    }
-}
-
-/// The use log line of the last signature request, if any: one line, whatever the request.
-fn log_use_line(agent: &mut sshkeep::agent::Agent, known: &sshkeep::askpass::KnownHosts) {
-    if let Some(u) = agent.take_use() {
-        let line = sshkeep::askpass::UseLine::new(&u, "\"x\" (pid 1)", known).to_string();
-        assert!(!line.contains('\n'), "{line:?}");
-    }
-}
-
 /// Every seed and every input the fuzzers ever crashed on (kept in fuzz/regressions/) goes
 /// through the decoder and the agent without a panic.
 #[test]
@@ -1985,7 +1924,7 @@ fn fuzz_corpus_and_regressions_do_not_panic() {
         }
     }
     for (_, data) in corpus("agent") {
-        run_agent_input(&data);
+        replay::agent_input(&data);
     }
     let regressions = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
     if let Ok(dir) = std::fs::read_dir(&regressions) {
@@ -1994,7 +1933,7 @@ fn fuzz_corpus_and_regressions_do_not_panic() {
             let name = e.file_name().to_string_lossy().into_owned();
             let data = std::fs::read(e.path()).unwrap();
             if name.starts_with("agent-") {
-                run_agent_input(&data);
+                replay::agent_input(&data);
             } else {
                 let _ = Request::decode(&data);
             }
@@ -2111,7 +2050,7 @@ fn mutation_loop_over_the_seed_corpus() {
             seq.push(rng.next() as u8);
             seq.extend(u32(input.len() as u32));
             seq.extend(&input);
-            run_agent_input(&seq);
+            replay::agent_input(&seq);
         }
     }
     assert!(runs >= 1000, "only {runs} mutations ran");

@@ -79,6 +79,16 @@
 //!   [`skip`]) when not root or without sshd. [`free_port`], [`sh_quote`].
 //! - [`memscan`]: the secret forms of a key file, a root scan of a process's memory for them, and
 //!   the release binary to scan.
+//! - `replay.rs`: the fuzzers' agent target as a function, for replaying their inputs. Not a
+//!   submodule: it links the sshkeep library, and with it the agent's wiping allocator, into what
+//!   includes it, so `tests/hostile.rs` and the fuzz target include it with `#[path]` and
+//!   the other tests and the benchmark keep the system allocator.
+//! - For measurements (`benches/agents.rs` includes this module too), with errors as values and
+//!   no [`skip`]: `Agent::try_start_wrapped(wrapper, bin, args, env, poll)` polls the socket every
+//!   `poll` (zero: no sleep) and `.started_in()` says how long the agent took to answer;
+//!   [`poll_until`]`(deadline, every, || cond)`; `RawClient::try_connect(sock, timeout)` and
+//!   `.call(payload)` (one request, its reply; no allocation once its buffers have grown);
+//!   `Reader::try_u32`/`.try_string()` (`None` on short data); [`status_kib`]`(pid, "VmRSS")`.
 #![allow(dead_code)]
 
 pub mod memscan;
@@ -352,8 +362,17 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-/// Polls `cond` every few milliseconds until it holds (true) or `deadline` has passed (false).
-pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+/// How often [`wait_until`] and [`Agent::launch`] poll.
+pub const POLL: Duration = Duration::from_millis(10);
+
+/// Polls `cond` every [`POLL`] until it holds (true) or `deadline` has passed (false).
+pub fn wait_until(deadline: Duration, cond: impl FnMut() -> bool) -> bool {
+    poll_until(deadline, POLL, cond)
+}
+
+/// As [`wait_until`], polling every `every`; zero yields the CPU between polls instead of
+/// sleeping (for timings, where a sleep would be measured too).
+pub fn poll_until(deadline: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
     loop {
         if cond() {
@@ -362,7 +381,11 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= end {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        if every.is_zero() {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(every);
+        }
     }
 }
 
@@ -392,6 +415,16 @@ pub fn pid_alive(pid: u32) -> bool {
 pub fn cpu_time(pid: u32) -> Duration {
     let s = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
     Duration::from_nanos(s.split_whitespace().next().unwrap().parse().unwrap())
+}
+
+/// A field of `/proc/<pid>/status` counted in kB (`"VmRSS"`, `"VmHWM"`, ...), in KiB; `None` when
+/// the process or the field is not there.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    value.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
 /// SIGTERMs process `pid` on drop unless it is gone already (0 = nothing to do).
@@ -461,6 +494,9 @@ pub struct Launch<'a> {
     pub user: Option<(u32, u32)>,
     /// The working directory; the test's when `None`.
     pub cwd: Option<&'a Path>,
+    /// How often the socket is polled until the agent answers; [`POLL`] when `None`, zero
+    /// without sleeping (for a caller that times the start-up: [`Agent::started_in`]).
+    pub poll: Option<Duration>,
 }
 
 /// A running agent (`<bin> -D -a <dir>/agent.sock <args>`), stopped on drop.
@@ -468,6 +504,7 @@ pub struct Agent {
     child: Child,
     sock: PathBuf,
     status: Option<ExitStatus>,
+    started_in: Duration,
     // Last field: dropped after the process is gone.
     dir: TempDir,
 }
@@ -511,11 +548,36 @@ impl Agent {
         })
     }
 
+    /// As [`Agent::start_wrapped`], with an error instead of a panic when the agent does not come
+    /// up, and the socket polled every `poll` until it answers (zero: without sleeping, for a
+    /// caller that times the start-up: [`Agent::started_in`]).
+    pub fn try_start_wrapped(
+        wrapper: &[&str],
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        poll: Duration,
+    ) -> Result<Agent, String> {
+        Agent::try_launch(Launch {
+            bin: Some(bin),
+            wrapper,
+            args,
+            env,
+            poll: Some(poll),
+            ..Launch::default()
+        })
+    }
+
     /// Starts an agent as `how` says, its stdout and stderr captured to files in its temp dir,
     /// and returns once it answers a request on its socket (then it is in its main loop, signal
     /// handlers set; the socket accepts connections before that). Panics with its output when
     /// it does not come up.
     pub fn launch(how: Launch) -> Agent {
+        Agent::try_launch(how).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Agent::launch`], with an error instead of a panic.
+    pub fn try_launch(how: Launch) -> Result<Agent, String> {
         let dir = TempDir::new();
         let default_bin = agent_bin();
         let bin = how.bin.unwrap_or(&default_bin);
@@ -559,34 +621,46 @@ impl Agent {
             cmd.env_remove("LISTEN_FDNAMES");
             pass_as_fd_3(&mut cmd, listener);
         }
+        let output = |name: &str| {
+            let path = dir.join(name);
+            fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+        };
         cmd.stdin(Stdio::null())
-            .stdout(fs::File::create(dir.join("agent.stdout")).unwrap())
-            .stderr(fs::File::create(dir.join("agent.stderr")).unwrap());
+            .stdout(output("agent.stdout")?)
+            .stderr(output("agent.stderr")?);
+        let t0 = Instant::now();
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
         // The command holds a copy of the listener until it is dropped.
         drop(cmd);
         let mut agent = Agent {
             child,
             sock,
             status: None,
+            started_in: Duration::ZERO,
             dir,
         };
-        let up = wait_until(START_DEADLINE, || {
+        let up = poll_until(START_DEADLINE, how.poll.unwrap_or(POLL), || {
             answers(&agent.sock) || !agent.is_running()
         });
+        agent.started_in = t0.elapsed();
         if !up || !agent.is_running() {
-            panic!(
+            return Err(format!(
                 "agent {} {:?} did not come up (status {:?})\nstdout: {}\nstderr: {}",
                 bin.display(),
                 how.args,
                 agent.status,
                 agent.stdout_text(),
                 agent.stderr_text()
-            );
+            ));
         }
-        agent
+        Ok(agent)
+    }
+
+    /// How long the agent took from its start to its first answer.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
     }
 
     pub fn sock(&self) -> &Path {
@@ -928,16 +1002,26 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u32(&mut self) -> u32 {
-        let (b, rest) = self.0.split_at(4);
-        self.0 = rest;
-        u32::from_be_bytes(b.try_into().unwrap())
+        self.try_u32().expect("short data")
     }
 
     pub fn string(&mut self) -> &'a [u8] {
-        let n = self.u32() as usize;
-        let (b, rest) = self.0.split_at(n);
+        self.try_string().expect("short data")
+    }
+
+    /// As [`Reader::u32`], `None` on short data (for a caller that reports a bad reply).
+    pub fn try_u32(&mut self) -> Option<u32> {
+        let (b, rest) = self.0.split_first_chunk::<4>()?;
         self.0 = rest;
-        b
+        Some(u32::from_be_bytes(*b))
+    }
+
+    /// As [`Reader::string`], `None` on short data.
+    pub fn try_string(&mut self) -> Option<&'a [u8]> {
+        let (n, rest) = self.0.split_first_chunk::<4>()?;
+        let (b, rest) = rest.split_at_checked(u32::from_be_bytes(*n) as usize)?;
+        self.0 = rest;
+        Some(b)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -1010,6 +1094,9 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
 pub struct RawClient {
     stream: UnixStream,
     pending: Vec<u8>,
+    /// The last request and reply of [`RawClient::call`], kept for their capacity.
+    out: Vec<u8>,
+    reply: Vec<u8>,
 }
 
 impl RawClient {
@@ -1022,9 +1109,25 @@ impl RawClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
+        RawClient::with_stream(stream)
+    }
+
+    /// Connects with reads and writes timing out after `timeout`; an error instead of a panic.
+    pub fn try_connect(sock: &Path, timeout: Duration) -> Result<RawClient, String> {
+        let stream = UnixStream::connect(sock).map_err(|e| format!("connect: {e}"))?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(|e| format!("socket timeout: {e}"))?;
+        Ok(RawClient::with_stream(stream))
+    }
+
+    fn with_stream(stream: UnixStream) -> RawClient {
         RawClient {
             stream,
             pending: Vec::new(),
+            out: Vec::new(),
+            reply: Vec::new(),
         }
     }
 
@@ -1076,6 +1179,51 @@ impl RawClient {
                 Ok(true) => {}
                 Ok(false) | Err(_) => return None,
             }
+        }
+    }
+
+    /// Sends one request (`payload`, type byte first) and returns its reply (type byte first),
+    /// for measurements: an error is a value, not a panic, and a request costs one send and two
+    /// reads and, once the buffers have grown, no allocation. Not for a connection with bytes
+    /// received for [`RawClient::recv_frame`] and not yet taken.
+    pub fn call(&mut self, payload: &[u8]) -> Result<&[u8], String> {
+        if !self.pending.is_empty() {
+            return Err("call: unread bytes of an earlier reply".into());
+        }
+        let len = u32::try_from(payload.len()).map_err(|_| "call: request too long")?;
+        self.out.clear();
+        self.out.extend_from_slice(&len.to_be_bytes());
+        self.out.extend_from_slice(payload);
+        (&self.stream)
+            .write_all(&self.out)
+            .map_err(|e| self.io_error("send", &e))?;
+        let mut len = [0u8; 4];
+        (&self.stream)
+            .read_exact(&mut len)
+            .map_err(|e| self.io_error("receive", &e))?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 || len > MAX_MESSAGE_LEN {
+            return Err(format!("reply of {len} bytes"));
+        }
+        self.reply.resize(len, 0);
+        (&self.stream)
+            .read_exact(&mut self.reply)
+            .map_err(|e| self.io_error("receive", &e))?;
+        Ok(&self.reply)
+    }
+
+    /// What `e` means for a [`RawClient::call`] that failed to `what` (send or receive).
+    fn io_error(&self, what: &str, e: &io::Error) -> String {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => format!("{what}: agent closed the connection"),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                let t = self.stream.read_timeout().ok().flatten();
+                format!(
+                    "{what}: no reply within {} s",
+                    t.unwrap_or_default().as_secs()
+                )
+            }
+            _ => format!("{what}: {e}"),
         }
     }
 
