@@ -15,6 +15,7 @@ use crate::lock::{self, Lock};
 use crate::log;
 use crate::protocol::{self, Constraints, EXT_SESSION_BIND, Extension, Request, Response};
 use crate::sys::Instant;
+use crate::wire::Refused;
 use zeroize::Zeroizing;
 
 /// Most identities held at once. OpenSSH clients refuse a list of more than 2048 keys
@@ -25,10 +26,6 @@ pub const MAX_IDENTITIES: usize = 2048;
 const SUPPORTED_EXTENSIONS: &[&str] = &[EXT_SESSION_BIND];
 /// Most bytes of a requested user name shown in a confirmation prompt.
 const MAX_PROMPT_USER: usize = 64;
-
-/// Why a request was refused; logged under `-d`, answered with FAILURE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused(pub &'static str);
 
 /// One key the agent holds.
 struct Identity {
@@ -143,26 +140,20 @@ pub enum Refusal {
     UnknownKey,
     Locked,
     /// A destination constraint does not allow this use (the check that failed).
-    NotPermitted(&'static str),
+    NotPermitted(Refused),
     NotConfirmed,
-    SignFailed(&'static str),
+    SignFailed(Refused),
 }
 
 impl Refusal {
-    fn reason(self) -> &'static str {
+    /// The refusal `handle` logs and answers with FAILURE.
+    fn refused(self) -> Refused {
         match self {
-            Refusal::UnknownKey => "key not found",
-            Refusal::Locked => "agent is locked",
+            Refusal::UnknownKey => Refused("key not found"),
+            Refusal::Locked => Refused("agent is locked"),
             Refusal::NotPermitted(why) | Refusal::SignFailed(why) => why,
-            Refusal::NotConfirmed => "user did not confirm",
+            Refusal::NotConfirmed => Refused("user did not confirm"),
         }
-    }
-}
-
-/// Destination checks refuse with `Refused`; in a signature request that means "not permitted".
-impl From<Refused> for Refusal {
-    fn from(Refused(why): Refused) -> Refusal {
-        Refusal::NotPermitted(why)
     }
 }
 
@@ -346,7 +337,7 @@ impl Agent {
                 }
             }
         }
-        result.map_err(|why| Refused(why.reason()))
+        result.map_err(Refusal::refused)
     }
 
     /// A locked agent refuses every signature; recorded under `--log-use`.
@@ -357,7 +348,7 @@ impl Agent {
                 outcome: Err(Refusal::Locked),
             });
         }
-        Err(Refused(Refusal::Locked.reason()))
+        Err(Refusal::Locked.refused())
     }
 
     /// What the prompt and the use log say about a request for `key` on this connection.
@@ -397,7 +388,7 @@ impl Agent {
         let mut extra = None;
         if !id.destinations.is_empty() {
             let user = dest::check_sign(&id.destinations, session, &key, &data, dest::wall_clock())
-                .map_err(Refused)?;
+                .map_err(Refusal::NotPermitted)?;
             // OpenSSH's line, with the user (request data, chosen by the requester) quoted so
             // that it cannot add lines to the prompt.
             extra = Some(format!(
@@ -426,10 +417,7 @@ impl Agent {
                 flags,
             }));
         }
-        let sig = id
-            .key
-            .sign(&data, flags)
-            .map_err(|e| Refusal::SignFailed(e.reason()))?;
+        let sig = id.key.sign(&data, flags).map_err(Refusal::SignFailed)?;
         Ok(Reply::Now(Response::Signature(sig)))
     }
 
@@ -452,7 +440,7 @@ impl Agent {
                 .map(|id| id.key.sign(&pending.data, pending.flags))
             {
                 Some(Ok(sig)) => Ok(sig),
-                Some(Err(e)) => Err(Refusal::SignFailed(e.reason())),
+                Some(Err(e)) => Err(Refusal::SignFailed(e)),
                 None => Err(Refusal::UnknownKey),
             }
         };
@@ -465,7 +453,7 @@ impl Agent {
         match result {
             Ok(sig) => Response::Signature(sig),
             Err(why) => {
-                debug!("refused: {}", why.reason());
+                debug!("refused: {}", why.refused());
                 Response::Failure
             }
         }
@@ -615,10 +603,7 @@ impl Agent {
     fn lock(&mut self, passphrase: &[u8]) -> Result<Response<'static>, Refused> {
         let rounds = self.kdf_rounds;
         let mut keys = self.held_keys();
-        let lock = Lock::seal(passphrase, rounds, &mut keys).map_err(|e| match e {
-            lock::LockError::EmptyPassphrase => Refused("empty password not supported"),
-            _ => Refused("cannot seal the keys"),
-        })?;
+        let lock = Lock::seal(passphrase, rounds, &mut keys)?;
         self.lock = Some(lock);
         Ok(Response::Success)
     }
@@ -737,14 +722,15 @@ impl Agent {
 /// OpenSSH's `identity_permitted` for listing, removing and replacing: may this connection
 /// see this identity? `now` is the wall clock.
 fn permitted(id: &Identity, session: &Session, now: u64) -> Result<(), Refused> {
-    dest::visible(&id.destinations, session, now).map_err(Refused)
+    dest::visible(&id.destinations, session, now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::testkeys;
-    use crate::protocol::{DestConstraint, Hop, Reader, SessionBind};
+    use crate::protocol::{DestConstraint, Hop, SessionBind};
+    use crate::wire::{self, Reader};
 
     const SUCCESS: [u8; 5] = [0, 0, 0, 1, 6];
     const FAILURE: [u8; 5] = [0, 0, 0, 1, 5];
@@ -1255,21 +1241,21 @@ mod tests {
     /// A publickey userauth request as ssh builds it for `key`.
     fn userauth(sid: &[u8], user: &str, key: &[u8], hostkey: Option<&[u8]>) -> Vec<u8> {
         let mut d = Vec::new();
-        protocol::put_string(&mut d, sid);
+        wire::put_string(&mut d, sid);
         d.push(50);
-        protocol::put_string(&mut d, user.as_bytes());
-        protocol::put_string(&mut d, b"ssh-connection");
+        wire::put_string(&mut d, user.as_bytes());
+        wire::put_string(&mut d, b"ssh-connection");
         let method: &[u8] = if hostkey.is_some() {
             b"publickey-hostbound-v00@openssh.com"
         } else {
             b"publickey"
         };
-        protocol::put_string(&mut d, method);
+        wire::put_string(&mut d, method);
         d.push(1);
-        protocol::put_string(&mut d, b"ssh-ed25519");
-        protocol::put_string(&mut d, key);
+        wire::put_string(&mut d, b"ssh-ed25519");
+        wire::put_string(&mut d, key);
         if let Some(h) = hostkey {
-            protocol::put_string(&mut d, h);
+            wire::put_string(&mut d, h);
         }
         d
     }

@@ -363,6 +363,7 @@ impl fmt::Display for UseLine<'_> {
 mod tests {
     use super::*;
     use crate::agent::BoundHost;
+    use crate::wire::Refused;
 
     #[test]
     fn quoting_keeps_names_on_one_line() {
@@ -549,7 +550,7 @@ mod tests {
              SHA256:a (no name in known_hosts); local; refused: confirmation refused"
         );
         assert_eq!(
-            line(&forwarded, Err(Refusal::NotPermitted("why"))),
+            line(&forwarded, Err(Refusal::NotPermitted(Refused("why")))),
             "use of key SHA256:k \"me@x\"; forwarded by \"ssh\" (pid 5); destination host key \
              SHA256:b (no name in known_hosts); forwarded through host key SHA256:a \
              (no name in known_hosts); refused: destination not permitted (why)"
@@ -565,7 +566,9 @@ mod tests {
              forwarded through host key SHA256:a (no name in known_hosts); refused: unknown key"
         );
         assert!(line(&local, Err(Refusal::Locked)).ends_with("; refused: locked"));
-        assert!(line(&local, Err(Refusal::SignFailed("x"))).ends_with("signing failed (x)"));
+        assert!(
+            line(&local, Err(Refusal::SignFailed(Refused("x")))).ends_with("signing failed (x)")
+        );
         // A comment cannot break the line either.
         let odd = SignFacts {
             comment: Some(b"a\nb".to_vec()),

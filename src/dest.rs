@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::keys;
 use crate::protocol::{self, DestConstraint, Response, SessionBind};
+use crate::wire::Refused;
 
 /// Most session bindings on one connection (OpenSSH: AGENT_MAX_SESSION_IDS).
 const MAX_SESSION_IDS: usize = 16;
@@ -278,16 +279,16 @@ struct HostCert {
 }
 
 impl HostCert {
-    fn new(c: keys::HostCert) -> Result<HostCert, &'static str> {
+    fn new(c: keys::HostCert) -> Result<HostCert, Refused> {
         if c.principals.len() > MAX_CERT_PRINCIPALS {
-            return Err("host certificate has too many principals");
+            return Err(Refused("host certificate has too many principals"));
         }
         let mut plain = Vec::new();
         let mut wildcards = Vec::new();
         let mut wildcard_bytes = 0usize;
         for p in c.principals {
             if p.len() > MAX_PRINCIPAL_LEN {
-                return Err("host certificate principal too long");
+                return Err(Refused("host certificate principal too long"));
             }
             if p.bytes().any(|b| b == b'*' || b == b'?') {
                 wildcard_bytes = wildcard_bytes.saturating_add(p.len());
@@ -297,7 +298,7 @@ impl HostCert {
             }
         }
         if wildcard_bytes > MAX_WILDCARD_PRINCIPAL_BYTES {
-            return Err("host certificate has too many wildcard principals");
+            return Err(Refused("host certificate has too many wildcard principals"));
         }
         plain.sort_unstable_by_key(|(t, _)| *t);
         Ok(HostCert {
@@ -345,31 +346,33 @@ pub fn session_bind(session: &mut Session, b: SessionBind) -> Response<'static> 
     }
 }
 
-fn try_session_bind(session: &mut Session, b: SessionBind) -> Result<(), &'static str> {
+fn try_session_bind(session: &mut Session, b: SessionBind) -> Result<(), Refused> {
     session.bind_attempted = true;
     if b.session_id.len() > MAX_SID_LEN {
-        return Err("session id too long");
+        return Err(Refused("session id too long"));
     }
     if !keys::is_public_key(&b.host_key) {
-        return Err("invalid host key");
+        return Err(Refused("invalid host key"));
     }
     if !keys::verify(&b.host_key, &b.session_id, &b.signature) {
-        return Err("host key signature over the session id does not verify");
+        return Err(Refused(
+            "host key signature over the session id does not verify",
+        ));
     }
     for old in &session.bindings {
         if !old.forwarded {
-            return Err("connection already bound for authentication");
+            return Err(Refused("connection already bound for authentication"));
         }
         let sid_match = crate::lock::ct_eq(&old.session_id, &b.session_id);
         if sid_match && old.host_key == b.host_key {
             return Ok(()); // already recorded
         }
         if sid_match {
-            return Err("session id recorded against a different host key");
+            return Err(Refused("session id recorded against a different host key"));
         }
     }
     if session.bindings.len() >= MAX_SESSION_IDS {
-        return Err("too many session ids");
+        return Err(Refused("too many session ids"));
     }
     let host = if keys::is_certificate(&b.host_key) {
         match keys::host_cert(&b.host_key) {
@@ -395,7 +398,7 @@ fn try_session_bind(session: &mut Session, b: SessionBind) -> Result<(), &'stati
 
 /// OpenSSH's `identity_permitted` for listing, removing and replacing: may this connection
 /// see a key with these constraints? `now` is the wall clock (`wall_clock`).
-pub fn visible(d: &Destinations, session: &Session, now: u64) -> Result<(), &'static str> {
+pub fn visible(d: &Destinations, session: &Session, now: u64) -> Result<(), Refused> {
     permitted(d, session, None, now)
 }
 
@@ -408,29 +411,29 @@ pub fn check_sign(
     key: &[u8],
     data: &[u8],
     now: u64,
-) -> Result<String, &'static str> {
-    let last = session
-        .bindings
-        .last()
-        .ok_or("destination-constrained key on an unbound connection")?;
-    let req = protocol::parse_userauth_request(data, key)
-        .ok_or("destination-constrained key asked to sign a non-userauth request")?;
+) -> Result<String, Refused> {
+    let last = session.bindings.last().ok_or(Refused(
+        "destination-constrained key on an unbound connection",
+    ))?;
+    let req = protocol::parse_userauth_request(data, key).ok_or(Refused(
+        "destination-constrained key asked to sign a non-userauth request",
+    ))?;
     if req.user.len() > MAX_USER_LEN {
-        return Err("user name too long");
+        return Err(Refused("user name too long"));
     }
-    let user = Text::new(req.user.as_bytes()).ok_or("user name too long")?;
+    let user = Text::new(req.user.as_bytes()).ok_or(Refused("user name too long"))?;
     permitted(d, session, Some(&user), now)?;
     if !crate::lock::ct_eq(req.session_id, &last.session_id) {
-        return Err("session id is not the one last bound");
+        return Err(Refused("session id is not the one last bound"));
     }
     if session.bindings.len() > 1 && req.host_key.is_none() {
-        return Err("no host key in a forwarded signature request");
+        return Err(Refused("no host key in a forwarded signature request"));
     }
     if req
         .host_key
         .is_some_and(|hk| hk != last.host_key.as_slice())
     {
-        return Err("host key differs from the one last bound");
+        return Err(Refused("host key differs from the one last bound"));
     }
     Ok(req.user)
 }
@@ -443,12 +446,12 @@ fn permitted(
     session: &Session,
     user: Option<&Text>,
     now: u64,
-) -> Result<(), &'static str> {
+) -> Result<(), Refused> {
     if d.rules.is_empty() {
         return Ok(()); // unconstrained
     }
     if session.bind_attempted && session.bindings.is_empty() {
-        return Err("previous session bind failed on this connection");
+        return Err(Refused("previous session bind failed on this connection"));
     }
     let Some(last) = session.bindings.len().checked_sub(1) else {
         return Ok(()); // local use
@@ -458,16 +461,16 @@ fn permitted(
         let test_user = if i == last {
             // The user is given only for signatures: never sign on a forwarding hop.
             if b.forwarded && user.is_some() {
-                return Err("tried to sign on a forwarding hop");
+                return Err(Refused("tried to sign on a forwarding hop"));
             }
             user
         } else if !b.forwarded {
-            return Err("tried to forward through a signing bind");
+            return Err(Refused("tried to forward through a signing bind"));
         } else {
             None
         };
         if !permitted_by(d, from, Some(b), test_user, now) {
-            return Err("not permitted for this destination");
+            return Err(Refused("not permitted for this destination"));
         }
         from = Some(b);
     }
@@ -477,7 +480,7 @@ fn permitted(
         && user.is_none()
         && !permitted_by(d, Some(b), None, None, now)
     {
-        return Err("key permitted at this host but not beyond");
+        return Err(Refused("key permitted at this host but not beyond"));
     }
     Ok(())
 }
@@ -672,7 +675,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::keys::test_counters::cert_parses;
     use crate::keys::{PrivateKey, testkeys};
-    use crate::protocol::{HopKey, Reader, put_string};
+    use crate::protocol::HopKey;
+    use crate::wire::{Reader, put_string};
     use ssh_key::certificate::{Builder, CertType};
     use ssh_key::encoding::{Decode, Encode};
 

@@ -3,7 +3,7 @@
 //! with the requested flags, computes fingerprints, verifies signatures and seals keys (`seal`).
 //!
 //! The private fields of an ADD request are read straight from the request buffer with
-//! the protocol `Reader` (borrowed slices, no copies), so the only copies of secret bytes
+//! `wire::Reader` (borrowed slices, no copies), so the only copies of secret bytes
 //! made here are the backend signing keys and a few `Zeroizing` temporaries. `ssh-key`
 //! parses certificates and public keys and verifies signatures; the signing backends are
 //! `ed25519-dalek`, `p256`/`p384`/`p521` and `rsa`, each built once when the key is added,
@@ -22,7 +22,7 @@ use ssh_key::encoding::{Decode, Encode};
 use ssh_key::sha2::{Digest, Sha256, Sha384, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::protocol::{DecodeError, Reader, put_string};
+use crate::wire::{Reader, Refused, put_mpint, put_string};
 
 mod verified;
 
@@ -44,33 +44,10 @@ const RSA_MAX_BITS: usize = 8192;
 const FLAG_RSA_SHA2_256: u32 = 0x02;
 const FLAG_RSA_SHA2_512: u32 = 0x04;
 
-const UNSUPPORTED: KeyError = KeyError("unsupported key type");
-const TRUNCATED: KeyError = KeyError("truncated key");
-const INVALID: KeyError = KeyError("invalid key encoding");
-const MISMATCH: KeyError = KeyError("private key does not match public key");
-const BAD_CERT: KeyError = KeyError("invalid certificate");
-
-/// Why a key was refused. Never carries key material.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyError(&'static str);
-
-impl KeyError {
-    pub fn reason(&self) -> &'static str {
-        self.0
-    }
-}
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl From<DecodeError> for KeyError {
-    fn from(_: DecodeError) -> Self {
-        TRUNCATED
-    }
-}
+const UNSUPPORTED: Refused = Refused("unsupported key type");
+const INVALID: Refused = Refused("invalid key encoding");
+const MISMATCH: Refused = Refused("private key does not match public key");
+const BAD_CERT: Refused = Refused("invalid certificate");
 
 /// Hash for fingerprints in logs and confirm prompts (`-E`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -180,13 +157,13 @@ enum Public<'a> {
 impl Public<'_> {
     /// Read the public fields as `sshkey_private_serialize` writes them for a plain key
     /// (RSA: `n, e`; ECDSA: `curve, Q`; Ed25519: `pk`).
-    fn read_add<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, KeyError> {
+    fn read_add<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, Refused> {
         Ok(match kind {
             Kind::Ed25519 => Public::Ed25519 { pk: r.string()? },
             Kind::P256 | Kind::P384 | Kind::P521 => Public::read_ecdsa(kind, r)?,
             Kind::Rsa => {
-                let n = mpint(r)?;
-                let e = mpint(r)?;
+                let n = r.mpint()?;
+                let e = r.mpint()?;
                 Public::Rsa { e, n }
             }
         })
@@ -194,18 +171,18 @@ impl Public<'_> {
 
     /// Read the public fields as a public key blob or certificate holds them
     /// (RSA: `e, n`; the others as in an ADD request).
-    fn read_blob<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, KeyError> {
+    fn read_blob<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, Refused> {
         Ok(match kind {
             Kind::Rsa => {
-                let e = mpint(r)?;
-                let n = mpint(r)?;
+                let e = r.mpint()?;
+                let n = r.mpint()?;
                 Public::Rsa { e, n }
             }
             _ => Public::read_add(kind, r)?,
         })
     }
 
-    fn read_ecdsa<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, KeyError> {
+    fn read_ecdsa<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, Refused> {
         let (curve, _) = kind.curve().ok_or(UNSUPPORTED)?;
         // OpenSSH: the curve name must match the key type (SSH_ERR_EC_CURVE_MISMATCH).
         if r.string()? != curve.as_bytes() {
@@ -255,7 +232,7 @@ enum Backend {
 /// curve `$krate` (field bytes `$len`, order bits `$bits`); its public point must be `$q`.
 macro_rules! ecdsa_key {
     ($krate:ident, $len:literal, $bits:literal, $q:expr, $r:expr) => {{
-        let d = mpint($r)?;
+        let d = $r.mpint()?;
         // OpenSSH sshkey_ec_validate_private: a scalar of half the order's size or less
         // is refused as too small.
         if bit_len(d) <= $bits / 2 {
@@ -304,12 +281,12 @@ impl PrivateKey {
     /// Never inlined, as `sign`: the temporaries that moves leave on the stack are then in
     /// frames below the caller's, which the server's stack wipe clears.
     #[inline(never)]
-    pub fn decode(r: &mut Reader<'_>) -> Result<PrivateKey, KeyError> {
+    pub fn decode(r: &mut Reader<'_>) -> Result<PrivateKey, Refused> {
         Self::decode_with(r, verified::enabled())
     }
 
     /// `decode`, with graviola's signing where `verified` and the key allows it.
-    fn decode_with(r: &mut Reader<'_>, verified: bool) -> Result<PrivateKey, KeyError> {
+    fn decode_with(r: &mut Reader<'_>, verified: bool) -> Result<PrivateKey, Refused> {
         let (kind, is_cert) = Kind::from_name(r.string()?).ok_or(UNSUPPORTED)?;
         let (public, cert) = if is_cert {
             let cert = r.string()?;
@@ -334,10 +311,10 @@ impl PrivateKey {
             (Public::Ecdsa { q }, Kind::P384) => Backend::P384(ecdsa_key!(p384, 48, 384, q, r)),
             (Public::Ecdsa { q }, Kind::P521) => Backend::P521(ecdsa_key!(p521, 66, 521, q, r)),
             (Public::Rsa { e, n }, Kind::Rsa) => {
-                let d = mpint(r)?;
-                let _iqmp = mpint(r)?; // recomputed by `rsa` from p and q
-                let p = mpint(r)?;
-                let q = mpint(r)?;
+                let d = r.mpint()?;
+                let _iqmp = r.mpint()?; // recomputed by `rsa` from p and q
+                let p = r.mpint()?;
+                let q = r.mpint()?;
                 let key = RsaKey::new(rsa_key(n, e, d, p, q)?)?;
                 let fast = verified.then(|| verified::Rsa::new(&key.key)).flatten();
                 Backend::Rsa(key, fast)
@@ -381,8 +358,8 @@ impl PrivateKey {
     /// `decode`): the expanded Ed25519 key, the ECDSA nonce and the RSA CRT halves stay in
     /// frames below the caller's.
     #[inline(never)]
-    pub fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, KeyError> {
-        const FAILED: KeyError = KeyError("signing failed");
+    pub fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, Refused> {
+        const FAILED: Refused = Refused("signing failed");
         let mut out = Vec::new();
         match &*self.backend {
             Backend::Ed25519(k) => {
@@ -452,7 +429,7 @@ pub fn verify(public_blob: &[u8], data: &[u8], signature_blob: &[u8]) -> bool {
     verify_by(public_blob, true, data, signature_blob).is_ok()
 }
 
-fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<(), KeyError> {
+fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<(), Refused> {
     let name = Reader::new(key).string()?;
     let key = if name.ends_with(b"-cert-v01@openssh.com") {
         if !allow_cert {
@@ -471,7 +448,7 @@ fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<()
     if let ssh_key::public::KeyData::Rsa(rsa) = &key {
         let n = rsa.n().as_positive_bytes().ok_or(INVALID)?;
         if bit_len(n) < RSA_MIN_BITS {
-            return Err(KeyError("rsa key too small"));
+            return Err(Refused("rsa key too small"));
         }
     }
     let mut rest = sig;
@@ -480,7 +457,7 @@ fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<()
         return Err(INVALID);
     }
     key.verify(data, &sig)
-        .map_err(|_| KeyError("signature does not verify"))
+        .map_err(|_| Refused("signature does not verify"))
 }
 
 /// Whether `blob` is a well-formed public key or certificate of a supported type (OpenSSH
@@ -584,7 +561,7 @@ pub(crate) mod test_counters {
 
 /// Walk a certificate blob as OpenSSH's `cert_parse` does: its type must be `kind`'s, it
 /// must parse completely, and its CA signature must verify. Returns the certified key.
-fn check_cert(kind: Kind, blob: &[u8]) -> Result<Public<'_>, KeyError> {
+fn check_cert(kind: Kind, blob: &[u8]) -> Result<Public<'_>, Refused> {
     let mut c = Reader::new(blob);
     if c.string()? != kind.cert_name().as_bytes() {
         return Err(BAD_CERT);
@@ -612,13 +589,13 @@ fn check_cert(kind: Kind, blob: &[u8]) -> Result<Public<'_>, KeyError> {
     // is itself a certificate.
     let signed = blob.get(..signed_len).ok_or(BAD_CERT)?;
     verify_by(ca, false, signed, signature)
-        .map_err(|_| KeyError("invalid certificate signature"))?;
+        .map_err(|_| Refused("invalid certificate signature"))?;
     Ok(public)
 }
 
 /// Build the Ed25519 signing key from `sk` (seed ‖ pk, 64 bytes) and check that it
 /// derives the public key `pk`.
-fn ed25519_key(pk: &[u8], sk: &[u8]) -> Result<ed25519_dalek::SigningKey, KeyError> {
+fn ed25519_key(pk: &[u8], sk: &[u8]) -> Result<ed25519_dalek::SigningKey, Refused> {
     if pk.len() != ed25519_dalek::PUBLIC_KEY_LENGTH || sk.len() != ed25519_dalek::KEYPAIR_LENGTH {
         return Err(INVALID);
     }
@@ -695,7 +672,7 @@ impl Blinding {
 
 impl RsaKey {
     /// `key` must have its CRT values (`rsa` computes them for every valid two-prime key).
-    fn new(key: rsa::RsaPrivateKey) -> Result<RsaKey, KeyError> {
+    fn new(key: rsa::RsaPrivateKey) -> Result<RsaKey, Refused> {
         if key.primes().len() != 2 || key.dp().is_none() {
             return Err(INVALID);
         }
@@ -786,13 +763,13 @@ fn rsa_key(
     d: &[u8],
     p: &[u8],
     q: &[u8],
-) -> Result<rsa::RsaPrivateKey, KeyError> {
+) -> Result<rsa::RsaPrivateKey, Refused> {
     let bits = bit_len(n);
     if bits < RSA_MIN_BITS {
-        return Err(KeyError("rsa key too small"));
+        return Err(Refused("rsa key too small"));
     }
     if bits > RSA_MAX_BITS {
-        return Err(KeyError("rsa key too large"));
+        return Err(Refused("rsa key too large"));
     }
     // Every other component is smaller than n; bounding them bounds the work below.
     if [e, d, p, q].iter().any(|x| x.len() > n.len()) {
@@ -818,35 +795,10 @@ fn rsa_key(
     // n = p² passes the product check, and `rsa` accepts it: a square modulus is not an RSA
     // key (anyone can take its square root).
     if *p == *q {
-        return Err(KeyError("rsa primes are equal"));
+        return Err(Refused("rsa primes are equal"));
     }
     rsa::RsaPrivateKey::from_components(n, e, (*d).clone(), vec![(*p).clone(), (*q).clone()])
         .map_err(|_| MISMATCH)
-}
-
-/// Read an SSH `mpint` that must not be negative, as OpenSSH's
-/// `sshbuf_get_bignum2_bytes_direct` does (leading zeros are tolerated and stripped).
-fn mpint<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], KeyError> {
-    let b = r.string()?;
-    if b.first().is_some_and(|&x| x & 0x80 != 0) {
-        return Err(INVALID);
-    }
-    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-    b.get(start..).ok_or(INVALID)
-}
-
-/// Append an `mpint` holding the magnitude `m` (big-endian, any leading zeros).
-fn put_mpint(out: &mut Vec<u8>, m: &[u8]) {
-    let start = m.iter().position(|&x| x != 0).unwrap_or(m.len());
-    let m = m.get(start..).unwrap_or_default();
-    if m.first().is_some_and(|&x| x & 0x80 != 0) {
-        let len = u32::try_from(m.len().saturating_add(1)).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.push(0);
-        out.extend_from_slice(m);
-    } else {
-        put_string(out, m);
-    }
 }
 
 /// Append an ECDSA signature blob: the algorithm, then `string(mpint r, mpint s)` (RFC 5656).
@@ -1015,7 +967,7 @@ mod tests {
 
     const KINDS: [&str; 5] = ["ed25519", "ecdsa256", "ecdsa384", "ecdsa521", "rsa2048"];
 
-    fn decode(body: &[u8]) -> Result<PrivateKey, KeyError> {
+    fn decode(body: &[u8]) -> Result<PrivateKey, Refused> {
         PrivateKey::decode(&mut Reader::new(body))
     }
 
@@ -1224,7 +1176,7 @@ mod tests {
         let mut bad = Blinding::new(&rsa_key.key).unwrap();
         bad.ai = bad.ai.square(); // no longer the inverse of the factor in `a`
         rsa_key.blinding.set(Some(bad));
-        assert_eq!(key.sign(data, 4), Err(KeyError("signing failed")));
+        assert_eq!(key.sign(data, 4), Err(Refused("signing failed")));
         assert!(rsa_key.blinding.take().is_none(), "a faulty pair was kept");
         assert_eq!(key.sign(data, 4).unwrap(), good);
         let fresh = rsa_key.blinding.take().unwrap();
@@ -1654,7 +1606,7 @@ mod tests {
     }
 
     /// Decode the key of an ADD frame; the comment must follow it.
-    fn decode_frame(frame: &[u8], comment: &str) -> Result<PrivateKey, KeyError> {
+    fn decode_frame(frame: &[u8], comment: &str) -> Result<PrivateKey, Refused> {
         let mut r = Reader::new(&frame[1..]);
         let key = PrivateKey::decode(&mut r)?;
         assert_eq!(r.string().unwrap(), comment.as_bytes());

@@ -20,3 +20,4 @@ pub mod protocol;
 pub mod reuse;
 pub mod server;
 pub mod sys;
+pub mod wire;

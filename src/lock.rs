@@ -19,6 +19,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::keys::{HeldKey, Sealed, SealedKey, WrappingKey};
+use crate::wire::Refused;
 
 const LOCK_SALT_SIZE: usize = 16; // OpenSSH: LOCK_SALT_SIZE
 /// bcrypt-pbkdf rounds of the wrapping key: OpenSSH's default for key files (`ssh-keygen
@@ -49,6 +50,17 @@ pub enum LockError {
     Seal,
     /// The passphrase is wrong, or a sealed key did not open (nothing was changed).
     Open,
+}
+
+/// The agent answers a refused lock or unlock with FAILURE, as any refusal.
+impl From<LockError> for Refused {
+    fn from(e: LockError) -> Refused {
+        match e {
+            LockError::EmptyPassphrase => Refused("empty password not supported"),
+            LockError::Rng | LockError::Kdf | LockError::Seal => Refused("cannot seal the keys"),
+            LockError::Open => Refused("incorrect passphrase"),
+        }
+    }
 }
 
 /// A locked agent's secret: the salt and rounds the wrapping key is derived with, and the
@@ -152,7 +164,7 @@ pub fn unlock_delay(failures: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::keys::{PrivateKey, testkeys};
-    use crate::protocol::Reader;
+    use crate::wire::Reader;
 
     fn keys(kinds: &[&str]) -> Vec<HeldKey> {
         kinds

@@ -1,14 +1,15 @@
 //! The agent protocol (RFC 9987) as OpenSSH speaks it: message numbers, framing,
 //! `Request::decode` and `Response::encode`. No I/O and no state: bytes in, values out.
 //!
-//! Every read goes through `Reader`, a cursor that returns `Err` instead of panicking,
-//! because everything here comes from a socket.
+//! Every read goes through `wire::Reader`, a cursor that returns `Err` instead of
+//! panicking, because everything here comes from a socket.
 
 use std::fmt;
 
 use zeroize::Zeroizing;
 
 use crate::keys::{self, PrivateKey};
+use crate::wire::{Reader, Refused, put_string};
 
 /// Largest frame body accepted (OpenSSH: AGENT_MAX_LEN). Exactly this size is accepted.
 pub const MAX_MESSAGE_LEN: usize = 256 * 1024;
@@ -44,88 +45,6 @@ pub mod msg {
 /// Extension names this agent implements, as `query` reports them.
 pub const EXT_QUERY: &str = "query";
 pub const EXT_SESSION_BIND: &str = "session-bind@openssh.com";
-
-/// Why a frame's body did not decode. Never carries key material.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeError(pub &'static str);
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl From<keys::KeyError> for DecodeError {
-    fn from(e: keys::KeyError) -> Self {
-        DecodeError(e.reason())
-    }
-}
-
-/// A cursor over untrusted bytes: every read is bounds-checked and returns `Err` on short input.
-#[derive(Clone, Copy)]
-pub struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    /// What is left, unread.
-    pub fn rest(&self) -> &'a [u8] {
-        self.buf
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.buf.len() {
-            return Err(DecodeError("truncated message"));
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    pub fn u8(&mut self) -> Result<u8, DecodeError> {
-        let b = self.bytes(1)?;
-        Ok(b.first().copied().unwrap_or_default())
-    }
-
-    pub fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.bytes(4)?;
-        let mut a = [0u8; 4];
-        a.copy_from_slice(b);
-        Ok(u32::from_be_bytes(a))
-    }
-
-    pub fn bool(&mut self) -> Result<bool, DecodeError> {
-        Ok(self.u8()? != 0)
-    }
-
-    /// An SSH `string`: uint32 length, then that many bytes.
-    pub fn string(&mut self) -> Result<&'a [u8], DecodeError> {
-        let len = self.u32()?;
-        let len = usize::try_from(len).map_err(|_| DecodeError("string too long"))?;
-        self.bytes(len)
-    }
-
-    /// A `string` that must be UTF-8 (names, not comments).
-    pub fn str(&mut self) -> Result<&'a str, DecodeError> {
-        std::str::from_utf8(self.string()?).map_err(|_| DecodeError("name is not UTF-8"))
-    }
-}
-
-/// Append an SSH `string` to `out`.
-pub fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    // Callers pass at most MAX_MESSAGE_LEN-sized data; saturate rather than wrap just in case.
-    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(s);
-}
 
 /// The constraint extension that restricts where a key may be used (OpenSSH PROTOCOL.agent).
 pub const EXT_RESTRICT_DESTINATION: &str = "restrict-destination-v00@openssh.com";
@@ -172,34 +91,25 @@ pub struct Constraints {
     pub destinations: Vec<DestConstraint>,
 }
 
-/// A C string field: no NUL inside (OpenSSH's sshbuf_get_cstring), UTF-8 here.
-fn cstring(r: &mut Reader<'_>) -> Result<String, DecodeError> {
-    let b = r.string()?;
-    if b.contains(&0) {
-        return Err(DecodeError("NUL in a name"));
-    }
-    String::from_utf8(b.to_vec()).map_err(|_| DecodeError("name is not UTF-8"))
-}
-
 /// OpenSSH's `parse_dest_constraint_hop`.
-fn decode_hop(body: &[u8]) -> Result<Hop, DecodeError> {
+fn decode_hop(body: &[u8]) -> Result<Hop, Refused> {
     let mut r = Reader::new(body);
-    let user = cstring(&mut r)?;
-    let hostname = cstring(&mut r)?;
+    let user = r.cstring()?;
+    let hostname = r.cstring()?;
     if !r.string()?.is_empty() {
-        return Err(DecodeError("unsupported hop extensions"));
+        return Err(Refused("unsupported hop extensions"));
     }
     if user.len() > MAX_USER_PATTERN_LEN {
-        return Err(DecodeError("user match pattern too long"));
+        return Err(Refused("user match pattern too long"));
     }
     if hostname.len() > MAX_HOSTNAME_LEN {
-        return Err(DecodeError("host name too long"));
+        return Err(Refused("host name too long"));
     }
     let mut keys = Vec::new();
     while !r.is_empty() {
         let blob = r.string()?;
         if !keys::is_public_key(blob) {
-            return Err(DecodeError("invalid host key in destination constraint"));
+            return Err(Refused("invalid host key in destination constraint"));
         }
         let is_ca = r.bool()?;
         keys.push(HopKey {
@@ -215,18 +125,18 @@ fn decode_hop(body: &[u8]) -> Result<Hop, DecodeError> {
 }
 
 /// OpenSSH's `parse_dest_constraint`, with its consistency checks.
-fn decode_dest_constraint(r: &mut Reader<'_>) -> Result<DestConstraint, DecodeError> {
+fn decode_dest_constraint(r: &mut Reader<'_>) -> Result<DestConstraint, Refused> {
     let mut c = Reader::new(r.string()?);
     let from = decode_hop(c.string()?)?;
     let to = decode_hop(c.string()?)?;
     if !c.string()?.is_empty() {
-        return Err(DecodeError("unsupported constraint extensions"));
+        return Err(Refused("unsupported constraint extensions"));
     }
     if from.hostname.is_none() != from.keys.is_empty() || from.user.is_some() {
-        return Err(DecodeError("inconsistent \"from\" specification"));
+        return Err(Refused("inconsistent \"from\" specification"));
     }
     if to.hostname.is_none() || to.keys.is_empty() {
-        return Err(DecodeError("incomplete \"to\" specification"));
+        return Err(Refused("incomplete \"to\" specification"));
     }
     Ok(DestConstraint { from, to })
 }
@@ -250,46 +160,46 @@ impl Constraints {
     /// Parse the constraints that trail an ADD body. Every constraint must be understood:
     /// an unknown one refuses the whole add, so the agent never accepts a key with a
     /// restriction it would not enforce (RFC 9987: "MUST ... refuse").
-    pub fn decode(r: &mut Reader<'_>) -> Result<Constraints, DecodeError> {
+    pub fn decode(r: &mut Reader<'_>) -> Result<Constraints, Refused> {
         let mut c = Constraints::default();
         while !r.is_empty() {
             match r.u8()? {
                 msg::SSH_AGENT_CONSTRAIN_LIFETIME => {
                     if c.lifetime.is_some() {
-                        return Err(DecodeError("lifetime constraint given twice"));
+                        return Err(Refused("lifetime constraint given twice"));
                     }
                     c.lifetime = Some(r.u32()?);
                 }
                 msg::SSH_AGENT_CONSTRAIN_CONFIRM => {
                     if c.confirm {
-                        return Err(DecodeError("confirm constraint given twice"));
+                        return Err(Refused("confirm constraint given twice"));
                     }
                     c.confirm = true;
                 }
                 msg::SSH_AGENT_CONSTRAIN_EXTENSION => match r.str()? {
                     EXT_RESTRICT_DESTINATION => {
                         if !c.destinations.is_empty() {
-                            return Err(DecodeError("destination constraint given twice"));
+                            return Err(Refused("destination constraint given twice"));
                         }
                         let mut list = Reader::new(r.string()?);
                         while !list.is_empty() {
                             if c.destinations.len() >= MAX_DEST_CONSTRAINTS {
-                                return Err(DecodeError("too many destination constraints"));
+                                return Err(Refused("too many destination constraints"));
                             }
                             c.destinations.push(decode_dest_constraint(&mut list)?);
                         }
                         if c.destinations.is_empty() {
                             // OpenSSH would store "no constraints", i.e. unrestricted: a
                             // client that sent the extension meant a restriction.
-                            return Err(DecodeError("empty destination constraint"));
+                            return Err(Refused("empty destination constraint"));
                         }
                     }
                     // sk-provider@openssh.com (FIDO) and associated-certs-v00@openssh.com
                     // (PKCS#11) are not implemented: refusing is the only safe answer to a
                     // restriction we would not enforce.
-                    _ => return Err(DecodeError("unsupported constraint extension")),
+                    _ => return Err(Refused("unsupported constraint extension")),
                 },
-                _ => return Err(DecodeError("unknown constraint")),
+                _ => return Err(Refused("unknown constraint")),
             }
         }
         Ok(c)
@@ -390,7 +300,7 @@ impl Request {
     ///
     /// Trailing bytes are ignored as OpenSSH ignores them, except after an ADD, where
     /// they are constraints and must all parse.
-    pub fn decode(frame: &[u8]) -> Result<Request, DecodeError> {
+    pub fn decode(frame: &[u8]) -> Result<Request, Refused> {
         let mut r = Reader::new(frame);
         let kind = r.u8()?;
         Ok(match kind {
@@ -430,7 +340,7 @@ impl Request {
     }
 }
 
-fn decode_extension(r: &mut Reader<'_>) -> Result<Extension, DecodeError> {
+fn decode_extension(r: &mut Reader<'_>) -> Result<Extension, Refused> {
     let name = r.str()?;
     Ok(match name {
         EXT_QUERY => Extension::Query,
@@ -481,7 +391,7 @@ pub fn parse_userauth_request<'a>(data: &'a [u8], key: &[u8]) -> Option<Userauth
     if session_id.is_empty() || r.u8().ok()? != SSH2_MSG_USERAUTH_REQUEST {
         return None;
     }
-    let user = cstring(&mut r).ok()?;
+    let user = r.cstring().ok()?;
     let service = r.string().ok()?;
     let method = r.string().ok()?;
     let sig_follows = r.u8().ok()?;

@@ -15,8 +15,9 @@ use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use ssh_key::Cipher;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{Backend, FingerprintHash, KeyError, PrivateKey, fingerprint, put_mpint};
-use crate::protocol::{Reader, put_string};
+use super::{Backend, FingerprintHash, PrivateKey, fingerprint};
+// TODO(#12): say `Refused` here too once the lock work in this file has landed.
+use crate::wire::{Reader, Refused as KeyError, put_mpint, put_string};
 
 /// The AEAD, from `ssh-key`'s tree (OpenSSH's `aes256-gcm@openssh.com` key-file cipher).
 const CIPHER: Cipher = Cipher::Aes256Gcm;

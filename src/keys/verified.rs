@@ -35,7 +35,8 @@ use ssh_key::encoding::bigint::BoxedUint;
 use ssh_key::encoding::bigint::modular::BoxedMontyForm;
 use zeroize::Zeroizing;
 
-use super::{INVALID, KeyError, MISMATCH, UNSUPPORTED};
+use super::{INVALID, MISMATCH, UNSUPPORTED};
+use crate::wire::Refused;
 
 /// Set to a non-empty value, the agent signs with the portable RustCrypto code even where
 /// the CPU could run graviola (the man page's ENVIRONMENT).
@@ -298,7 +299,7 @@ mod imp {
     impl Ed25519 {
         /// Build the key from `sk` (seed ‖ pk, 64 bytes) and check that it derives the public
         /// key `pk`, as `keys::ed25519_key` does for ed25519-dalek.
-        pub(in crate::keys) fn new(pk: &[u8], sk: &[u8]) -> Result<Ed25519, KeyError> {
+        pub(in crate::keys) fn new(pk: &[u8], sk: &[u8]) -> Result<Ed25519, Refused> {
             if !super::cpu_supported() {
                 return Err(UNSUPPORTED);
             }
@@ -353,7 +354,7 @@ mod imp {
     pub(in crate::keys) enum Ed25519 {}
 
     impl Ed25519 {
-        pub(in crate::keys) fn new(_: &[u8], _: &[u8]) -> Result<Ed25519, KeyError> {
+        pub(in crate::keys) fn new(_: &[u8], _: &[u8]) -> Result<Ed25519, Refused> {
             Err(UNSUPPORTED)
         }
 
@@ -374,9 +375,9 @@ mod tests {
 
     use ssh_key::encoding::Encode;
 
-    use super::super::{Backend, PrivateKey, put_mpint, testkeys, verify};
+    use super::super::{Backend, PrivateKey, testkeys, verify};
     use super::*;
-    use crate::protocol::{Reader, put_string};
+    use crate::wire::{Reader, put_mpint, put_string};
 
     /// A throwaway RSA-8192 key (`ssh-keygen -b 8192` takes many seconds), made for these tests.
     const RSA_8192: &str = include_str!("testdata/rsa-8192");
