@@ -366,23 +366,6 @@ pub struct UserauthRequest<'a> {
     pub host_key: Option<&'a [u8]>,
 }
 
-/// The family of a key type or signature algorithm name, as OpenSSH's
-/// `sshkey_type_from_name` sees it: "rsa-sha2-256" is an RSA key, every ECDSA curve an
-/// ECDSA key.
-fn key_family(name: &[u8]) -> &[u8] {
-    match name {
-        b"ssh-rsa" | b"rsa-sha2-256" | b"rsa-sha2-512" => b"ssh-rsa",
-        b"ssh-rsa-cert-v01@openssh.com"
-        | b"rsa-sha2-256-cert-v01@openssh.com"
-        | b"rsa-sha2-512-cert-v01@openssh.com" => b"ssh-rsa-cert-v01@openssh.com",
-        b"ecdsa-sha2-nistp256" | b"ecdsa-sha2-nistp384" | b"ecdsa-sha2-nistp521" => b"ecdsa",
-        b"ecdsa-sha2-nistp256-cert-v01@openssh.com"
-        | b"ecdsa-sha2-nistp384-cert-v01@openssh.com"
-        | b"ecdsa-sha2-nistp521-cert-v01@openssh.com" => b"ecdsa-cert",
-        other => other,
-    }
-}
-
 /// OpenSSH's `parse_userauth_request`: `data` must be exactly a publickey userauth request
 /// for `key` (the blob being signed with), with a non-empty session id.
 pub fn parse_userauth_request<'a>(data: &'a [u8], key: &[u8]) -> Option<UserauthRequest<'a>> {
@@ -401,7 +384,7 @@ pub fn parse_userauth_request<'a>(data: &'a [u8], key: &[u8]) -> Option<Userauth
     if sig_follows != 1
         || service != b"ssh-connection"
         || embedded != key
-        || key_family(pkalg) != key_family(key_type)
+        || !keys::same_type(pkalg, key_type)
     {
         return None;
     }

@@ -1,6 +1,6 @@
 //! Signing on `graviola`: formally verified, constant-time assembly (s2n-bignum) for RSA
 //! PKCS#1 v1.5 with SHA-256 and SHA-512 (2048 to 8192 bits) and for Ed25519, where the CPU
-//! has what that assembly needs. Everything else signs with RustCrypto, in `keys.rs`.
+//! has what that assembly needs. Everything else signs with RustCrypto, in `mod.rs` and `rsa.rs`.
 //!
 //! graviola asserts its CPU features at every entry point: an x86_64 CPU without adx, aes,
 //! avx, avx2, bmi1 and pclmulqdq (before about 2013, and under valgrind), or an aarch64 one
