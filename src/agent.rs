@@ -14,7 +14,7 @@ use crate::keys::{FingerprintHash, HeldKey, PrivateKey};
 use crate::lock::{self, Lock};
 use crate::log;
 use crate::protocol::{self, Constraints, EXT_SESSION_BIND, Extension, Request, Response};
-use crate::sys::Instant;
+use crate::sys::{self, Instant};
 use crate::wire::Refused;
 use zeroize::Zeroizing;
 
@@ -36,8 +36,8 @@ struct Identity {
     death: Option<Instant>,
     /// Every signature needs the user's confirmation (`ssh-add -c`).
     confirm: bool,
-    /// Where the key may be used (`ssh-add -h`); empty: anywhere.
-    destinations: Destinations,
+    /// Where the key may be used (`ssh-add -h`); `None`: anywhere.
+    destinations: Option<Destinations>,
     /// The fingerprint, computed on first need (`--log-use` logs it for every signature).
     fingerprint: OnceCell<String>,
 }
@@ -46,6 +46,13 @@ impl Identity {
     /// Bytes this identity takes in an IDENTITIES_ANSWER.
     fn list_len(&self) -> usize {
         8 + self.key.public_blob().len() + self.comment.len()
+    }
+
+    /// What its destination constraints count against `dest::MAX_TOTAL`.
+    fn dest_cost(&self) -> dest::Cost {
+        self.destinations
+            .as_ref()
+            .map_or_else(dest::Cost::default, Destinations::cost)
     }
 }
 
@@ -193,6 +200,9 @@ pub struct Agent {
     log_use: bool,
     /// The last signature request, until the layer above takes it (`take_use`).
     last_use: Option<SignUse>,
+    /// The wall clock, for the validity of bound host certificates (`sys::wall_clock`
+    /// unless set): read only where a destination-constrained key is checked.
+    wall_clock: fn() -> u64,
 }
 
 impl Agent {
@@ -212,6 +222,7 @@ impl Agent {
             confirm_forwarded: false,
             log_use: false,
             last_use: None,
+            wall_clock: sys::wall_clock,
         }
     }
 
@@ -228,6 +239,12 @@ impl Agent {
     /// Ask for confirmation of every signature requested through a forwarded agent.
     pub fn set_confirm_forwarded(&mut self, on: bool) {
         self.confirm_forwarded = on;
+    }
+
+    /// The wall clock that bound host certificates are checked against (seconds since the
+    /// epoch; `sys::wall_clock` by default). Tests give one of their own.
+    pub fn set_wall_clock(&mut self, clock: fn() -> u64) {
+        self.wall_clock = clock;
     }
 
     /// The bcrypt-pbkdf rounds of later locks (`lock::KDF_ROUNDS` by default). Only for
@@ -298,12 +315,12 @@ impl Agent {
 
     /// Keys hidden from this connection by their destination constraints are not listed.
     fn request_identities(&self, session: &Session) -> Response<'_> {
-        let now = dest::wall_clock();
+        let now = (self.wall_clock)();
         Response::Identities(
             self.slots
                 .iter()
                 .flatten()
-                .filter(|id| permitted(id, session, now).is_ok())
+                .filter(|id| dest::visible(id.destinations.as_ref(), session, now).is_ok())
                 .map(|id| (id.key.public_blob(), id.comment.as_slice()))
                 .collect(),
         )
@@ -386,8 +403,9 @@ impl Agent {
     ) -> Result<Reply<'static>, Refusal> {
         let id = self.lookup(&key).ok_or(Refusal::UnknownKey)?;
         let mut extra = None;
-        if !id.destinations.is_empty() {
-            let user = dest::check_sign(&id.destinations, session, &key, &data, dest::wall_clock())
+        if let Some(destinations) = &id.destinations {
+            let now = (self.wall_clock)();
+            let user = dest::check_sign(destinations, session, &key, &data, now)
                 .map_err(Refusal::NotPermitted)?;
             // OpenSSH's line, with the user (request data, chosen by the requester) quoted so
             // that it cannot add lines to the prompt.
@@ -467,6 +485,21 @@ impl Agent {
         constraints: Constraints,
         now: Instant,
     ) -> Result<Response<'static>, Refused> {
+        let destinations = constraints.destinations.as_deref();
+        let destinations = destinations.map(Destinations::decode).transpose()?;
+        self.add_decoded(session, key, comment, &constraints, destinations, now)
+    }
+
+    /// `add`, with the destination constraints decoded (`constraints.destinations` is not read).
+    fn add_decoded(
+        &mut self,
+        session: &Session,
+        key: PrivateKey,
+        comment: Vec<u8>,
+        constraints: &Constraints,
+        destinations: Option<Destinations>,
+        now: Instant,
+    ) -> Result<Response<'static>, Refused> {
         // `-t` applies only to keys added without a lifetime (OpenSSH: `if (lifetime && !death)`).
         let lifetime = constraints.lifetime.or(self.default_lifetime);
         let death = lifetime.map(|secs| {
@@ -486,7 +519,7 @@ impl Agent {
             comment,
             death,
             confirm: constraints.confirm,
-            destinations: Destinations::new(constraints.destinations),
+            destinations,
             fingerprint: OnceCell::new(),
         };
         let blob = new.key.public_blob();
@@ -494,10 +527,10 @@ impl Agent {
         let old = slot.and_then(|s| self.slots.get(s)?.as_ref());
         if let Some(old) = old {
             // A key hidden from this connection cannot be replaced through it.
-            permitted(old, session, dest::wall_clock())?;
+            dest::visible(old.destinations.as_ref(), session, (self.wall_clock)())?;
         }
-        let old_cost = old.map_or_else(dest::Cost::default, |o| o.destinations.cost());
-        let dest_cost = self.dest_cost.minus(old_cost).plus(new.destinations.cost());
+        let old_cost = old.map_or_else(dest::Cost::default, Identity::dest_cost);
+        let dest_cost = self.dest_cost.minus(old_cost).plus(new.dest_cost());
         if !dest_cost.within(dest::MAX_TOTAL) {
             return Err(Refused(
                 "destination constraints of all keys would exceed their limit",
@@ -558,7 +591,7 @@ impl Agent {
             .ok_or(Refused("key not found"))?;
         if let Some(id) = self.slots.get(slot).and_then(Option::as_ref) {
             // A hidden key cannot be removed either (OpenSSH).
-            permitted(id, session, dest::wall_clock())?;
+            dest::visible(id.destinations.as_ref(), session, (self.wall_clock)())?;
         }
         self.remove_slot(slot);
         Ok(Response::Success)
@@ -568,12 +601,12 @@ impl Agent {
     /// keys too, so anyone on a host the agent is forwarded to can wipe keys it was never
     /// allowed to use; here they stay.
     fn remove_visible(&mut self, session: &Session) -> Response<'static> {
-        let now = dest::wall_clock();
+        let now = (self.wall_clock)();
         let visible: Vec<Vec<u8>> = self
             .slots
             .iter()
             .flatten()
-            .filter(|id| permitted(id, session, now).is_ok())
+            .filter(|id| dest::visible(id.destinations.as_ref(), session, now).is_ok())
             .map(|id| id.key.public_blob().to_vec())
             .collect();
         if visible.len() == self.index.len() {
@@ -694,7 +727,7 @@ impl Agent {
             self.expiries.remove(&(d, slot));
         }
         self.list_bytes = self.list_bytes.saturating_sub(id.list_len());
-        self.dest_cost = self.dest_cost.minus(id.destinations.cost());
+        self.dest_cost = self.dest_cost.minus(id.dest_cost());
         drop(id); // wipes the key
         self.compact();
     }
@@ -719,17 +752,12 @@ impl Agent {
     }
 }
 
-/// OpenSSH's `identity_permitted` for listing, removing and replacing: may this connection
-/// see this identity? `now` is the wall clock.
-fn permitted(id: &Identity, session: &Session, now: u64) -> Result<(), Refused> {
-    dest::visible(&id.destinations, session, now)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dest::{DestConstraint, Hop, HopKey};
     use crate::keys::testkeys;
-    use crate::protocol::{DestConstraint, Hop, SessionBind};
+    use crate::protocol::SessionBind;
     use crate::wire::{self, Reader};
 
     const SUCCESS: [u8; 5] = [0, 0, 0, 1, 6];
@@ -1224,7 +1252,7 @@ mod tests {
         Hop {
             user: None,
             hostname: Some(name.into()),
-            keys: vec![protocol::HopKey {
+            keys: vec![HopKey {
                 blob: key.to_vec(),
                 is_ca: false,
             }],
@@ -1233,7 +1261,7 @@ mod tests {
 
     fn restricted(dests: Vec<DestConstraint>) -> Constraints {
         Constraints {
-            destinations: dests,
+            destinations: Some(dest::encode(&dests)),
             ..Constraints::default()
         }
     }
@@ -1444,24 +1472,44 @@ mod tests {
 
     /// A constraint to host "h" listing `plain` host keys and `ca` CA keys (made-up blobs
     /// of `len` bytes: the agent does not look inside them).
-    fn listing(plain: usize, ca: usize, len: usize) -> Constraints {
+    fn listing(plain: usize, ca: usize, len: usize) -> Vec<DestConstraint> {
         let mut n = 0u32;
         let mut key = |is_ca| {
             n += 1;
             let mut blob = vec![0u8; len.max(4)];
             blob[..4].copy_from_slice(&n.to_be_bytes());
-            protocol::HopKey { blob, is_ca }
+            HopKey { blob, is_ca }
         };
         let mut keys: Vec<_> = (0..plain).map(|_| key(false)).collect();
         keys.extend((0..ca).map(|_| key(true)));
-        restricted(vec![DestConstraint {
+        vec![DestConstraint {
             from: Hop::default(),
             to: Hop {
                 user: None,
                 hostname: Some("h".into()),
                 keys,
             },
-        }])
+        }]
+    }
+
+    /// An ADD of `body` restricted to `dests` (and with `lifetime`), past the wire codec:
+    /// `listing`'s host keys are not keys, and it holds more than one request may carry.
+    fn add_listed(
+        a: &mut Agent,
+        body: &[u8],
+        lifetime: Option<u32>,
+        dests: Vec<DestConstraint>,
+        now: Instant,
+    ) -> Vec<u8> {
+        a.reap(now);
+        let key = PrivateKey::decode(&mut Reader::new(body)).unwrap();
+        let c = Constraints {
+            lifetime,
+            ..Constraints::default()
+        };
+        let dests = Some(Destinations::new(dests));
+        let reply = a.add_decoded(&Session::default(), key, b"k".to_vec(), &c, dests, now);
+        encoded(Reply::Now(reply.unwrap_or(Response::Failure)))
     }
 
     #[test]
@@ -1621,23 +1669,23 @@ mod tests {
         // Host keys: up to the limit across keys, then refused; a replacement counts the
         // difference, a removal frees its share.
         assert_eq!(
-            req(&mut a, add(&k1, "1", listing(max.host_keys - 1, 0, 51)), t),
+            add_listed(&mut a, &k1, None, listing(max.host_keys - 1, 0, 51), t),
             SUCCESS
         );
-        assert_eq!(req(&mut a, add(&k2, "2", listing(2, 0, 51)), t), FAILURE);
-        assert_eq!(req(&mut a, add(&k2, "2", listing(1, 0, 51)), t), SUCCESS);
+        assert_eq!(add_listed(&mut a, &k2, None, listing(2, 0, 51), t), FAILURE);
+        assert_eq!(add_listed(&mut a, &k2, None, listing(1, 0, 51), t), SUCCESS);
         assert_eq!(
-            req(&mut a, add(&k1, "1", listing(max.host_keys, 0, 51)), t),
+            add_listed(&mut a, &k1, None, listing(max.host_keys, 0, 51), t),
             FAILURE
         );
         assert_eq!(blobs(&mut a, t), vec![b1.clone(), b2.clone()]);
         assert_eq!(
-            req(&mut a, add(&k1, "1", listing(max.host_keys - 1, 0, 51)), t),
+            add_listed(&mut a, &k1, None, listing(max.host_keys - 1, 0, 51), t),
             SUCCESS
         );
         assert_eq!(req(&mut a, Request::RemoveIdentity { key: b2 }, t), SUCCESS);
         assert_eq!(
-            req(&mut a, add(&k1, "1", listing(max.host_keys, 0, 51)), t),
+            add_listed(&mut a, &k1, None, listing(max.host_keys, 0, 51), t),
             SUCCESS
         );
         req(&mut a, Request::RemoveAllIdentities, t);
@@ -1645,37 +1693,29 @@ mod tests {
 
         // CA keys.
         assert_eq!(
-            req(&mut a, add(&k1, "1", listing(0, max.ca_keys, 51)), t),
+            add_listed(&mut a, &k1, None, listing(0, max.ca_keys, 51), t),
             SUCCESS
         );
-        assert_eq!(req(&mut a, add(&k2, "2", listing(0, 1, 51)), t), FAILURE);
-        assert_eq!(req(&mut a, add(&k2, "2", listing(1, 0, 51)), t), SUCCESS);
+        assert_eq!(add_listed(&mut a, &k2, None, listing(0, 1, 51), t), FAILURE);
+        assert_eq!(add_listed(&mut a, &k2, None, listing(1, 0, 51), t), SUCCESS);
         req(&mut a, Request::RemoveAllIdentities, t);
 
         // Bytes held: a key that takes all of them exactly, then nothing more.
-        let overhead = Destinations::new(listing(1, 0, 4).destinations)
-            .cost()
-            .bytes
-            - 4;
+        let overhead = Destinations::new(listing(1, 0, 4)).cost().bytes - 4;
         let all = listing(1, 0, max.bytes - overhead);
-        assert_eq!(
-            Destinations::new(all.destinations.clone()).cost().bytes,
-            max.bytes
-        );
-        assert_eq!(req(&mut a, add(&k1, "1", all.clone()), t), SUCCESS);
-        assert_eq!(req(&mut a, add(&k2, "2", listing(1, 0, 4)), t), FAILURE);
+        assert_eq!(Destinations::new(all.clone()).cost().bytes, max.bytes);
+        assert_eq!(add_listed(&mut a, &k1, None, all.clone(), t), SUCCESS);
+        assert_eq!(add_listed(&mut a, &k2, None, listing(1, 0, 4), t), FAILURE);
         let over = listing(1, 0, max.bytes - overhead + 1);
-        assert_eq!(req(&mut a, add(&k1, "1", over), t), FAILURE);
+        assert_eq!(add_listed(&mut a, &k1, None, over, t), FAILURE);
         // Expiry frees them too.
-        let short = Constraints {
-            lifetime: Some(1),
-            ..all
-        };
-        assert_eq!(req(&mut a, add(&k1, "1", short), t), SUCCESS);
+        assert_eq!(add_listed(&mut a, &k1, Some(1), all, t), SUCCESS);
         assert_eq!(
-            req(
+            add_listed(
                 &mut a,
-                add(&k2, "2", listing(1, 0, 4)),
+                &k2,
+                None,
+                listing(1, 0, 4),
                 t + Duration::from_secs(1)
             ),
             SUCCESS

@@ -8,7 +8,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::keys::{self, PrivateKey};
+use crate::keys::PrivateKey;
 use crate::wire::{Reader, Refused, put_string};
 
 /// Largest frame body accepted (OpenSSH: AGENT_MAX_LEN). Exactly this size is accepted.
@@ -48,38 +48,6 @@ pub const EXT_SESSION_BIND: &str = "session-bind@openssh.com";
 
 /// The constraint extension that restricts where a key may be used (OpenSSH PROTOCOL.agent).
 pub const EXT_RESTRICT_DESTINATION: &str = "restrict-destination-v00@openssh.com";
-/// Most destination constraints on one key (OpenSSH: AGENT_MAX_DEST_CONSTRAINTS).
-pub const MAX_DEST_CONSTRAINTS: usize = 1024;
-/// Longest user pattern in a hop (OpenSSH 10.4: AGENT_USER_CONSTRAINT_MAX_LEN).
-pub const MAX_USER_PATTERN_LEN: usize = 256;
-/// Longest host name in a hop. OpenSSH has no limit; a DNS name has at most 253 bytes, and
-/// the name is matched against host certificates' principals, whose cost grows with it.
-pub const MAX_HOSTNAME_LEN: usize = 255;
-
-/// A host key in a hop, or a CA key whose host certificates it accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HopKey {
-    pub blob: Vec<u8>,
-    pub is_ca: bool,
-}
-
-/// One end of a destination constraint: a user pattern (only on `to`), a host name (for
-/// certificates and messages) and the keys that identify the host. An empty `from` is the
-/// origin, the machine the agent runs on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Hop {
-    pub user: Option<String>,
-    pub hostname: Option<String>,
-    pub keys: Vec<HopKey>,
-}
-
-/// "From this host, to that host (as that user)".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DestConstraint {
-    pub from: Hop,
-    pub to: Hop,
-}
-
 /// Key constraints of an ADD request (RFC 9987 §3.2.7).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Constraints {
@@ -87,73 +55,10 @@ pub struct Constraints {
     pub lifetime: Option<u32>,
     /// Every signature needs the user's confirmation.
     pub confirm: bool,
-    /// Where the key may be used (`ssh-add -h`); empty: anywhere.
-    pub destinations: Vec<DestConstraint>,
-}
-
-/// OpenSSH's `parse_dest_constraint_hop`.
-fn decode_hop(body: &[u8]) -> Result<Hop, Refused> {
-    let mut r = Reader::new(body);
-    let user = r.cstring()?;
-    let hostname = r.cstring()?;
-    if !r.string()?.is_empty() {
-        return Err(Refused("unsupported hop extensions"));
-    }
-    if user.len() > MAX_USER_PATTERN_LEN {
-        return Err(Refused("user match pattern too long"));
-    }
-    if hostname.len() > MAX_HOSTNAME_LEN {
-        return Err(Refused("host name too long"));
-    }
-    let mut keys = Vec::new();
-    while !r.is_empty() {
-        let blob = r.string()?;
-        if !keys::is_public_key(blob) {
-            return Err(Refused("invalid host key in destination constraint"));
-        }
-        let is_ca = r.bool()?;
-        keys.push(HopKey {
-            blob: blob.to_vec(),
-            is_ca,
-        });
-    }
-    Ok(Hop {
-        user: (!user.is_empty()).then_some(user),
-        hostname: (!hostname.is_empty()).then_some(hostname),
-        keys,
-    })
-}
-
-/// OpenSSH's `parse_dest_constraint`, with its consistency checks.
-fn decode_dest_constraint(r: &mut Reader<'_>) -> Result<DestConstraint, Refused> {
-    let mut c = Reader::new(r.string()?);
-    let from = decode_hop(c.string()?)?;
-    let to = decode_hop(c.string()?)?;
-    if !c.string()?.is_empty() {
-        return Err(Refused("unsupported constraint extensions"));
-    }
-    if from.hostname.is_none() != from.keys.is_empty() || from.user.is_some() {
-        return Err(Refused("inconsistent \"from\" specification"));
-    }
-    if to.hostname.is_none() || to.keys.is_empty() {
-        return Err(Refused("incomplete \"to\" specification"));
-    }
-    Ok(DestConstraint { from, to })
-}
-
-fn encode_hop(out: &mut Vec<u8>, hop: &Hop) {
-    let mut h = Vec::new();
-    put_string(&mut h, hop.user.as_deref().unwrap_or_default().as_bytes());
-    put_string(
-        &mut h,
-        hop.hostname.as_deref().unwrap_or_default().as_bytes(),
-    );
-    put_string(&mut h, b"");
-    for k in &hop.keys {
-        put_string(&mut h, &k.blob);
-        h.push(u8::from(k.is_ca));
-    }
-    put_string(out, &h);
+    /// Where the key may be used (`ssh-add -h`): the body of its
+    /// `restrict-destination-v00@openssh.com` constraint, which `dest::Destinations::decode`
+    /// reads when the key is added. `None`: anywhere.
+    pub destinations: Option<Vec<u8>>,
 }
 
 impl Constraints {
@@ -178,21 +83,10 @@ impl Constraints {
                 }
                 msg::SSH_AGENT_CONSTRAIN_EXTENSION => match r.str()? {
                     EXT_RESTRICT_DESTINATION => {
-                        if !c.destinations.is_empty() {
+                        if c.destinations.is_some() {
                             return Err(Refused("destination constraint given twice"));
                         }
-                        let mut list = Reader::new(r.string()?);
-                        while !list.is_empty() {
-                            if c.destinations.len() >= MAX_DEST_CONSTRAINTS {
-                                return Err(Refused("too many destination constraints"));
-                            }
-                            c.destinations.push(decode_dest_constraint(&mut list)?);
-                        }
-                        if c.destinations.is_empty() {
-                            // OpenSSH would store "no constraints", i.e. unrestricted: a
-                            // client that sent the extension meant a restriction.
-                            return Err(Refused("empty destination constraint"));
-                        }
+                        c.destinations = Some(r.string()?.to_vec());
                     }
                     // sk-provider@openssh.com (FIDO) and associated-certs-v00@openssh.com
                     // (PKCS#11) are not implemented: refusing is the only safe answer to a
@@ -213,18 +107,10 @@ impl Constraints {
         if self.confirm {
             out.push(msg::SSH_AGENT_CONSTRAIN_CONFIRM);
         }
-        if !self.destinations.is_empty() {
+        if let Some(list) = &self.destinations {
             out.push(msg::SSH_AGENT_CONSTRAIN_EXTENSION);
             put_string(out, EXT_RESTRICT_DESTINATION.as_bytes());
-            let mut list = Vec::new();
-            for d in &self.destinations {
-                let mut c = Vec::new();
-                encode_hop(&mut c, &d.from);
-                encode_hop(&mut c, &d.to);
-                put_string(&mut c, b"");
-                put_string(&mut list, &c);
-            }
-            put_string(out, &list);
+            put_string(out, list);
         }
     }
 }
@@ -351,55 +237,6 @@ fn decode_extension(r: &mut Reader<'_>) -> Result<Extension, Refused> {
             forwarding: r.bool()?,
         }),
         other => Extension::Other(other.to_owned()),
-    })
-}
-
-/// SSH2_MSG_USERAUTH_REQUEST (RFC 4252).
-const SSH2_MSG_USERAUTH_REQUEST: u8 = 50;
-
-/// What a publickey userauth request that an agent is asked to sign says.
-#[derive(Debug, PartialEq, Eq)]
-pub struct UserauthRequest<'a> {
-    pub session_id: &'a [u8],
-    pub user: String,
-    /// The server's host key, present in `publickey-hostbound-v00@openssh.com` requests.
-    pub host_key: Option<&'a [u8]>,
-}
-
-/// OpenSSH's `parse_userauth_request`: `data` must be exactly a publickey userauth request
-/// for `key` (the blob being signed with), with a non-empty session id.
-pub fn parse_userauth_request<'a>(data: &'a [u8], key: &[u8]) -> Option<UserauthRequest<'a>> {
-    let mut r = Reader::new(data);
-    let session_id = r.string().ok()?;
-    if session_id.is_empty() || r.u8().ok()? != SSH2_MSG_USERAUTH_REQUEST {
-        return None;
-    }
-    let user = r.cstring().ok()?;
-    let service = r.string().ok()?;
-    let method = r.string().ok()?;
-    let sig_follows = r.u8().ok()?;
-    let pkalg = r.string().ok()?;
-    let embedded = r.string().ok()?;
-    let key_type = Reader::new(key).string().ok()?;
-    if sig_follows != 1
-        || service != b"ssh-connection"
-        || embedded != key
-        || !keys::same_type(pkalg, key_type)
-    {
-        return None;
-    }
-    let host_key = match method {
-        b"publickey-hostbound-v00@openssh.com" => Some(r.string().ok()?),
-        b"publickey" => None,
-        _ => return None,
-    };
-    if !r.is_empty() {
-        return None;
-    }
-    Some(UserauthRequest {
-        session_id,
-        user,
-        host_key,
     })
 }
 
@@ -698,159 +535,6 @@ mod tests {
                 0, 0, 0, 15, 29, 0, 0, 0, 5, b'q', b'u', b'e', b'r', b'y', 0, 0, 0, 1, b'a'
             ]
         );
-    }
-
-    fn hop_bytes(user: &str, host: &str, keys: &[(&[u8], bool)]) -> Vec<u8> {
-        let mut h = Vec::new();
-        put_string(&mut h, user.as_bytes());
-        put_string(&mut h, host.as_bytes());
-        put_string(&mut h, b"");
-        for (k, ca) in keys {
-            put_string(&mut h, k);
-            h.push(u8::from(*ca));
-        }
-        h
-    }
-
-    fn dest_ext(constraints: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-        let mut list = Vec::new();
-        for (from, to) in constraints {
-            let mut c = Vec::new();
-            put_string(&mut c, from);
-            put_string(&mut c, to);
-            put_string(&mut c, b"");
-            put_string(&mut list, &c);
-        }
-        let mut ext = vec![255];
-        put_string(&mut ext, EXT_RESTRICT_DESTINATION.as_bytes());
-        put_string(&mut ext, &list);
-        ext
-    }
-
-    #[test]
-    fn destination_constraints_parse_with_openssh_checks() {
-        let body = crate::keys::testkeys::add_body("ed25519");
-        let key = crate::keys::testkeys::public_blob(&body);
-        let parse = |b: &[u8]| Constraints::decode(&mut Reader::new(b));
-        let origin = hop_bytes("", "", &[]);
-        let to = hop_bytes("deploy*", "host", &[(&key, false)]);
-        let c = parse(&dest_ext(&[(origin.clone(), to.clone())])).unwrap();
-        assert_eq!(c.destinations.len(), 1);
-        assert_eq!(c.destinations[0].to.user.as_deref(), Some("deploy*"));
-        assert_eq!(c.destinations[0].to.hostname.as_deref(), Some("host"));
-        assert!(c.destinations[0].from.keys.is_empty());
-        // It round-trips through the encoder.
-        let mut enc = Vec::new();
-        c.encode(&mut enc);
-        assert_eq!(parse(&enc), Ok(c));
-        // "to" needs a host name and keys; "from" has no user, and a name iff keys.
-        assert!(parse(&dest_ext(&[(origin.clone(), hop_bytes("", "host", &[]))])).is_err());
-        assert!(
-            parse(&dest_ext(&[(
-                origin.clone(),
-                hop_bytes("", "", &[(&key, false)])
-            )]))
-            .is_err()
-        );
-        assert!(parse(&dest_ext(&[(hop_bytes("u", "", &[]), to.clone())])).is_err());
-        assert!(parse(&dest_ext(&[(hop_bytes("", "a", &[]), to.clone())])).is_err());
-        // Garbage host keys, long user patterns, hop extensions, an empty list: refused.
-        assert!(
-            parse(&dest_ext(&[(
-                origin.clone(),
-                hop_bytes("", "h", &[(b"junk", false)])
-            )]))
-            .is_err()
-        );
-        // User patterns up to 256 bytes (OpenSSH), host names up to 255.
-        let one = |user: &str, host: &str| {
-            parse(&dest_ext(&[(
-                origin.clone(),
-                hop_bytes(user, host, &[(&key, false)]),
-            )]))
-        };
-        let longest = "u".repeat(MAX_USER_PATTERN_LEN);
-        assert!(one(&longest, "h").is_ok());
-        assert!(one(&format!("{longest}u"), "h").is_err());
-        let longest = "h".repeat(MAX_HOSTNAME_LEN);
-        assert!(one("", &longest).is_ok());
-        assert!(one("", &format!("{longest}h")).is_err());
-        let from = hop_bytes("", &format!("{longest}h"), &[(&key, false)]);
-        assert!(parse(&dest_ext(&[(from, to.clone())])).is_err());
-        let mut ext_hop = Vec::new();
-        put_string(&mut ext_hop, b"");
-        put_string(&mut ext_hop, b"h");
-        put_string(&mut ext_hop, b"x");
-        assert!(parse(&dest_ext(&[(origin.clone(), ext_hop)])).is_err());
-        assert!(parse(&dest_ext(&[])).is_err());
-        // Given twice: refused.
-        let mut twice = dest_ext(&[(origin.clone(), to.clone())]);
-        twice.extend(dest_ext(&[(origin, to)]));
-        assert!(parse(&twice).is_err());
-    }
-
-    #[test]
-    fn userauth_requests() {
-        let body = crate::keys::testkeys::add_body("ed25519");
-        let key = crate::keys::testkeys::public_blob(&body);
-        let build = |sid: &[u8], method: &[u8], alg: &[u8], k: &[u8], tail: &[u8]| {
-            let mut d = Vec::new();
-            put_string(&mut d, sid);
-            d.push(50);
-            put_string(&mut d, b"root");
-            put_string(&mut d, b"ssh-connection");
-            put_string(&mut d, method);
-            d.push(1);
-            put_string(&mut d, alg);
-            put_string(&mut d, k);
-            d.extend_from_slice(tail);
-            d
-        };
-        let ok = build(b"sid", b"publickey", b"ssh-ed25519", &key, b"");
-        let r = parse_userauth_request(&ok, &key).unwrap();
-        assert_eq!(
-            (r.session_id, r.user.as_str(), r.host_key),
-            (&b"sid"[..], "root", None)
-        );
-        let mut hk = Vec::new();
-        put_string(&mut hk, b"hostkey");
-        let hb = build(
-            b"sid",
-            b"publickey-hostbound-v00@openssh.com",
-            b"ssh-ed25519",
-            &key,
-            &hk,
-        );
-        assert_eq!(
-            parse_userauth_request(&hb, &key).unwrap().host_key,
-            Some(&b"hostkey"[..])
-        );
-        assert!(
-            parse_userauth_request(&build(b"", b"publickey", b"ssh-ed25519", &key, b""), &key)
-                .is_none()
-        );
-        assert!(
-            parse_userauth_request(&build(b"s", b"password", b"ssh-ed25519", &key, b""), &key)
-                .is_none()
-        );
-        assert!(
-            parse_userauth_request(&build(b"s", b"publickey", b"ssh-rsa", &key, b""), &key)
-                .is_none()
-        );
-        assert!(
-            parse_userauth_request(
-                &build(b"s", b"publickey", b"ssh-ed25519", b"other", b""),
-                &key
-            )
-            .is_none()
-        );
-        assert!(
-            parse_userauth_request(&build(b"s", b"publickey", b"ssh-ed25519", &key, b"x"), &key)
-                .is_none()
-        );
-        for cut in 0..ok.len() {
-            assert!(parse_userauth_request(&ok[..cut], &key).is_none());
-        }
     }
 
     #[test]

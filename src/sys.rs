@@ -277,6 +277,15 @@ impl std::ops::Add<std::time::Duration> for Instant {
     }
 }
 
+/// The wall clock, seconds since the epoch: certificates are valid between two such times.
+/// The agent is given it (`Agent::set_wall_clock`) and reads it where a certificate's
+/// validity is checked; a clock before the epoch reads as 0.
+pub fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 // ---------------------------------------------------------------------------------------
 // The loop
 
