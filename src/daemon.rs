@@ -448,7 +448,8 @@ fn run(opts: Options) -> ExitCode {
         }
         Ok(None) => {
             // The agent.
-            log::to_syslog();
+            sys::openlog();
+            log::to_syslog(sys::syslog);
             if detach(&socket.cleanup).is_err() {
                 return ExitCode::from(1);
             }
@@ -613,7 +614,8 @@ fn run_reuse(opts: Options) -> ExitCode {
         Ok(None) => {
             // The agent. It writes its pid file before it says it is ready.
             drop(ready_rd);
-            log::to_syslog();
+            sys::openlog();
+            log::to_syslog(sys::syslog);
             let files = reuse::AgentFiles::shared(&place, &listener);
             let socket = Socket {
                 listener,

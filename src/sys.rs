@@ -9,8 +9,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use crate::log::Level;
-
 /// Turn a libc return value into `io::Result` (sudo-rs's `cerr`).
 fn cerr(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
@@ -353,18 +351,16 @@ pub fn openlog() {
     unsafe { libc::openlog(IDENT.as_ptr().cast(), libc::LOG_PID, libc::LOG_AUTH) };
 }
 
-pub fn syslog(level: Level, msg: &str) {
-    let prio = match level {
-        Level::Error => libc::LOG_ERR,
-        Level::Info => libc::LOG_INFO,
-        Level::Debug => libc::LOG_DEBUG,
-    };
+/// Write `msg` to syslog at `priority` (`LOG_ERR`, `LOG_INFO`, ...). What `log` writes with
+/// once the agent is a daemon: the daemon hands it over (`log::to_syslog(sys::syslog)`), so
+/// neither module needs the other.
+pub fn syslog(priority: libc::c_int, msg: &str) {
     let Ok(msg) = CString::new(msg.replace('\0', "?")) else {
         return;
     };
     // SAFETY: the format is a static "%s" and `msg` a valid C string, so syslog reads
     // exactly one string argument.
-    unsafe { libc::syslog(prio, c"%s".as_ptr(), msg.as_ptr()) };
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), msg.as_ptr()) };
 }
 
 // ---------------------------------------------------------------------------------------
