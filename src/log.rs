@@ -90,9 +90,11 @@ impl std::fmt::Display for Quoted<'_> {
     }
 }
 
-/// Print an error for the user on stderr, whatever the log destination (start-up errors).
-pub fn fatal_line(args: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "sshkeep: {args}");
+/// A line for the user on stderr, exactly as given (no prefix added), whatever the log's
+/// destination: the command line's notices, `-V`, and the fatal error `main` prints.
+pub fn to_user(args: std::fmt::Arguments<'_>) {
+    let line = format!("{args}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 #[macro_export]
