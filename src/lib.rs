@@ -18,6 +18,7 @@ pub mod keys;
 pub mod lock;
 pub mod protocol;
 pub mod reuse;
+pub mod secret;
 pub mod server;
 pub mod sys;
 pub mod wire;

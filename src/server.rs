@@ -21,6 +21,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::agent::{Agent, PendingSign, Reply, Session};
 use crate::askpass::{self, KnownHosts, Peer};
 use crate::protocol::{self, Frame, Request, Response};
+use crate::secret::{STACK_WIPE, SecretBuf, wipe_stack};
 use crate::sys::{self, Instant};
 
 /// Bytes read from a socket at a time (OpenSSH: AGENT_RBUF_LEN).
@@ -83,33 +84,6 @@ pub enum Exit {
     ParentGone,
 }
 
-/// A buffer for bytes that may be secret (ADD requests carry private keys). Freed and
-/// moved blocks are wiped by the allocator (`sys::WipingAlloc`); what `consume` leaves
-/// behind inside the allocation is wiped here.
-#[derive(Default)]
-struct SecretBuf(Vec<u8>);
-
-impl SecretBuf {
-    fn append(&mut self, data: &[u8]) {
-        self.0.extend_from_slice(data);
-    }
-
-    /// Remove the first `n` bytes and wipe what they leave behind.
-    fn consume(&mut self, n: usize) {
-        let n = n.min(self.0.len());
-        let rest = self.0.len() - n;
-        self.0.copy_within(n.., 0);
-        if let Some(tail) = self.0.get_mut(rest..) {
-            tail.zeroize();
-        }
-        self.0.truncate(rest);
-        if self.0.is_empty() && self.0.capacity() > 4 * READ_CHUNK {
-            // Give back the memory of a large frame.
-            self.0 = Vec::new();
-        }
-    }
-}
-
 enum ConnState {
     /// Reading and answering requests.
     Ready,
@@ -157,7 +131,7 @@ impl Conn {
         matches!(self.state, ConnState::Ready)
             && !self.backlog
             && self.output.len() < OUTPUT_HIGH_WATER
-            && protocol::frame(&self.input.0) != Frame::Incomplete
+            && protocol::frame(self.input.as_slice()) != Frame::Incomplete
     }
 }
 
@@ -339,7 +313,7 @@ impl<'a> Server<'a> {
                     ConnState::Ready => {
                         if !c.eof
                             && c.output.len() < OUTPUT_HIGH_WATER
-                            && c.input.0.len() < INPUT_LIMIT
+                            && c.input.len() < INPUT_LIMIT
                         {
                             events |= libc::POLLIN;
                         }
@@ -586,7 +560,7 @@ impl<'a> Server<'a> {
         };
         conn.backlog = false;
         while matches!(conn.state, ConnState::Ready) && conn.output.len() < OUTPUT_HIGH_WATER {
-            let len = match protocol::frame(&conn.input.0) {
+            let len = match protocol::frame(conn.input.as_slice()) {
                 Frame::Incomplete => break,
                 Frame::Invalid => {
                     debug!("bad frame length, closing connection");
@@ -596,14 +570,14 @@ impl<'a> Server<'a> {
                 Frame::Complete(len) => len,
             };
             let end = 4usize.saturating_add(len);
-            if protocol::is_slow(conn.input.0.get(4..end).unwrap_or_default()) {
+            if protocol::is_slow(conn.input.as_slice().get(4..end).unwrap_or_default()) {
                 if !slow_ok {
                     conn.backlog = true;
                     break;
                 }
                 slow_ok = false;
             }
-            let body = conn.input.0.get(4..end);
+            let body = conn.input.as_slice().get(4..end);
             // From the message type, not the decoded request: an ADD refused half-way (a
             // private half that does not match) has built and dropped key values too.
             let secret = body.is_some_and(protocol::touches_secrets);
@@ -614,7 +588,7 @@ impl<'a> Server<'a> {
             if secret {
                 // Before the next request: what this one left on the stack must not be
                 // copied into the next key's allocations (a move copies padding too).
-                wipe_stack();
+                wipe_stack::<STACK_WIPE>();
             }
             // The prompt says who asks and for where, read when the request is made.
             let reply = match reply {
@@ -674,9 +648,9 @@ impl<'a> Server<'a> {
             && !conn.backlog
             && matches!(conn.state, ConnState::Ready)
             && conn.output.is_empty()
-            && !matches!(protocol::frame(&conn.input.0), Frame::Complete(_))
+            && !matches!(protocol::frame(conn.input.as_slice()), Frame::Complete(_))
         {
-            if !conn.input.0.is_empty() {
+            if !conn.input.is_empty() {
                 debug!("client closed with a partial frame");
             }
             self.close(i);
@@ -743,7 +717,7 @@ impl<'a> Server<'a> {
         if let Some(me) = p.conn {
             let reply = self.agent.confirmed(p.pending, allowed, now);
             if allowed {
-                wipe_stack(); // it signed (`PrivateKey::sign` runs below this frame)
+                wipe_stack::<STACK_WIPE>(); // it signed (`PrivateKey::sign` runs below this frame)
             }
             self.log_use(me);
             self.answer(me, &reply, &mut resume);
@@ -843,7 +817,7 @@ impl<'a> Server<'a> {
             }
         }
         if checked {
-            wipe_stack();
+            wipe_stack::<STACK_WIPE>();
         }
         for slot in resume {
             self.process(slot, now, false);
@@ -907,24 +881,6 @@ fn decode_and_handle<'s>(
     }
 }
 
-/// How much of the stack below its caller `wipe_stack` clears: twice the deepest request
-/// measured in the release build (adding a P-256 key, 33 KiB below the loop; an RSA-8192 add
-/// 29 KiB, its signature 24 KiB, Ed25519 14 KiB). The first P-384 or P-521 key of a process
-/// goes deeper once (66 and 127 KiB) while the curve builds its base-point tables, which are
-/// public; the memory scans of tests/security.rs load a P-521 key first to cover that.
-const STACK_WIPE: usize = 64 * 1024;
-
-/// Overwrite the stack below the caller with zeros, after a request that touched secrets
-/// (`protocol::touches_secrets`): what `answer` or `PrivateKey::sign` left in the frames
-/// that have returned. Called from the same function that made the secret-touching call,
-/// so the zeros start where that call's frames started.
-#[inline(never)]
-fn wipe_stack() {
-    let zeros = [0u8; STACK_WIPE];
-    // The zeros must really be written: black_box makes the array observable.
-    std::hint::black_box(&zeros);
-}
-
 /// Read what the socket has (bounded), wiping the stack buffer after.
 fn read_into(conn: &mut Conn) -> io::Result<()> {
     let mut buf = [0u8; READ_CHUNK];
@@ -932,7 +888,7 @@ fn read_into(conn: &mut Conn) -> io::Result<()> {
     // read was 5% of the agent's time under one signing client).
     let mut used = 0;
     let result = loop {
-        if conn.input.0.len() >= INPUT_LIMIT {
+        if conn.input.len() >= INPUT_LIMIT {
             break Ok(());
         }
         match conn.stream.read(&mut buf) {
@@ -1037,18 +993,6 @@ fn spawn_askpass(askpass: &Askpass, prompt: &str) -> Option<(Child, ChildStdout)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_buf_consumes_in_order() {
-        let mut b = SecretBuf::default();
-        b.append(b"hello world");
-        b.consume(6);
-        assert_eq!(b.0, b"world");
-        b.append(&[7u8; 10_000]);
-        assert_eq!(b.0.len(), 10_005);
-        b.consume(100_000);
-        assert!(b.0.is_empty());
-    }
 
     #[test]
     fn confirm_answers() {

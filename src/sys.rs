@@ -385,7 +385,8 @@ pub fn hostname() -> io::Result<Vec<u8>> {
 /// lives in crates' own allocations (big-number limbs, precomputed tables, CRT parameters
 /// behind `Arc`s) that do not all wipe themselves; wiping on free is the one place that
 /// catches them all. `realloc` keeps the default (allocate, copy, free), so a moved block is
-/// wiped too.
+/// wiped too. Installed as the global allocator in `secret.rs`, with the rest of the
+/// strategy.
 pub struct WipingAlloc;
 
 // SAFETY: every method forwards to `System` with the caller's own layout; `dealloc` only
@@ -413,9 +414,6 @@ unsafe impl std::alloc::GlobalAlloc for WipingAlloc {
         }
     }
 }
-
-#[global_allocator]
-static ALLOCATOR: WipingAlloc = WipingAlloc;
 
 #[cfg(test)]
 mod tests {

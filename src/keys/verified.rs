@@ -227,6 +227,7 @@ mod imp {
     use graviola::signing::rsa::SigningKey;
 
     use super::*;
+    use crate::secret::wipe_stack;
 
     pub(super) fn cpu_supported() -> bool {
         graviola::util::is_cpu_supported()
@@ -240,7 +241,9 @@ mod imp {
     const ED25519_BUILD_STACK: usize = 8 * 1024;
 
     /// graviola returns its keys by value: the key (primes, exponents, seed) passes through
-    /// this frame and graviola's below it, which `wipe_stack` overwrites once it returns.
+    /// this frame and graviola's below it, which `wipe_stack` overwrites once it returns (more
+    /// than the server's wipe after each request, which may be too shallow for a build in an
+    /// unoptimised binary).
     /// The caller keeps only the box.
     #[inline(never)]
     fn build_rsa(der: &[u8]) -> Option<Box<SigningKey>> {
@@ -250,15 +253,6 @@ mod imp {
     #[inline(never)]
     fn build_ed25519(seed: &[u8]) -> Option<Box<Ed25519SigningKey>> {
         Ed25519SigningKey::from_bytes(seed).ok().map(Box::new)
-    }
-
-    /// Overwrite `N` bytes of the stack below the caller with zeros (as the server does
-    /// after each request, which may be too shallow for a build in an unoptimised binary).
-    #[inline(never)]
-    fn wipe_stack<const N: usize>() {
-        let zeros = [0u8; N];
-        // The zeros must really be written: black_box makes the array observable.
-        std::hint::black_box(&zeros);
     }
 
     /// graviola's RSA key, for the SHA-2 signatures of a key `rsa` validated.
