@@ -16,9 +16,10 @@ use std::process::{Command, ExitCode};
 use nix::sys::stat::{Mode, umask};
 
 use crate::agent::Agent;
+use crate::askpass::Askpass;
 use crate::cli::{self, Action, Options, Shell};
 use crate::reuse::{self, Found, Place, SUN_PATH_MAX};
-use crate::server::{Askpass, Exit, Server, Watch};
+use crate::server::{Exit, Server, Watch};
 use crate::{log, sys};
 
 /// Exit status after a signal or the parent's death (OpenSSH: cleanup_exit(2)).

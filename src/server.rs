@@ -1,6 +1,6 @@
 //! The poll loop: the listener, connections with input and output buffers, the signal
-//! self-pipe, timers (key expiry, delayed unlock failures, the parent watch), the queue of
-//! unlocks held during the back-off and the askpass prompt with its queue. It knows the
+//! self-pipe, timers (key expiry, delayed unlock failures, the parent watch) and the queue of
+//! unlocks held during the back-off; it polls the askpass prompts (`askpass::Prompts`). It knows the
 //! agent only through `Agent::handle`, `Agent::confirmed`, `Agent::reap`,
 //! `Agent::unlock_backoff` and `Agent::remove_all`.
 //!
@@ -12,14 +12,13 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::agent::{Agent, PendingSign, Reply, Session};
-use crate::askpass::{self, KnownHosts, Peer};
+use crate::agent::{Agent, Reply, Session};
+use crate::askpass::{self, Askpass, KnownHosts, Peer, Prompts};
 use crate::protocol::{self, Frame, Request, Response};
 use crate::secret::{STACK_WIPE, SecretBuf, wipe_stack};
 use crate::sys::{self, Instant};
@@ -34,10 +33,6 @@ const INPUT_LIMIT: usize = 4 + protocol::MAX_MESSAGE_LEN + READ_CHUNK;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 /// How often to look for a parent when no pidfd is available (OpenSSH: 10 s, command mode only).
 const PARENT_CHECK: Duration = Duration::from_secs(1);
-/// A confirmation prompt that takes longer than this is refused and its askpass killed.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
-/// Most output an askpass may print; its first line is all that matters.
-const ASKPASS_OUTPUT_LIMIT: usize = 1024;
 
 /// Which process's death ends the agent.
 pub enum Watch {
@@ -47,32 +42,6 @@ pub enum Watch {
     Parent(libc::pid_t),
     /// No pidfd support: the process is probed every second (`--exit-with`).
     Pid(libc::pid_t),
-}
-
-/// How confirmations are asked, read once from the environment at start.
-pub struct Askpass {
-    /// `$SSH_ASKPASS`, or the system default.
-    pub program: std::ffi::OsString,
-    /// Whether the rules allow running it at all (a display, or SSH_ASKPASS_REQUIRE=force).
-    pub allowed: bool,
-}
-
-impl Askpass {
-    /// OpenSSH readpass.c: askpass runs only with DISPLAY or WAYLAND_DISPLAY set, or with
-    /// SSH_ASKPASS_REQUIRE=force; SSH_ASKPASS_REQUIRE=never refuses.
-    pub fn from_env() -> Askpass {
-        let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
-        let require = std::env::var_os("SSH_ASKPASS_REQUIRE");
-        let allowed = match require.as_ref().and_then(|s| s.to_str()) {
-            Some("force") => true,
-            Some("never") => false,
-            _ => set("DISPLAY") || set("WAYLAND_DISPLAY"),
-        };
-        let program = std::env::var_os("SSH_ASKPASS")
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "/usr/bin/ssh-askpass".into());
-        Askpass { program, allowed }
-    }
 }
 
 /// Why the loop ended.
@@ -91,8 +60,8 @@ enum ConnState {
     Delayed { until: Instant, reply: Vec<u8> },
     /// Its UNLOCK waits, unchecked, in `Server::unlocks` for the back-off to end.
     Unlocking,
-    /// Its signature waits for the user's answer: on screen (`Server::prompt`) or in line
-    /// for it (`Server::confirms`).
+    /// Its signature waits for the user's answer: on screen or in line for it
+    /// (`Server::prompts`).
     Confirming,
 }
 
@@ -145,26 +114,6 @@ struct HeldUnlock {
     passphrase: Zeroizing<Vec<u8>>,
 }
 
-/// A confirmation waiting for the prompt on screen to end.
-struct QueuedConfirm {
-    conn: ConnRef,
-    pending: PendingSign,
-}
-
-/// The askpass on screen and the signature that waits for it.
-struct Prompt {
-    /// None once its client has closed (the child is killed, then reaped).
-    conn: Option<ConnRef>,
-    child: Child,
-    stdout: Option<ChildStdout>,
-    output: Vec<u8>,
-    /// CONFIRM_TIMEOUT from when it was shown.
-    deadline: Instant,
-    pending: PendingSign,
-    /// The child's exit status once reaped.
-    status: Option<std::process::ExitStatus>,
-}
-
 /// What a pollfd entry stands for.
 #[derive(Clone, Copy)]
 enum Tag {
@@ -180,16 +129,13 @@ pub struct Server<'a> {
     listener: UnixListener,
     signals: OwnedFd,
     watches: Vec<Watch>,
-    askpass: Askpass,
     /// Names bound host keys in prompts and use log lines.
     known_hosts: KnownHosts,
     uid: u32,
     conns: Vec<Option<Conn>>,
     next_id: u64,
-    /// At most one prompt on screen at a time (OpenSSH too); the others wait in `confirms`,
-    /// in arrival order.
-    prompt: Option<Prompt>,
-    confirms: VecDeque<QueuedConfirm>,
+    /// The confirmation prompts: one on screen, the others in line.
+    prompts: Prompts<ConnRef>,
     /// UNLOCKs held during the back-off, checked one at a time in arrival order.
     unlocks: VecDeque<HeldUnlock>,
     accept_paused_until: Option<Instant>,
@@ -240,13 +186,11 @@ impl<'a> Server<'a> {
             listener,
             signals,
             watches,
-            askpass,
             known_hosts: KnownHosts::from_env(),
             uid: nix::unistd::getuid().as_raw(),
             conns: Vec::new(),
             next_id: 0,
-            prompt: None,
-            confirms: VecDeque::new(),
+            prompts: Prompts::new(askpass),
             unlocks: VecDeque::new(),
             accept_paused_until: None,
             next_parent_check: Instant::now() + PARENT_CHECK,
@@ -288,15 +232,11 @@ impl<'a> Server<'a> {
                     }
                 }
             }
-            if let Some(p) = &self.prompt {
-                deadline = earliest(deadline, Some(p.deadline));
-                if let Some(out) = &p.stdout {
-                    fds.push(pollfd(out.as_raw_fd(), libc::POLLIN));
-                    tags.push(Tag::Prompt);
-                } else if p.status.is_none() {
-                    // Output closed but not yet exited: SIGCHLD wakes us; look again soon anyway.
-                    deadline = earliest(deadline, Some(now + Duration::from_millis(50)));
-                }
+            let (prompt, wake) = self.prompts.poll(now);
+            deadline = earliest(deadline, wake);
+            if let Some(fd) = prompt {
+                fds.push(pollfd(fd, libc::POLLIN));
+                tags.push(Tag::Prompt);
             }
             if !self.unlocks.is_empty() {
                 let turn = self.agent.unlock_backoff().unwrap_or(now);
@@ -347,11 +287,11 @@ impl<'a> Server<'a> {
                         info!("watched process exited, exiting");
                         return Ok(Exit::ParentGone);
                     }
-                    Tag::Prompt => self.read_prompt(),
+                    Tag::Prompt => self.prompts.read(),
                     Tag::Conn(i) => self.service(i, pfd.revents, now),
                 }
             }
-            self.finish_prompt(now);
+            self.finish_prompts(now);
             self.check_held_unlocks(now);
             self.fire_timers(now);
             self.resume(now);
@@ -411,11 +351,8 @@ impl<'a> Server<'a> {
             info!("received SIGUSR1, removing all keys");
             self.agent.remove_all();
         }
-        if sys::SIG_CHLD.swap(false, Ordering::SeqCst)
-            && let Some(p) = &mut self.prompt
-            && p.status.is_none()
-        {
-            p.status = p.child.try_wait().ok().flatten();
+        if sys::SIG_CHLD.swap(false, Ordering::SeqCst) {
+            self.prompts.child_exited();
         }
         None
     }
@@ -514,13 +451,7 @@ impl<'a> Server<'a> {
             return;
         };
         let me = (i, conn.id);
-        if let Some(p) = &mut self.prompt
-            && p.conn == Some(me)
-        {
-            p.conn = None;
-            let _ = p.child.kill();
-        }
-        self.confirms.retain(|q| q.conn != me);
+        self.prompts.forget(me);
         self.unlocks.retain(|h| h.conn != me);
     }
 
@@ -611,24 +542,13 @@ impl<'a> Server<'a> {
                         passphrase,
                     });
                 }
-                Reply::Confirm(pending) => {
-                    let me = (i, conn.id);
-                    if self.prompt.is_some() || !self.confirms.is_empty() {
-                        conn.state = ConnState::Confirming;
-                        self.confirms.push_back(QueuedConfirm { conn: me, pending });
-                    } else {
-                        match show_prompt(&self.askpass, me, pending, now) {
-                            Ok(p) => {
-                                conn.state = ConnState::Confirming;
-                                self.prompt = Some(p);
-                            }
-                            Err(pending) => self
-                                .agent
-                                .confirmed(*pending, false, now)
-                                .encode(&mut conn.output),
-                        }
-                    }
-                }
+                Reply::Confirm(pending) => match self.prompts.ask((i, conn.id), pending, now) {
+                    Ok(()) => conn.state = ConnState::Confirming,
+                    Err(pending) => self
+                        .agent
+                        .confirmed(*pending, false, now)
+                        .encode(&mut conn.output),
+                },
             }
             if let Some(sign) = self.agent.take_use() {
                 info!(
@@ -657,84 +577,17 @@ impl<'a> Server<'a> {
         }
     }
 
-    fn read_prompt(&mut self) {
-        let Some(p) = self.prompt.as_mut() else {
-            return;
-        };
-        let Some(out) = p.stdout.as_mut() else {
-            return;
-        };
-        let mut buf = [0u8; 256];
-        loop {
-            match out.read(&mut buf) {
-                Ok(0) => {
-                    p.stdout = None;
-                    p.status = p.child.try_wait().ok().flatten();
-                    return;
-                }
-                Ok(n) => {
-                    let room = ASKPASS_OUTPUT_LIMIT.saturating_sub(p.output.len());
-                    p.output
-                        .extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    p.stdout = None;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Settle the prompt on screen once its askpass has exited or timed out, then show the
-    /// next one in line.
-    fn finish_prompt(&mut self, now: Instant) {
-        let Some(p) = self.prompt.as_mut() else {
-            return;
-        };
-        if p.status.is_none() && p.stdout.is_none() {
-            p.status = p.child.try_wait().ok().flatten();
-        }
-        let timed_out = now >= p.deadline;
-        if p.status.is_none() && !timed_out {
-            return;
-        }
-        if timed_out && p.status.is_none() {
-            debug!("confirmation timed out");
-            let _ = p.child.kill();
-            // Killed with SIGKILL: it exits at once; reaping here keeps no zombie.
-            let _ = p.child.wait();
-        }
-        let Some(p) = self.prompt.take() else {
-            return;
-        };
-        // OpenSSH: allowed when askpass exits 0 and its first line is empty or "yes".
-        let allowed =
-            !timed_out && p.status.is_some_and(|s| s.success()) && confirm_answer(&p.output);
+    /// Finish the signatures whose prompts have been answered (or refused), in order.
+    fn finish_prompts(&mut self, now: Instant) {
         let mut resume = Vec::new();
-        // A prompt whose client has gone signs nothing.
-        if let Some(me) = p.conn {
-            let reply = self.agent.confirmed(p.pending, allowed, now);
+        for (me, pending, allowed) in self.prompts.settle(now) {
+            let reply = self.agent.confirmed(pending, allowed, now);
             if allowed {
-                wipe_stack::<STACK_WIPE>(); // it signed (`PrivateKey::sign` runs below this frame)
+                // It signed (`PrivateKey::sign` runs below this frame).
+                wipe_stack::<STACK_WIPE>();
             }
             self.log_use(me);
             self.answer(me, &reply, &mut resume);
-        }
-        // The next in line, skipping (and refusing) any whose askpass cannot start.
-        while self.prompt.is_none() {
-            let Some(q) = self.confirms.pop_front() else {
-                break;
-            };
-            match show_prompt(&self.askpass, q.conn, q.pending, now) {
-                Ok(p) => self.prompt = Some(p),
-                Err(pending) => {
-                    let reply = self.agent.confirmed(*pending, false, now);
-                    self.log_use(q.conn);
-                    self.answer(q.conn, &reply, &mut resume);
-                }
-            }
         }
         for slot in resume {
             self.process(slot, now, false);
@@ -843,14 +696,6 @@ impl<'a> Server<'a> {
     }
 }
 
-fn confirm_answer(output: &[u8]) -> bool {
-    let first = output
-        .split(|&b| b == b'\n' || b == b'\r')
-        .next()
-        .unwrap_or_default();
-    first.is_empty() || first.eq_ignore_ascii_case(b"yes")
-}
-
 /// Decode one frame body and answer it. Never inlined: decoding an ADD and signing leave
 /// copies of key material in their stack frames (moves of the crypto crates' values, which
 /// no `Zeroize` reaches), and those frames must lie below the caller's, where `wipe_stack`
@@ -932,78 +777,9 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
     Ok(())
 }
 
-/// Show the prompt for `pending` on behalf of `conn`; its timeout runs from `now`. Hands
-/// `pending` back when the askpass may not or cannot run: refused.
-fn show_prompt(
-    askpass: &Askpass,
-    conn: ConnRef,
-    pending: PendingSign,
-    now: Instant,
-) -> Result<Prompt, Box<PendingSign>> {
-    let Some((child, stdout)) = spawn_askpass(askpass, &pending.prompt) else {
-        return Err(Box::new(pending));
-    };
-    Ok(Prompt {
-        conn: Some(conn),
-        child,
-        stdout: Some(stdout),
-        output: Vec::new(),
-        deadline: now + CONFIRM_TIMEOUT,
-        pending,
-        status: None,
-    })
-}
-
-/// Start `$SSH_ASKPASS "<prompt>"` with SSH_ASKPASS_PROMPT=confirm, its stdout a
-/// non-blocking pipe. `None` when the rules forbid it or it cannot start: refused.
-fn spawn_askpass(askpass: &Askpass, prompt: &str) -> Option<(Child, ChildStdout)> {
-    if !askpass.allowed {
-        debug!("no display and SSH_ASKPASS_REQUIRE is not force: confirmation refused");
-        return None;
-    }
-    let mut child = match Command::new(&askpass.program)
-        .arg(prompt)
-        .env("SSH_ASKPASS_PROMPT", "confirm")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDNAMES")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            error!("cannot run askpass {:?}: {e}", askpass.program);
-            return None;
-        }
-    };
-    let stdout = child.stdout.take()?;
-    let nonblocking = nix::fcntl::fcntl(
-        &stdout,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    );
-    if nonblocking.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        return None;
-    }
-    Some((child, stdout))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn confirm_answers() {
-        assert!(confirm_answer(b""));
-        assert!(confirm_answer(b"\n"));
-        assert!(confirm_answer(b"yes\n"));
-        assert!(confirm_answer(b"YES"));
-        assert!(!confirm_answer(b"no\n"));
-        assert!(!confirm_answer(b"yes please"));
-        assert!(confirm_answer(b"\nno"));
-    }
 
     #[test]
     fn timeouts_round_up() {
