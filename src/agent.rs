@@ -10,10 +10,10 @@ use std::time::Duration;
 pub use crate::dest::Session;
 use crate::dest::{self, Destinations, session_bind};
 use crate::keys;
-use crate::keys::{FingerprintHash, HeldKey, PrivateKey};
+use crate::keys::{FingerprintHash, HeldKey, NewKey, PrivateKey};
 use crate::lock::{self, Lock};
 use crate::log;
-use crate::protocol::{self, Constraints, EXT_SESSION_BIND, Extension, Request, Response};
+use crate::protocol::{self, Constraints, EXT_SESSION_BIND, Extension, Handled, Request, Response};
 use crate::sys::{self, Instant};
 use crate::wire::Refused;
 use zeroize::Zeroizing;
@@ -79,6 +79,19 @@ pub enum Reply<'a> {
     Held(Zeroizing<Vec<u8>>),
     /// Ask the user first; then call `Agent::confirmed` with the answer.
     Confirm(PendingSign),
+}
+
+impl<'a> Reply<'a> {
+    /// The response to send now, or else the answer that is not one yet (which borrows
+    /// nothing of the agent's).
+    pub fn handled(self) -> Handled<'a, Reply<'static>> {
+        match self {
+            Reply::Now(r) => Handled::Now(r),
+            Reply::Delayed(wait, r) => Handled::Later(Reply::Delayed(wait, r)),
+            Reply::Held(passphrase) => Handled::Later(Reply::Held(passphrase)),
+            Reply::Confirm(pending) => Handled::Later(Reply::Confirm(pending)),
+        }
+    }
 }
 
 impl fmt::Debug for Reply<'_> {
@@ -435,7 +448,12 @@ impl Agent {
                 flags,
             }));
         }
-        let sig = id.key.sign(&data, flags).map_err(Refusal::SignFailed)?;
+        // Keys are sealed only while the agent is locked, and a locked agent signs nothing
+        // (`sign_locked`): a key this far is ready.
+        let HeldKey::Ready(key) = &id.key else {
+            return Err(Refusal::Locked);
+        };
+        let sig = key.sign(&data, flags).map_err(Refusal::SignFailed)?;
         Ok(Reply::Now(Response::Signature(sig)))
     }
 
@@ -477,14 +495,17 @@ impl Agent {
         }
     }
 
+    /// ADD_IDENTITY: the key is built (checked and made ready to sign) and its destination
+    /// constraints decoded before anything changes.
     fn add(
         &mut self,
         session: &Session,
-        key: PrivateKey,
+        key: NewKey,
         comment: Vec<u8>,
         constraints: Constraints,
         now: Instant,
     ) -> Result<Response<'static>, Refused> {
+        let key = key.build()?;
         let destinations = constraints.destinations.as_deref();
         let destinations = destinations.map(Destinations::decode).transpose()?;
         self.add_decoded(session, key, comment, &constraints, destinations, now)
@@ -772,7 +793,7 @@ mod tests {
 
     fn add(body: &[u8], comment: &str, constraints: Constraints) -> Request {
         Request::AddIdentity {
-            key: PrivateKey::decode(&mut Reader::new(body)).unwrap(),
+            key: NewKey::read(&mut Reader::new(body)).unwrap(),
             comment: comment.as_bytes().to_vec(),
             constraints,
         }

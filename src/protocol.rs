@@ -1,5 +1,6 @@
 //! The agent protocol (RFC 9987) as OpenSSH speaks it: message numbers, framing,
-//! `Request::decode` and `Response::encode`. No I/O and no state: bytes in, values out.
+//! `Request::decode` and `Response::encode`, and `serve`, which takes one request from a
+//! connection's input to its encoded reply. No I/O and no state: bytes in, values out.
 //!
 //! Every read goes through `wire::Reader`, a cursor that returns `Err` instead of
 //! panicking, because everything here comes from a socket.
@@ -8,7 +9,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::keys::PrivateKey;
+use crate::keys::{self, NewKey};
 use crate::wire::{Reader, Refused, put_string};
 
 /// Largest frame body accepted (OpenSSH: AGENT_MAX_LEN). Exactly this size is accepted.
@@ -141,7 +142,8 @@ pub enum Request {
         flags: u32,
     },
     AddIdentity {
-        key: PrivateKey,
+        /// Read, not yet built: the agent builds it (`NewKey::build`) when it adds it.
+        key: NewKey,
         comment: Vec<u8>,
         constraints: Constraints,
     },
@@ -199,7 +201,7 @@ impl Request {
             }
             msg::SSH_AGENTC_ADD_IDENTITY | msg::SSH_AGENTC_ADD_ID_CONSTRAINED => {
                 // OpenSSH parses trailing constraints for type 17 as well.
-                let key = PrivateKey::decode(&mut r)?;
+                let key = NewKey::read(&mut r)?;
                 let comment = r.string()?.to_vec();
                 let constraints = Constraints::decode(&mut r)?;
                 Request::AddIdentity {
@@ -223,6 +225,32 @@ impl Request {
             msg::SSH_AGENTC_EXTENSION => Request::Extension(decode_extension(&mut r)?),
             other => Request::Unknown(other),
         })
+    }
+}
+
+impl Request {
+    /// Whether handling it puts private key material or a passphrase in memory: adds,
+    /// signatures, lock and unlock. The server wipes its stack after these (`secret.rs`).
+    pub fn touches_secrets(&self) -> bool {
+        matches!(
+            self,
+            Request::AddIdentity { .. }
+                | Request::Sign { .. }
+                | Request::Lock(_)
+                | Request::Unlock(_)
+        )
+    }
+
+    /// Whether it is one of the few requests that take milliseconds rather than
+    /// microseconds: an RSA signature or RSA key add, or a lock or unlock (bcrypt-pbkdf).
+    /// The server runs at most one of these per pass, after all quick ones.
+    pub fn is_slow(&self) -> bool {
+        match self {
+            Request::Sign { key, .. } => keys::is_rsa(key),
+            Request::AddIdentity { key, .. } => key.is_rsa(),
+            Request::Lock(_) | Request::Unlock(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -290,40 +318,6 @@ impl Response<'_> {
     }
 }
 
-/// Whether a request is one of the few that take milliseconds rather than microseconds:
-/// an RSA signature or RSA key add, or a lock or unlock (bcrypt-pbkdf). Read from the raw
-/// frame body, before any decoding work, so the server can schedule it: it runs at most
-/// one slow request per pass, after all quick ones.
-pub fn is_slow(body: &[u8]) -> bool {
-    let mut r = Reader::new(body);
-    match r.u8() {
-        Ok(msg::SSH_AGENTC_SIGN_REQUEST) => r
-            .string()
-            .and_then(|blob| Reader::new(blob).string())
-            .is_ok_and(|kind| kind.starts_with(b"ssh-rsa")),
-        Ok(msg::SSH_AGENTC_ADD_IDENTITY | msg::SSH_AGENTC_ADD_ID_CONSTRAINED) => {
-            r.string().is_ok_and(|kind| kind.starts_with(b"ssh-rsa"))
-        }
-        Ok(msg::SSH_AGENTC_LOCK | msg::SSH_AGENTC_UNLOCK) => true,
-        _ => false,
-    }
-}
-
-/// Whether handling this request puts private key material or a passphrase in memory:
-/// adds, signatures, lock and unlock. The server wipes its stack after these.
-pub fn touches_secrets(body: &[u8]) -> bool {
-    matches!(
-        body.first(),
-        Some(
-            &msg::SSH_AGENTC_ADD_IDENTITY
-                | &msg::SSH_AGENTC_ADD_ID_CONSTRAINED
-                | &msg::SSH_AGENTC_SIGN_REQUEST
-                | &msg::SSH_AGENTC_LOCK
-                | &msg::SSH_AGENTC_UNLOCK
-        )
-    )
-}
-
 /// What the framing layer found at the front of a connection's input buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -350,6 +344,109 @@ pub fn frame(input: &[u8]) -> Frame {
         return Frame::Incomplete;
     }
     Frame::Complete(len)
+}
+
+/// What `serve` did with the front of a connection's input.
+pub enum Served<T> {
+    /// Not a whole frame yet: nothing was read.
+    Incomplete,
+    /// A frame length of 0 or over `MAX_MESSAGE_LEN`: close the connection.
+    Invalid,
+    /// A slow request (`Request::is_slow`), decoded and not answered; the frame's `len`
+    /// bytes (prefix included) are done with. `answer` it when its turn comes.
+    Slow {
+        len: usize,
+        request: Request,
+        /// As `Answer::secret`: decoding it copied a key or a passphrase.
+        secret: bool,
+    },
+    /// Answered: the frame's `len` bytes are done with.
+    Done { len: usize, answer: Answer<T> },
+}
+
+/// What the handler `serve` is given answers: a response to send now, or something else for
+/// the caller (an answer that is not a response yet).
+pub enum Handled<'a, T> {
+    Now(Response<'a>),
+    Later(T),
+}
+
+/// What `answer` did: the response `handle` gave is in the output, or `later` holds what it
+/// gave instead (an answer that is not a response yet).
+pub struct Answer<T> {
+    /// Answering put private key material or a passphrase in memory
+    /// (`Request::touches_secrets`): the caller wipes its stack (`secret::wipe_stack`).
+    pub secret: bool,
+    pub later: Option<T>,
+}
+
+/// One request, from the front of a connection's input to its encoded reply: frame it,
+/// decode it, let `handle` answer it (the server passes the agent's `handle`), and append
+/// the response to `out`. A slow request is handed back decoded instead (`Served::Slow`);
+/// a body that does not decode gets FAILURE, and the connection lives on.
+///
+/// Never inlined, nor is `answer`: decoding an ADD and signing leave copies of key material
+/// in their stack frames (moves of the crypto crates' values, which no `Zeroize` reaches),
+/// and those frames must lie below the caller's, where `secret::wipe_stack` called from the
+/// caller's own level clears them. Inlined, they would be part of the caller's (the loop's)
+/// live frame, which no wipe below it reaches. A body that does not decode built no key
+/// (`NewKey::read` checks the layout only): nothing to wipe.
+#[inline(never)]
+pub fn serve<'a, T>(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    handle: impl FnOnce(Request) -> Handled<'a, T>,
+) -> Served<T> {
+    let len = match frame(input) {
+        Frame::Incomplete => return Served::Incomplete,
+        Frame::Invalid => return Served::Invalid,
+        Frame::Complete(len) => 4usize.saturating_add(len),
+    };
+    let request = match input.get(4..len).map(Request::decode) {
+        Some(Ok(request)) => request,
+        failed => {
+            if let Some(Err(e)) = failed {
+                debug!("cannot decode request: {e}");
+            }
+            Response::Failure.encode(out);
+            let answer = Answer {
+                secret: false,
+                later: None,
+            };
+            return Served::Done { len, answer };
+        }
+    };
+    if request.is_slow() {
+        let secret = request.touches_secrets();
+        return Served::Slow {
+            len,
+            request,
+            secret,
+        };
+    }
+    Served::Done {
+        len,
+        answer: answer(request, out, handle),
+    }
+}
+
+/// Let `handle` answer a decoded request and append its response to `out` (see `serve`).
+#[inline(never)]
+pub fn answer<'a, T>(
+    request: Request,
+    out: &mut Vec<u8>,
+    handle: impl FnOnce(Request) -> Handled<'a, T>,
+) -> Answer<T> {
+    let secret = request.touches_secrets();
+    debug!("request {request:?}");
+    let later = match handle(request) {
+        Handled::Now(response) => {
+            response.encode(out);
+            None
+        }
+        Handled::Later(later) => Some(later),
+    };
+    Answer { secret, later }
 }
 
 #[cfg(test)]
@@ -539,6 +636,8 @@ mod tests {
 
     #[test]
     fn slow_requests_are_recognised() {
+        // Read from the decoded request: every body here decodes, but the last two.
+        let is_slow = |body: &[u8]| Request::decode(body).is_ok_and(|r| r.is_slow());
         let sign = |blob: &[u8]| {
             let mut b = vec![13];
             put_string(&mut b, blob);
@@ -551,15 +650,83 @@ mod tests {
             put_string(&mut v, kind);
             v
         };
+        let add = |kind: u8, key: &str| {
+            let mut b = vec![kind];
+            b.extend(crate::keys::testkeys::add_body(key));
+            put_string(&mut b, b"comment");
+            b
+        };
         assert!(is_slow(&sign(&blob(b"ssh-rsa"))));
         assert!(is_slow(&sign(&blob(b"ssh-rsa-cert-v01@openssh.com"))));
         assert!(!is_slow(&sign(&blob(b"ssh-ed25519"))));
         assert!(!is_slow(&sign(b"")));
-        assert!(is_slow(&body(17, &[b"ssh-rsa"])));
-        assert!(!is_slow(&body(25, &[b"ecdsa-sha2-nistp256"])));
-        assert!(is_slow(&[22]));
-        assert!(is_slow(&[23]));
+        assert!(is_slow(&add(17, "rsa2048")));
+        assert!(!is_slow(&add(25, "ecdsa256")));
+        assert!(is_slow(&body(22, &[b"pw"])));
+        assert!(is_slow(&body(23, &[b"pw"])));
         assert!(!is_slow(&[11]));
         assert!(!is_slow(&[]));
+        assert!(!is_slow(&body(17, &[b"ssh-rsa"])));
+    }
+
+    #[test]
+    fn requests_touching_secrets() {
+        let touches = |body: &[u8]| Request::decode(body).unwrap().touches_secrets();
+        let mut add = vec![17];
+        add.extend(crate::keys::testkeys::add_body("ed25519"));
+        put_string(&mut add, b"");
+        let mut sign = body(13, &[b"k", b"d"]);
+        sign.extend_from_slice(&0u32.to_be_bytes());
+        for b in [add, sign, body(22, &[b"pw"]), body(23, &[b"pw"])] {
+            assert!(touches(&b), "{:?}", b[0]);
+        }
+        for b in [vec![11], vec![19], body(18, &[b"k"]), body(27, &[b"query"])] {
+            assert!(!touches(&b), "{:?}", b[0]);
+        }
+    }
+
+    /// `serve`: one frame from the input to the output, or handed back when slow.
+    #[test]
+    fn serving_one_frame() {
+        let framed = |body: &[u8]| {
+            let mut f = (body.len() as u32).to_be_bytes().to_vec();
+            f.extend_from_slice(body);
+            f
+        };
+        let mut out = Vec::new();
+        let list = |r: Request| match r {
+            Request::RequestIdentities => Handled::Now(Response::Identities(vec![])),
+            _ => Handled::Later("later"),
+        };
+        assert!(matches!(serve(&[0, 0], &mut out, list), Served::Incomplete));
+        assert!(matches!(serve(&[0; 5], &mut out, list), Served::Invalid));
+        assert!(out.is_empty());
+        // Answered, the frame and whatever follows it left for the next call.
+        let mut input = framed(&[11]);
+        input.extend(framed(&[11]));
+        let Served::Done { len, answer } = serve(&input, &mut out, list) else {
+            panic!("not answered")
+        };
+        assert_eq!((len, answer.secret, answer.later), (5, false, None));
+        assert_eq!(out, [0, 0, 0, 5, 12, 0, 0, 0, 0]);
+        // A body that does not decode: FAILURE, and nothing for the handler.
+        out.clear();
+        let Served::Done { answer, .. } = serve(&framed(&[13, 0]), &mut out, list) else {
+            panic!("not answered")
+        };
+        assert_eq!(answer.later, None);
+        assert_eq!(out, [0, 0, 0, 1, 5]);
+        // An answer for later goes back to the caller; a slow request is not handled.
+        out.clear();
+        let Served::Done { answer, .. } = serve(&framed(&[19]), &mut out, list) else {
+            panic!("not answered")
+        };
+        assert_eq!(answer.later, Some("later"));
+        let lock = framed(&body(22, &[b"pw"]));
+        let Served::Slow { len, secret, .. } = serve(&lock, &mut out, list) else {
+            panic!("not slow")
+        };
+        assert_eq!((len, secret), (lock.len(), true));
+        assert!(out.is_empty());
     }
 }

@@ -19,7 +19,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::agent::{Agent, Reply, Session};
 use crate::askpass::{self, Askpass, KnownHosts, Peer, Prompts};
-use crate::protocol::{self, Frame, Request, Response};
+use crate::protocol::{self, Frame, Handled, Request, Response, Served};
 use crate::secret::{STACK_WIPE, SecretBuf, wipe_stack};
 use crate::sys::{self, Instant};
 
@@ -88,8 +88,9 @@ struct Conn {
     state: ConnState,
     /// The client closed its end; answer what is buffered, then close.
     eof: bool,
-    /// A slow request waits at the head of the input for its turn.
-    backlog: bool,
+    /// A slow request (`Request::is_slow`), decoded, waits for its turn (`run_one_slow`);
+    /// the requests behind it wait in the input.
+    slow: Option<Request>,
 }
 
 impl Conn {
@@ -98,7 +99,7 @@ impl Conn {
     /// input. No new byte may arrive to wake the loop for these, so the loop looks itself.
     fn has_work(&self) -> bool {
         matches!(self.state, ConnState::Ready)
-            && !self.backlog
+            && self.slow.is_none()
             && self.output.len() < OUTPUT_HIGH_WATER
             && protocol::frame(self.input.as_slice()) != Frame::Incomplete
     }
@@ -140,7 +141,7 @@ pub struct Server<'a> {
     unlocks: VecDeque<HeldUnlock>,
     accept_paused_until: Option<Instant>,
     next_parent_check: Instant,
-    /// Where the search for the next backlogged connection starts (round robin).
+    /// Where the search for the next connection with a slow request starts (round robin).
     next_slow: usize,
 }
 
@@ -244,7 +245,7 @@ impl<'a> Server<'a> {
             }
             for (i, c) in self.conns.iter().enumerate() {
                 let Some(c) = c else { continue };
-                if c.backlog || c.has_work() {
+                if c.slow.is_some() || c.has_work() {
                     // Work is waiting: look at the sockets, but do not sleep.
                     deadline = Some(now);
                 }
@@ -309,28 +310,37 @@ impl<'a> Server<'a> {
                 .and_then(Option::as_ref)
                 .is_some_and(Conn::has_work);
             if work {
-                self.process(i, now, false);
+                self.process(i, now);
             }
         }
     }
 
-    /// Run the slow request (an RSA signature, a lock) of one backlogged connection, taking
-    /// turns. Quick requests never wait behind more than one slow one: each pass answers
-    /// every quick request first, then at most one slow request.
+    /// Answer the slow request (an RSA signature, a lock) of one connection that has one,
+    /// taking turns, then the quick ones behind it. Quick requests never wait behind more
+    /// than one slow one: each pass answers every quick request first, then at most one slow
+    /// request.
     fn run_one_slow(&mut self, now: Instant) {
         let n = self.conns.len();
         for k in 0..n {
             let i = (self.next_slow + k) % n;
-            if self
-                .conns
-                .get(i)
-                .and_then(Option::as_ref)
-                .is_some_and(|c| c.backlog)
-            {
-                self.next_slow = i + 1;
-                self.process(i, now, true);
-                return;
+            let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            let Some(request) = conn.slow.take() else {
+                continue;
+            };
+            self.next_slow = i + 1;
+            let (agent, hold) = (&mut *self.agent, !self.unlocks.is_empty());
+            let session = &mut conn.session;
+            let answer = protocol::answer(request, &mut conn.output, |request| {
+                handle(agent, session, request, hold, now)
+            });
+            if answer.secret {
+                wipe_stack::<STACK_WIPE>();
             }
+            self.after(i, answer.later, now);
+            self.process(i, now);
+            return;
         }
     }
 
@@ -430,7 +440,7 @@ impl<'a> Server<'a> {
             peer: Peer::new(pid),
             state: ConnState::Ready,
             eof: false,
-            backlog: false,
+            slow: None,
         };
         match self.conns.iter().position(Option::is_none) {
             Some(i) => {
@@ -479,84 +489,56 @@ impl<'a> Server<'a> {
             self.close(i);
             return;
         }
-        self.process(i, now, false);
+        self.process(i, now);
     }
 
-    /// Answer the whole frames in a connection's input, then try to write. A slow request
-    /// (`protocol::is_slow`) runs only when `slow_ok`, and then only one; otherwise it waits
-    /// at the head of the input for `run_one_slow`.
-    fn process(&mut self, i: usize, now: Instant, mut slow_ok: bool) {
-        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
-            return;
-        };
-        conn.backlog = false;
-        while matches!(conn.state, ConnState::Ready) && conn.output.len() < OUTPUT_HIGH_WATER {
-            let len = match protocol::frame(conn.input.as_slice()) {
-                Frame::Incomplete => break,
-                Frame::Invalid => {
+    /// Answer the whole frames in a connection's input, each through `protocol::serve`, then
+    /// try to write. A slow request stops it: decoded, it waits in `Conn::slow` for
+    /// `run_one_slow`, and the frames behind it wait in the input.
+    fn process(&mut self, i: usize, now: Instant) {
+        loop {
+            let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+                return;
+            };
+            if !matches!(conn.state, ConnState::Ready)
+                || conn.slow.is_some()
+                || conn.output.len() >= OUTPUT_HIGH_WATER
+            {
+                break;
+            }
+            let (agent, hold) = (&mut *self.agent, !self.unlocks.is_empty());
+            let session = &mut conn.session;
+            let served = protocol::serve(conn.input.as_slice(), &mut conn.output, |request| {
+                handle(agent, session, request, hold, now)
+            });
+            let (len, secret, later) = match served {
+                Served::Incomplete => break,
+                Served::Invalid => {
                     debug!("bad frame length, closing connection");
                     self.close(i);
                     return;
                 }
-                Frame::Complete(len) => len,
-            };
-            let end = 4usize.saturating_add(len);
-            if protocol::is_slow(conn.input.as_slice().get(4..end).unwrap_or_default()) {
-                if !slow_ok {
-                    conn.backlog = true;
-                    break;
+                Served::Slow {
+                    len,
+                    request,
+                    secret,
+                } => {
+                    conn.slow = Some(request);
+                    (len, secret, None)
                 }
-                slow_ok = false;
-            }
-            let body = conn.input.as_slice().get(4..end);
-            // From the message type, not the decoded request: an ADD refused half-way (a
-            // private half that does not match) has built and dropped key values too.
-            let secret = body.is_some_and(protocol::touches_secrets);
-            // Behind UNLOCKs already held, another waits its turn, unchecked.
-            let hold_unlock = !self.unlocks.is_empty();
-            let reply = decode_and_handle(self.agent, &mut conn.session, body, hold_unlock, now);
-            conn.input.consume(end);
+                Served::Done { len, answer } => (len, answer.secret, answer.later),
+            };
+            conn.input.consume(len);
             if secret {
                 // Before the next request: what this one left on the stack must not be
                 // copied into the next key's allocations (a move copies padding too).
                 wipe_stack::<STACK_WIPE>();
             }
-            // The prompt says who asks and for where, read when the request is made.
-            let reply = match reply {
-                Reply::Confirm(mut pending) => {
-                    let requester = conn.peer.describe();
-                    let facts = &pending.facts;
-                    pending.prompt =
-                        askpass::prompt(&pending.prompt, facts, requester, &self.known_hosts);
-                    Reply::Confirm(pending)
-                }
-                other => other,
-            };
-            match reply {
-                Reply::Now(r) => r.encode(&mut conn.output),
-                Reply::Delayed(wait, r) => conn.state = ConnState::delayed(now + wait, &r),
-                Reply::Held(passphrase) => {
-                    conn.state = ConnState::Unlocking;
-                    self.unlocks.push_back(HeldUnlock {
-                        conn: (i, conn.id),
-                        passphrase,
-                    });
-                }
-                Reply::Confirm(pending) => match self.prompts.ask((i, conn.id), pending, now) {
-                    Ok(()) => conn.state = ConnState::Confirming,
-                    Err(pending) => self
-                        .agent
-                        .confirmed(*pending, false, now)
-                        .encode(&mut conn.output),
-                },
-            }
-            if let Some(sign) = self.agent.take_use() {
-                info!(
-                    "{}",
-                    askpass::UseLine::new(&sign, conn.peer.describe(), &self.known_hosts)
-                );
-            }
+            self.after(i, later, now);
         }
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
         if let Err(e) = write_out(conn) {
             debug!("write: {e}");
             self.close(i);
@@ -565,7 +547,7 @@ impl<'a> Server<'a> {
         // A client that closed its end (or only its writing half, as `nc -N` does) gets
         // every reply to what it sent before the connection is closed.
         if conn.eof
-            && !conn.backlog
+            && conn.slow.is_none()
             && matches!(conn.state, ConnState::Ready)
             && conn.output.is_empty()
             && !matches!(protocol::frame(conn.input.as_slice()), Frame::Complete(_))
@@ -575,6 +557,43 @@ impl<'a> Server<'a> {
             }
             self.close(i);
         }
+    }
+
+    /// What follows a request the agent answered: an answer that is not a response yet (a
+    /// failed unlock answered after its delay, an unlock held for its turn, a signature for
+    /// the user to confirm), then the use log line of a signature request.
+    fn after(&mut self, i: usize, later: Option<Reply<'static>>, now: Instant) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        let me = (i, conn.id);
+        match later {
+            None => {}
+            Some(Reply::Now(r)) => r.encode(&mut conn.output),
+            Some(Reply::Delayed(wait, r)) => conn.state = ConnState::delayed(now + wait, &r),
+            Some(Reply::Held(passphrase)) => {
+                conn.state = ConnState::Unlocking;
+                self.unlocks.push_back(HeldUnlock {
+                    conn: me,
+                    passphrase,
+                });
+            }
+            Some(Reply::Confirm(mut pending)) => {
+                // The prompt says who asks and for where, read when the request is made.
+                let requester = conn.peer.describe();
+                let facts = &pending.facts;
+                pending.prompt =
+                    askpass::prompt(&pending.prompt, facts, requester, &self.known_hosts);
+                match self.prompts.ask(me, pending, now) {
+                    Ok(()) => conn.state = ConnState::Confirming,
+                    Err(pending) => self
+                        .agent
+                        .confirmed(*pending, false, now)
+                        .encode(&mut conn.output),
+                }
+            }
+        }
+        self.log_use(me);
     }
 
     /// Finish the signatures whose prompts have been answered (or refused), in order.
@@ -590,7 +609,7 @@ impl<'a> Server<'a> {
             self.answer(me, &reply, &mut resume);
         }
         for slot in resume {
-            self.process(slot, now, false);
+            self.process(slot, now);
         }
     }
 
@@ -673,7 +692,7 @@ impl<'a> Server<'a> {
             wipe_stack::<STACK_WIPE>();
         }
         for slot in resume {
-            self.process(slot, now, false);
+            self.process(slot, now);
         }
     }
 
@@ -690,39 +709,28 @@ impl<'a> Server<'a> {
                 {
                     conn.output.extend_from_slice(&reply);
                 }
-                self.process(i, now, false);
+                self.process(i, now);
             }
         }
     }
 }
 
-/// Decode one frame body and answer it. Never inlined: decoding an ADD and signing leave
-/// copies of key material in their stack frames (moves of the crypto crates' values, which
-/// no `Zeroize` reaches), and those frames must lie below the caller's, where `wipe_stack`
-/// called from the caller's own level clears them. Inlined, they would be part of the
-/// caller's (or the loop's) live frame, which no wipe below it reaches.
-#[inline(never)]
-fn decode_and_handle<'s>(
+/// The agent's answer to a decoded request, as `protocol::serve` takes it: a response to
+/// send now, or an answer for later. Behind UNLOCKs already held, another waits its turn,
+/// unchecked.
+fn handle<'s>(
     agent: &'s mut Agent,
     session: &mut Session,
-    body: Option<&[u8]>,
+    request: Request,
     hold_unlock: bool,
     now: Instant,
-) -> Reply<'s> {
-    match body.map(Request::decode) {
-        Some(Ok(Request::Unlock(passphrase))) if hold_unlock => {
-            debug!("request Unlock([redacted]) held behind another");
-            Reply::Held(passphrase)
+) -> Handled<'s, Reply<'static>> {
+    match request {
+        Request::Unlock(passphrase) if hold_unlock => {
+            debug!("unlock held behind another");
+            Handled::Later(Reply::Held(passphrase))
         }
-        Some(Ok(req)) => {
-            debug!("request {req:?}");
-            agent.handle(session, req, now)
-        }
-        Some(Err(e)) => {
-            debug!("cannot decode request: {e}");
-            Reply::Now(Response::Failure)
-        }
-        None => Reply::Now(Response::Failure),
+        request => agent.handle(session, request, now).handled(),
     }
 }
 

@@ -272,11 +272,11 @@ enum Backend {
     Rsa(RsaKey, Option<verified::Rsa>),
 }
 
-/// Read the ECDSA private scalar `d` (an mpint) from `$r` and build the signing key of
-/// curve `$krate` (field bytes `$len`, order bits `$bits`); its public point must be `$q`.
+/// Build the signing key of curve `$krate` (field bytes `$len`, order bits `$bits`) from the
+/// private scalar `$d` (a magnitude); its public point must be `$q`.
 macro_rules! ecdsa_key {
-    ($krate:ident, $len:literal, $bits:literal, $q:expr, $r:expr) => {{
-        let d = $r.mpint()?;
+    ($krate:ident, $len:literal, $bits:literal, $q:expr, $d:expr) => {{
+        let d: &[u8] = $d;
         // OpenSSH sshkey_ec_validate_private: a scalar of half the order's size or less
         // is refused as too small.
         if bit_len(d) <= $bits / 2 {
@@ -312,6 +312,106 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
+/// The key part of an ADD request, read in place (`sshkey_private_serialize`'s layout,
+/// certificates included): its type, the public half or the certificate, and the private
+/// fields, as borrowed slices. Only the layout is checked.
+struct Fields<'a> {
+    kind: Kind,
+    half: Half<'a>,
+    private: Private<'a>,
+}
+
+/// What comes after the type name: a plain key's public fields, or a certificate.
+enum Half<'a> {
+    Plain(Public<'a>),
+    Cert(&'a [u8]),
+}
+
+/// The private fields. Integers are magnitudes without leading zeros.
+enum Private<'a> {
+    /// A certificate's private part repeats the public key (`pk`) before the secret.
+    Ed25519 {
+        pk: Option<&'a [u8]>,
+        sk: &'a [u8],
+    },
+    Ecdsa {
+        d: &'a [u8],
+    },
+    /// `iqmp` is read and not used: `rsa` recomputes it from p and q.
+    Rsa {
+        d: &'a [u8],
+        p: &'a [u8],
+        q: &'a [u8],
+    },
+}
+
+impl<'a> Fields<'a> {
+    /// Read the fields, leaving the reader just after them (at the comment).
+    fn read(r: &mut Reader<'a>) -> Result<Fields<'a>, Refused> {
+        let (kind, is_cert) = Kind::from_name(r.string()?).ok_or(UNSUPPORTED)?;
+        let half = if is_cert {
+            Half::Cert(r.string()?)
+        } else {
+            Half::Plain(Public::read_add(kind, r)?)
+        };
+        let private = match kind {
+            Kind::Ed25519 => Private::Ed25519 {
+                pk: if is_cert { Some(r.string()?) } else { None },
+                sk: r.string()?,
+            },
+            Kind::P256 | Kind::P384 | Kind::P521 => Private::Ecdsa { d: r.mpint()? },
+            Kind::Rsa => {
+                let d = r.mpint()?;
+                let _iqmp = r.mpint()?;
+                let p = r.mpint()?;
+                let q = r.mpint()?;
+                Private::Rsa { d, p, q }
+            }
+        };
+        Ok(Fields {
+            kind,
+            half,
+            private,
+        })
+    }
+}
+
+/// The key of an ADD request, read but not built: its type, and its fields as the request
+/// has them, copied into a wiped buffer. Reading checks only the layout, in microseconds;
+/// `build` checks the key and converts it, which takes milliseconds for RSA, so the server
+/// can tell from the decoded request when to run it (`protocol::Request::is_slow`).
+pub struct NewKey {
+    kind: Kind,
+    fields: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewKey([redacted])")
+    }
+}
+
+impl NewKey {
+    /// Read the key part of an ADD request body, leaving the reader at the comment.
+    pub fn read(r: &mut Reader<'_>) -> Result<NewKey, Refused> {
+        let start = r.rest();
+        let kind = Fields::read(r)?.kind;
+        let len = start.len().saturating_sub(r.rest().len());
+        let fields = Zeroizing::new(start.get(..len).ok_or(INVALID)?.to_vec());
+        Ok(NewKey { kind, fields })
+    }
+
+    /// An RSA key or certificate: building it takes milliseconds.
+    pub fn is_rsa(&self) -> bool {
+        self.kind == Kind::Rsa
+    }
+
+    /// Check the key and convert it into its ready-to-sign form (`PrivateKey::decode`).
+    pub fn build(self) -> Result<PrivateKey, Refused> {
+        PrivateKey::decode(&mut Reader::new(&self.fields))
+    }
+}
+
 impl PrivateKey {
     /// Decode the key part of an ADD request body: the key type name and the private
     /// fields (`sshkey_private_serialize` layout, certificates included), leaving the
@@ -319,8 +419,9 @@ impl PrivateKey {
     ///
     /// The private half must match the public half (and a certificate's key), as
     /// OpenSSH's `sshkey_private_deserialize` and `cert_parse` require; the certificate's
-    /// CA signature must verify. The private fields are read in place from the request
-    /// (which the caller wipes); the only copies are the backend key and wiped temporaries.
+    /// CA signature must verify. The private fields are read in place (from a `NewKey`, or
+    /// the record `seal.rs` opened, both wiped); the only copies are the backend key and
+    /// wiped temporaries.
     ///
     /// Never inlined, as `sign`: the temporaries that moves leave on the stack are then in
     /// frames below the caller's, which the server's stack wipe clears.
@@ -331,34 +432,36 @@ impl PrivateKey {
 
     /// `decode`, with graviola's signing where `verified` and the key allows it.
     fn decode_with(r: &mut Reader<'_>, verified: bool) -> Result<PrivateKey, Refused> {
-        let (kind, is_cert) = Kind::from_name(r.string()?).ok_or(UNSUPPORTED)?;
-        let (public, cert) = if is_cert {
-            let cert = r.string()?;
-            (check_cert(kind, cert)?, Some(cert))
-        } else {
-            (Public::read_add(kind, r)?, None)
+        let Fields {
+            kind,
+            half,
+            private,
+        } = Fields::read(r)?;
+        let (public, cert) = match half {
+            Half::Cert(cert) => (check_cert(kind, cert)?, Some(cert)),
+            Half::Plain(public) => (public, None),
         };
-        let backend = match (&public, kind) {
-            (Public::Ed25519 { pk }, Kind::Ed25519) => {
-                // A certificate's private part repeats the public key before the secret.
-                if is_cert && r.string()? != *pk {
+        let backend = match (&public, kind, private) {
+            (Public::Ed25519 { pk }, Kind::Ed25519, Private::Ed25519 { pk: again, sk }) => {
+                if again.is_some_and(|again| again != *pk) {
                     return Err(MISMATCH);
                 }
-                let sk = r.string()?;
                 if verified {
                     Backend::Ed25519Verified(verified::Ed25519::new(pk, sk)?)
                 } else {
                     Backend::Ed25519(ed25519_key(pk, sk)?)
                 }
             }
-            (Public::Ecdsa { q }, Kind::P256) => Backend::P256(ecdsa_key!(p256, 32, 256, q, r)),
-            (Public::Ecdsa { q }, Kind::P384) => Backend::P384(ecdsa_key!(p384, 48, 384, q, r)),
-            (Public::Ecdsa { q }, Kind::P521) => Backend::P521(ecdsa_key!(p521, 66, 521, q, r)),
-            (Public::Rsa { e, n }, Kind::Rsa) => {
-                let d = r.mpint()?;
-                let _iqmp = r.mpint()?; // recomputed by `rsa` from p and q
-                let p = r.mpint()?;
-                let q = r.mpint()?;
+            (Public::Ecdsa { q }, Kind::P256, Private::Ecdsa { d }) => {
+                Backend::P256(ecdsa_key!(p256, 32, 256, q, d))
+            }
+            (Public::Ecdsa { q }, Kind::P384, Private::Ecdsa { d }) => {
+                Backend::P384(ecdsa_key!(p384, 48, 384, q, d))
+            }
+            (Public::Ecdsa { q }, Kind::P521, Private::Ecdsa { d }) => {
+                Backend::P521(ecdsa_key!(p521, 66, 521, q, d))
+            }
+            (Public::Rsa { e, n }, Kind::Rsa, Private::Rsa { d, p, q }) => {
                 let key = RsaKey::new(rsa_key(n, e, d, p, q)?)?;
                 let fast = verified.then(|| verified::Rsa::new(&key.key)).flatten();
                 Backend::Rsa(key, fast)
