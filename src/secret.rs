@@ -3,13 +3,14 @@
 //! allocator's `unsafe` is in `sys.rs`.
 //!
 //! **What holds secrets.** A key arrives in an ADD request: in the 4 KiB stack buffer a socket
-//! read goes through, then in the connection's input buffer (`SecretBuf`), from which it is
-//! decoded in place into the built key. The built key (`keys::PrivateKey`) holds its signing backend: ed25519-dalek's,
-//! p256/p384/p521's, `rsa`'s key with the blinding pair beside it, graviola's keys in boxes.
-//! Those crates keep further copies in allocations of their own (big-number limbs, the RSA
-//! CRT parameters behind an `Arc`, precomputed tables). Decoding and signing leave copies on
-//! the stack: moves of those values, the expanded Ed25519 key, the ECDSA nonce, the RSA CRT
-//! halves. Passphrases are in the LOCK and UNLOCK requests (`Zeroizing`), in an unlock held
+//! read goes through, then in the connection's input buffer (`SecretBuf`), then, decoded, in
+//! the request (`keys::NewKey`: the key's fields copied into a `Zeroizing` buffer) until the
+//! agent builds the key from it. The built key (`keys::PrivateKey`) holds its signing
+//! backend: ed25519-dalek's, p256/p384/p521's, `rsa`'s key with the blinding pair beside it,
+//! graviola's keys in boxes. Those crates keep further copies in allocations of their own
+//! (big-number limbs, the RSA CRT parameters behind an `Arc`, precomputed tables). Decoding
+//! and signing leave copies on the stack: moves of those values, the expanded Ed25519 key,
+//! the ECDSA nonce, the RSA CRT halves. Passphrases are in the LOCK and UNLOCK requests (`Zeroizing`), in an unlock held
 //! during the back-off, and become the lock's wrapping key (`Zeroizing`); a locked agent
 //! holds its keys only as AES-GCM records (`keys/seal.rs`).
 //!
@@ -28,13 +29,14 @@
 //!   allocator only sees the block when it is freed); the server wipes the part of its read
 //!   buffer a read wrote.
 //! - The stack: `wipe_stack` overwrites the stack below its caller with zeros. The server
-//!   calls it from the loop's own level after each request of a type that touches a secret
-//!   (`protocol::touches_secrets`: adds, signatures, lock, unlock), after a
+//!   calls it from the loop's own level after each request whose decoded form touches a
+//!   secret (`protocol::Request::touches_secrets`: adds, signatures, lock, unlock), after a
 //!   confirmed signature and after checking held unlocks; `keys/verified.rs` calls it after
 //!   building a graviola key, which graviola returns by value. For the wipe to reach them,
-//!   the frames that held secrets must lie below the caller's: the server's
-//!   `decode_and_handle`, `PrivateKey::decode` and `PrivateKey::sign` are `#[inline(never)]`, so no secret lives in
-//!   the loop's own frame, which no wipe below it could reach.
+//!   the frames that held secrets must lie below the caller's: `protocol::serve` and
+//!   `protocol::answer`, through which the server hands every request to the agent, and
+//!   `PrivateKey::decode` and `PrivateKey::sign` are `#[inline(never)]`, so no secret lives
+//!   in the loop's own frame, which no wipe below it could reach.
 //!
 //! **The proof.** tests/security.rs reads every mapping of the release agent (`make`: LTO and
 //! `panic = "abort"`, whose frames differ from a debug build's) through /proc/PID/mem after
@@ -43,7 +45,9 @@
 //! expansion, ECDSA scalars plain and in Montgomery form, RSA d, p, q, dp, dq, qinv and the
 //! primes' Montgomery constants, in both byte orders), after proving that the same scan finds
 //! each key while it is loaded. tests/sealed.rs scans a locked release agent the same way and
-//! finds no key. Keys are also kept out of core dumps and, where that cannot fail, swap
+//! finds no key. The scans see what the wipes remove: with the allocator's wipe taken out,
+//! or the server's stack wipe and `verified.rs`'s both (either alone is enough), they find
+//! secrets. Keys are also kept out of core dumps and, where that cannot fail, swap
 //! (`daemon.rs`, `sys::lock_all_memory`).
 
 use zeroize::Zeroize;
