@@ -491,7 +491,7 @@ fn try_session_bind(session: &mut Session, b: SessionBind) -> Result<(), Refused
         if !old.forwarded {
             return Err(Refused("connection already bound for authentication"));
         }
-        let sid_match = crate::lock::ct_eq(&old.session_id, &b.session_id);
+        let sid_match = crate::secret::ct_eq(&old.session_id, &b.session_id);
         if sid_match && old.host_key == b.host_key {
             return Ok(()); // already recorded
         }
@@ -607,7 +607,7 @@ pub fn check_sign(
     }
     let user = Text::new(req.user.as_bytes()).ok_or(Refused("user name too long"))?;
     permitted(d, session, Some(&user), now)?;
-    if !crate::lock::ct_eq(req.session_id, &last.session_id) {
+    if !crate::secret::ct_eq(req.session_id, &last.session_id) {
         return Err(Refused("session id is not the one last bound"));
     }
     if session.bindings.len() > 1 && req.host_key.is_none() {

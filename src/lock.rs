@@ -140,15 +140,6 @@ impl Lock {
     }
 }
 
-/// Constant-time equality for equal-length secrets (OpenSSH: timingsafe_bcmp).
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
 /// The failure counter after one more failed unlock (OpenSSH caps it at 100).
 pub fn next_failures(failures: u32) -> u32 {
     failures.saturating_add(1).min(MAX_FAILURES)
@@ -295,12 +286,5 @@ mod tests {
             total += unlock_delay(failures);
         }
         assert_eq!(total, Duration::from_millis(3600));
-    }
-
-    #[test]
-    fn ct_eq_works() {
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd"));
-        assert!(!ct_eq(b"abc", b"ab"));
     }
 }

@@ -76,6 +76,15 @@ pub fn wipe_stack<const N: usize>() {
     std::hint::black_box(&zeros);
 }
 
+/// Constant-time equality for equal-length secrets (OpenSSH: timingsafe_bcmp).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 /// A buffer for bytes that may be secret (ADD requests carry private keys): a connection's
 /// input. Freed and moved blocks are wiped by the allocator; what `consume` leaves behind
 /// inside the allocation is wiped here.
@@ -132,5 +141,12 @@ mod tests {
         assert_eq!(b.0.len(), 10_005);
         b.consume(100_000);
         assert!(b.0.is_empty());
+    }
+
+    #[test]
+    fn ct_eq_works() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
     }
 }
