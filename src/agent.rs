@@ -1,6 +1,8 @@
 //! The agent's state and one handler per message: the identity table (insertion order,
 //! O(1) lookup by key blob, expiry by deadline), the lock, and the defaults from the
-//! command line. No fds and no libc: the server feeds it decoded requests and the time.
+//! command line. No fds, no libc and no clock of its own: the server feeds it decoded
+//! requests and the time (`CLOCK_BOOTTIME`, for lifetimes), and it reads the wall clock (for
+//! host certificates) through the function it is given (`set_wall_clock`).
 
 use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap};
