@@ -757,6 +757,8 @@ pub(crate) mod testkeys {
     use ssh_key::private::{EcdsaKeypair, Ed25519Keypair, KeypairData, RsaKeypair};
     use ssh_key::public::KeyData;
 
+    use crate::wire::{Reader, put_string};
+
     /// The key part of an ADD body (what `PrivateKey::decode` consumes) for a freshly
     /// generated key of `kind`: "ed25519", "ecdsa256", "ecdsa384", "ecdsa521" or "rsa2048"
     /// (RSA is generated once per test binary: it is slow).
@@ -789,6 +791,25 @@ pub(crate) mod testkeys {
         kp.encode_vec().unwrap()
     }
 
+    /// Split a body made only of SSH strings (an ADD body, say) into its strings.
+    pub fn fields(body: &[u8]) -> Vec<Vec<u8>> {
+        let mut r = Reader::new(body);
+        let mut out = Vec::new();
+        while !r.is_empty() {
+            out.push(r.string().unwrap().to_vec());
+        }
+        out
+    }
+
+    /// The strings of `fields`, put together again.
+    pub fn join(fields: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in fields {
+            put_string(&mut out, f);
+        }
+        out
+    }
+
     /// The public key blob of the key in `add_body` (decoded independently of `keys`).
     pub fn public_blob(add_body: &[u8]) -> Vec<u8> {
         let kp = KeypairData::decode(&mut &add_body[..]).unwrap();
@@ -810,30 +831,13 @@ mod tests {
     use ssh_key::encoding::base64::Base64;
 
     use super::rsa::{Blinding, RSA_BLINDING_USES};
+    use super::testkeys::{fields, join};
     use super::*;
 
     const KINDS: [&str; 5] = ["ed25519", "ecdsa256", "ecdsa384", "ecdsa521", "rsa2048"];
 
     fn decode(body: &[u8]) -> Result<PrivateKey, Refused> {
         PrivateKey::decode(&mut Reader::new(body))
-    }
-
-    /// Split a body made only of SSH strings into its strings.
-    fn fields(body: &[u8]) -> Vec<Vec<u8>> {
-        let mut r = Reader::new(body);
-        let mut out = Vec::new();
-        while !r.is_empty() {
-            out.push(r.string().unwrap().to_vec());
-        }
-        out
-    }
-
-    fn join(fields: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for f in fields {
-            put_string(&mut out, f);
-        }
-        out
     }
 
     fn sig_alg(sig: &[u8]) -> String {

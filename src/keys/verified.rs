@@ -369,7 +369,8 @@ mod tests {
 
     use ssh_key::encoding::Encode;
 
-    use super::super::{Backend, PrivateKey, testkeys, verify};
+    use super::super::testkeys::{self, fields, join};
+    use super::super::{Backend, PrivateKey, verify};
     use super::*;
     use crate::wire::{Reader, put_mpint, put_string};
 
@@ -387,24 +388,6 @@ mod tests {
             Backend::Ed25519Verified(_) => true,
             _ => false,
         }
-    }
-
-    /// Split an ADD body made only of strings.
-    fn fields(body: &[u8]) -> Vec<Vec<u8>> {
-        let mut r = Reader::new(body);
-        let mut out = Vec::new();
-        while !r.is_empty() {
-            out.push(r.string().unwrap().to_vec());
-        }
-        out
-    }
-
-    fn join(fields: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for f in fields {
-            put_string(&mut out, f);
-        }
-        out
     }
 
     /// The ADD body (key part) of an RSA key made by `ssh-keygen -b bits`, or `None` (said
