@@ -2,8 +2,8 @@
 //! self-pipe, timers (key expiry, delayed unlock failures, the parent watch) and the queue of
 //! unlocks held during the back-off; it polls the askpass prompts (`askpass::Prompts`). Each
 //! request goes through `protocol::serve` (frame, decode, answer, encode). It knows the agent
-//! only through `Agent::handle`, `Agent::confirmed`, `Agent::reap`, `Agent::unlock_backoff`
-//! and `Agent::remove_all`.
+//! only through `Agent::handle`, `Agent::confirmed`, `Agent::reap`, `Agent::unlock_backoff`,
+//! `Agent::take_use` and `Agent::remove_all`.
 //!
 //! One thread, no blocking call anywhere but `poll`: a confirmation prompt or the unlock
 //! back-off delays only the clients that asked (OpenSSH stalls every client). Every request
