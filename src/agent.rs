@@ -1,6 +1,8 @@
 //! The agent's state and one handler per message: the identity table (insertion order,
 //! O(1) lookup by key blob, expiry by deadline), the lock, and the defaults from the
-//! command line. No fds and no libc: the server feeds it decoded requests and the time.
+//! command line. No fds, no libc and no clock of its own: the server feeds it decoded
+//! requests and the time (`CLOCK_BOOTTIME`, for lifetimes), and it reads the wall clock (for
+//! host certificates) through the function it is given (`set_wall_clock`).
 
 use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap};
@@ -10,11 +12,12 @@ use std::time::Duration;
 pub use crate::dest::Session;
 use crate::dest::{self, Destinations, session_bind};
 use crate::keys;
-use crate::keys::{FingerprintHash, HeldKey, PrivateKey};
+use crate::keys::{FingerprintHash, HeldKey, NewKey, PrivateKey};
 use crate::lock::{self, Lock};
 use crate::log;
-use crate::protocol::{self, Constraints, EXT_SESSION_BIND, Extension, Request, Response};
-use crate::sys::Instant;
+use crate::protocol::{self, Constraints, EXT_SESSION_BIND, Extension, Handled, Request, Response};
+use crate::sys::{self, Instant};
+use crate::wire::Refused;
 use zeroize::Zeroizing;
 
 /// Most identities held at once. OpenSSH clients refuse a list of more than 2048 keys
@@ -26,10 +29,6 @@ const SUPPORTED_EXTENSIONS: &[&str] = &[EXT_SESSION_BIND];
 /// Most bytes of a requested user name shown in a confirmation prompt.
 const MAX_PROMPT_USER: usize = 64;
 
-/// Why a request was refused; logged under `-d`, answered with FAILURE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused(pub &'static str);
-
 /// One key the agent holds.
 struct Identity {
     /// Sealed while the agent is locked.
@@ -39,8 +38,8 @@ struct Identity {
     death: Option<Instant>,
     /// Every signature needs the user's confirmation (`ssh-add -c`).
     confirm: bool,
-    /// Where the key may be used (`ssh-add -h`); empty: anywhere.
-    destinations: Destinations,
+    /// Where the key may be used (`ssh-add -h`); `None`: anywhere.
+    destinations: Option<Destinations>,
     /// The fingerprint, computed on first need (`--log-use` logs it for every signature).
     fingerprint: OnceCell<String>,
 }
@@ -49,6 +48,13 @@ impl Identity {
     /// Bytes this identity takes in an IDENTITIES_ANSWER.
     fn list_len(&self) -> usize {
         8 + self.key.public_blob().len() + self.comment.len()
+    }
+
+    /// What its destination constraints count against `dest::MAX_TOTAL`.
+    fn dest_cost(&self) -> dest::Cost {
+        self.destinations
+            .as_ref()
+            .map_or_else(dest::Cost::default, Destinations::cost)
     }
 }
 
@@ -75,6 +81,19 @@ pub enum Reply<'a> {
     Held(Zeroizing<Vec<u8>>),
     /// Ask the user first; then call `Agent::confirmed` with the answer.
     Confirm(PendingSign),
+}
+
+impl<'a> Reply<'a> {
+    /// The response to send now, or else the answer that is not one yet (which borrows
+    /// nothing of the agent's).
+    pub fn handled(self) -> Handled<'a, Reply<'static>> {
+        match self {
+            Reply::Now(r) => Handled::Now(r),
+            Reply::Delayed(wait, r) => Handled::Later(Reply::Delayed(wait, r)),
+            Reply::Held(passphrase) => Handled::Later(Reply::Held(passphrase)),
+            Reply::Confirm(pending) => Handled::Later(Reply::Confirm(pending)),
+        }
+    }
 }
 
 impl fmt::Debug for Reply<'_> {
@@ -143,26 +162,20 @@ pub enum Refusal {
     UnknownKey,
     Locked,
     /// A destination constraint does not allow this use (the check that failed).
-    NotPermitted(&'static str),
+    NotPermitted(Refused),
     NotConfirmed,
-    SignFailed(&'static str),
+    SignFailed(Refused),
 }
 
 impl Refusal {
-    fn reason(self) -> &'static str {
+    /// The refusal `handle` logs and answers with FAILURE.
+    fn refused(self) -> Refused {
         match self {
-            Refusal::UnknownKey => "key not found",
-            Refusal::Locked => "agent is locked",
+            Refusal::UnknownKey => Refused("key not found"),
+            Refusal::Locked => Refused("agent is locked"),
             Refusal::NotPermitted(why) | Refusal::SignFailed(why) => why,
-            Refusal::NotConfirmed => "user did not confirm",
+            Refusal::NotConfirmed => Refused("user did not confirm"),
         }
-    }
-}
-
-/// Destination checks refuse with `Refused`; in a signature request that means "not permitted".
-impl From<Refused> for Refusal {
-    fn from(Refused(why): Refused) -> Refusal {
-        Refusal::NotPermitted(why)
     }
 }
 
@@ -202,6 +215,9 @@ pub struct Agent {
     log_use: bool,
     /// The last signature request, until the layer above takes it (`take_use`).
     last_use: Option<SignUse>,
+    /// The wall clock, for the validity of bound host certificates (`sys::wall_clock`
+    /// unless set): read only where a destination-constrained key is checked.
+    wall_clock: fn() -> u64,
 }
 
 impl Agent {
@@ -221,6 +237,7 @@ impl Agent {
             confirm_forwarded: false,
             log_use: false,
             last_use: None,
+            wall_clock: sys::wall_clock,
         }
     }
 
@@ -237,6 +254,12 @@ impl Agent {
     /// Ask for confirmation of every signature requested through a forwarded agent.
     pub fn set_confirm_forwarded(&mut self, on: bool) {
         self.confirm_forwarded = on;
+    }
+
+    /// The wall clock that bound host certificates are checked against (seconds since the
+    /// epoch; `sys::wall_clock` by default). Tests give one of their own.
+    pub fn set_wall_clock(&mut self, clock: fn() -> u64) {
+        self.wall_clock = clock;
     }
 
     /// The bcrypt-pbkdf rounds of later locks (`lock::KDF_ROUNDS` by default). Only for
@@ -307,12 +330,12 @@ impl Agent {
 
     /// Keys hidden from this connection by their destination constraints are not listed.
     fn request_identities(&self, session: &Session) -> Response<'_> {
-        let now = dest::wall_clock();
+        let now = (self.wall_clock)();
         Response::Identities(
             self.slots
                 .iter()
                 .flatten()
-                .filter(|id| permitted(id, session, now).is_ok())
+                .filter(|id| dest::visible(id.destinations.as_ref(), session, now).is_ok())
                 .map(|id| (id.key.public_blob(), id.comment.as_slice()))
                 .collect(),
         )
@@ -346,7 +369,7 @@ impl Agent {
                 }
             }
         }
-        result.map_err(|why| Refused(why.reason()))
+        result.map_err(Refusal::refused)
     }
 
     /// A locked agent refuses every signature; recorded under `--log-use`.
@@ -357,7 +380,7 @@ impl Agent {
                 outcome: Err(Refusal::Locked),
             });
         }
-        Err(Refused(Refusal::Locked.reason()))
+        Err(Refusal::Locked.refused())
     }
 
     /// What the prompt and the use log say about a request for `key` on this connection.
@@ -395,9 +418,10 @@ impl Agent {
     ) -> Result<Reply<'static>, Refusal> {
         let id = self.lookup(&key).ok_or(Refusal::UnknownKey)?;
         let mut extra = None;
-        if !id.destinations.is_empty() {
-            let user = dest::check_sign(&id.destinations, session, &key, &data, dest::wall_clock())
-                .map_err(Refused)?;
+        if let Some(destinations) = &id.destinations {
+            let now = (self.wall_clock)();
+            let user = dest::check_sign(destinations, session, &key, &data, now)
+                .map_err(Refusal::NotPermitted)?;
             // OpenSSH's line, with the user (request data, chosen by the requester) quoted so
             // that it cannot add lines to the prompt.
             extra = Some(format!(
@@ -426,10 +450,9 @@ impl Agent {
                 flags,
             }));
         }
-        let sig = id
-            .key
-            .sign(&data, flags)
-            .map_err(|e| Refusal::SignFailed(e.reason()))?;
+        // Keys are sealed only while the agent is locked, and a locked agent signs nothing
+        // (`sign_locked`): a key this far is ready, or opened by an unlock and rebuilt now.
+        let sig = id.key.sign(&data, flags).map_err(Refusal::SignFailed)?;
         Ok(Reply::Now(Response::Signature(sig)))
     }
 
@@ -452,7 +475,7 @@ impl Agent {
                 .map(|id| id.key.sign(&pending.data, pending.flags))
             {
                 Some(Ok(sig)) => Ok(sig),
-                Some(Err(e)) => Err(Refusal::SignFailed(e.reason())),
+                Some(Err(e)) => Err(Refusal::SignFailed(e)),
                 None => Err(Refusal::UnknownKey),
             }
         };
@@ -465,18 +488,36 @@ impl Agent {
         match result {
             Ok(sig) => Response::Signature(sig),
             Err(why) => {
-                debug!("refused: {}", why.reason());
+                debug!("refused: {}", why.refused());
                 Response::Failure
             }
         }
     }
 
+    /// ADD_IDENTITY: the key is built (checked and made ready to sign) and its destination
+    /// constraints decoded before anything changes.
     fn add(
+        &mut self,
+        session: &Session,
+        key: NewKey,
+        comment: Vec<u8>,
+        constraints: Constraints,
+        now: Instant,
+    ) -> Result<Response<'static>, Refused> {
+        let key = key.build()?;
+        let destinations = constraints.destinations.as_deref();
+        let destinations = destinations.map(Destinations::decode).transpose()?;
+        self.add_decoded(session, key, comment, &constraints, destinations, now)
+    }
+
+    /// `add`, with the destination constraints decoded (`constraints.destinations` is not read).
+    fn add_decoded(
         &mut self,
         session: &Session,
         key: PrivateKey,
         comment: Vec<u8>,
-        constraints: Constraints,
+        constraints: &Constraints,
+        destinations: Option<Destinations>,
         now: Instant,
     ) -> Result<Response<'static>, Refused> {
         // `-t` applies only to keys added without a lifetime (OpenSSH: `if (lifetime && !death)`).
@@ -498,7 +539,7 @@ impl Agent {
             comment,
             death,
             confirm: constraints.confirm,
-            destinations: Destinations::new(constraints.destinations),
+            destinations,
             fingerprint: OnceCell::new(),
         };
         let blob = new.key.public_blob();
@@ -506,10 +547,10 @@ impl Agent {
         let old = slot.and_then(|s| self.slots.get(s)?.as_ref());
         if let Some(old) = old {
             // A key hidden from this connection cannot be replaced through it.
-            permitted(old, session, dest::wall_clock())?;
+            dest::visible(old.destinations.as_ref(), session, (self.wall_clock)())?;
         }
-        let old_cost = old.map_or_else(dest::Cost::default, |o| o.destinations.cost());
-        let dest_cost = self.dest_cost.minus(old_cost).plus(new.destinations.cost());
+        let old_cost = old.map_or_else(dest::Cost::default, Identity::dest_cost);
+        let dest_cost = self.dest_cost.minus(old_cost).plus(new.dest_cost());
         if !dest_cost.within(dest::MAX_TOTAL) {
             return Err(Refused(
                 "destination constraints of all keys would exceed their limit",
@@ -570,7 +611,7 @@ impl Agent {
             .ok_or(Refused("key not found"))?;
         if let Some(id) = self.slots.get(slot).and_then(Option::as_ref) {
             // A hidden key cannot be removed either (OpenSSH).
-            permitted(id, session, dest::wall_clock())?;
+            dest::visible(id.destinations.as_ref(), session, (self.wall_clock)())?;
         }
         self.remove_slot(slot);
         Ok(Response::Success)
@@ -580,12 +621,12 @@ impl Agent {
     /// keys too, so anyone on a host the agent is forwarded to can wipe keys it was never
     /// allowed to use; here they stay.
     fn remove_visible(&mut self, session: &Session) -> Response<'static> {
-        let now = dest::wall_clock();
+        let now = (self.wall_clock)();
         let visible: Vec<Vec<u8>> = self
             .slots
             .iter()
             .flatten()
-            .filter(|id| permitted(id, session, now).is_ok())
+            .filter(|id| dest::visible(id.destinations.as_ref(), session, now).is_ok())
             .map(|id| id.key.public_blob().to_vec())
             .collect();
         if visible.len() == self.index.len() {
@@ -615,10 +656,7 @@ impl Agent {
     fn lock(&mut self, passphrase: &[u8]) -> Result<Response<'static>, Refused> {
         let rounds = self.kdf_rounds;
         let mut keys = self.held_keys();
-        let lock = Lock::seal(passphrase, rounds, &mut keys).map_err(|e| match e {
-            lock::LockError::EmptyPassphrase => Refused("empty password not supported"),
-            _ => Refused("cannot seal the keys"),
-        })?;
+        let lock = Lock::seal(passphrase, rounds, &mut keys)?;
         self.lock = Some(lock);
         Ok(Response::Success)
     }
@@ -709,7 +747,7 @@ impl Agent {
             self.expiries.remove(&(d, slot));
         }
         self.list_bytes = self.list_bytes.saturating_sub(id.list_len());
-        self.dest_cost = self.dest_cost.minus(id.destinations.cost());
+        self.dest_cost = self.dest_cost.minus(id.dest_cost());
         drop(id); // wipes the key
         self.compact();
     }
@@ -734,17 +772,13 @@ impl Agent {
     }
 }
 
-/// OpenSSH's `identity_permitted` for listing, removing and replacing: may this connection
-/// see this identity? `now` is the wall clock.
-fn permitted(id: &Identity, session: &Session, now: u64) -> Result<(), Refused> {
-    dest::visible(&id.destinations, session, now).map_err(Refused)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dest::{DestConstraint, Hop, HopKey};
     use crate::keys::testkeys;
-    use crate::protocol::{DestConstraint, Hop, Reader, SessionBind};
+    use crate::protocol::SessionBind;
+    use crate::wire::{self, Reader};
 
     const SUCCESS: [u8; 5] = [0, 0, 0, 1, 6];
     const FAILURE: [u8; 5] = [0, 0, 0, 1, 5];
@@ -758,7 +792,7 @@ mod tests {
 
     fn add(body: &[u8], comment: &str, constraints: Constraints) -> Request {
         Request::AddIdentity {
-            key: PrivateKey::decode(&mut Reader::new(body)).unwrap(),
+            key: NewKey::read(&mut Reader::new(body)).unwrap(),
             comment: comment.as_bytes().to_vec(),
             constraints,
         }
@@ -1238,7 +1272,7 @@ mod tests {
         Hop {
             user: None,
             hostname: Some(name.into()),
-            keys: vec![protocol::HopKey {
+            keys: vec![HopKey {
                 blob: key.to_vec(),
                 is_ca: false,
             }],
@@ -1247,7 +1281,7 @@ mod tests {
 
     fn restricted(dests: Vec<DestConstraint>) -> Constraints {
         Constraints {
-            destinations: dests,
+            destinations: Some(dest::encode(&dests)),
             ..Constraints::default()
         }
     }
@@ -1255,21 +1289,21 @@ mod tests {
     /// A publickey userauth request as ssh builds it for `key`.
     fn userauth(sid: &[u8], user: &str, key: &[u8], hostkey: Option<&[u8]>) -> Vec<u8> {
         let mut d = Vec::new();
-        protocol::put_string(&mut d, sid);
+        wire::put_string(&mut d, sid);
         d.push(50);
-        protocol::put_string(&mut d, user.as_bytes());
-        protocol::put_string(&mut d, b"ssh-connection");
+        wire::put_string(&mut d, user.as_bytes());
+        wire::put_string(&mut d, b"ssh-connection");
         let method: &[u8] = if hostkey.is_some() {
             b"publickey-hostbound-v00@openssh.com"
         } else {
             b"publickey"
         };
-        protocol::put_string(&mut d, method);
+        wire::put_string(&mut d, method);
         d.push(1);
-        protocol::put_string(&mut d, b"ssh-ed25519");
-        protocol::put_string(&mut d, key);
+        wire::put_string(&mut d, b"ssh-ed25519");
+        wire::put_string(&mut d, key);
         if let Some(h) = hostkey {
-            protocol::put_string(&mut d, h);
+            wire::put_string(&mut d, h);
         }
         d
     }
@@ -1458,24 +1492,44 @@ mod tests {
 
     /// A constraint to host "h" listing `plain` host keys and `ca` CA keys (made-up blobs
     /// of `len` bytes: the agent does not look inside them).
-    fn listing(plain: usize, ca: usize, len: usize) -> Constraints {
+    fn listing(plain: usize, ca: usize, len: usize) -> Vec<DestConstraint> {
         let mut n = 0u32;
         let mut key = |is_ca| {
             n += 1;
             let mut blob = vec![0u8; len.max(4)];
             blob[..4].copy_from_slice(&n.to_be_bytes());
-            protocol::HopKey { blob, is_ca }
+            HopKey { blob, is_ca }
         };
         let mut keys: Vec<_> = (0..plain).map(|_| key(false)).collect();
         keys.extend((0..ca).map(|_| key(true)));
-        restricted(vec![DestConstraint {
+        vec![DestConstraint {
             from: Hop::default(),
             to: Hop {
                 user: None,
                 hostname: Some("h".into()),
                 keys,
             },
-        }])
+        }]
+    }
+
+    /// An ADD of `body` restricted to `dests` (and with `lifetime`), past the wire codec:
+    /// `listing`'s host keys are not keys, and it holds more than one request may carry.
+    fn add_listed(
+        a: &mut Agent,
+        body: &[u8],
+        lifetime: Option<u32>,
+        dests: Vec<DestConstraint>,
+        now: Instant,
+    ) -> Vec<u8> {
+        a.reap(now);
+        let key = PrivateKey::decode(&mut Reader::new(body)).unwrap();
+        let c = Constraints {
+            lifetime,
+            ..Constraints::default()
+        };
+        let dests = Some(Destinations::new(dests));
+        let reply = a.add_decoded(&Session::default(), key, b"k".to_vec(), &c, dests, now);
+        encoded(Reply::Now(reply.unwrap_or(Response::Failure)))
     }
 
     #[test]
@@ -1635,23 +1689,23 @@ mod tests {
         // Host keys: up to the limit across keys, then refused; a replacement counts the
         // difference, a removal frees its share.
         assert_eq!(
-            req(&mut a, add(&k1, "1", listing(max.host_keys - 1, 0, 51)), t),
+            add_listed(&mut a, &k1, None, listing(max.host_keys - 1, 0, 51), t),
             SUCCESS
         );
-        assert_eq!(req(&mut a, add(&k2, "2", listing(2, 0, 51)), t), FAILURE);
-        assert_eq!(req(&mut a, add(&k2, "2", listing(1, 0, 51)), t), SUCCESS);
+        assert_eq!(add_listed(&mut a, &k2, None, listing(2, 0, 51), t), FAILURE);
+        assert_eq!(add_listed(&mut a, &k2, None, listing(1, 0, 51), t), SUCCESS);
         assert_eq!(
-            req(&mut a, add(&k1, "1", listing(max.host_keys, 0, 51)), t),
+            add_listed(&mut a, &k1, None, listing(max.host_keys, 0, 51), t),
             FAILURE
         );
         assert_eq!(blobs(&mut a, t), vec![b1.clone(), b2.clone()]);
         assert_eq!(
-            req(&mut a, add(&k1, "1", listing(max.host_keys - 1, 0, 51)), t),
+            add_listed(&mut a, &k1, None, listing(max.host_keys - 1, 0, 51), t),
             SUCCESS
         );
         assert_eq!(req(&mut a, Request::RemoveIdentity { key: b2 }, t), SUCCESS);
         assert_eq!(
-            req(&mut a, add(&k1, "1", listing(max.host_keys, 0, 51)), t),
+            add_listed(&mut a, &k1, None, listing(max.host_keys, 0, 51), t),
             SUCCESS
         );
         req(&mut a, Request::RemoveAllIdentities, t);
@@ -1659,37 +1713,29 @@ mod tests {
 
         // CA keys.
         assert_eq!(
-            req(&mut a, add(&k1, "1", listing(0, max.ca_keys, 51)), t),
+            add_listed(&mut a, &k1, None, listing(0, max.ca_keys, 51), t),
             SUCCESS
         );
-        assert_eq!(req(&mut a, add(&k2, "2", listing(0, 1, 51)), t), FAILURE);
-        assert_eq!(req(&mut a, add(&k2, "2", listing(1, 0, 51)), t), SUCCESS);
+        assert_eq!(add_listed(&mut a, &k2, None, listing(0, 1, 51), t), FAILURE);
+        assert_eq!(add_listed(&mut a, &k2, None, listing(1, 0, 51), t), SUCCESS);
         req(&mut a, Request::RemoveAllIdentities, t);
 
         // Bytes held: a key that takes all of them exactly, then nothing more.
-        let overhead = Destinations::new(listing(1, 0, 4).destinations)
-            .cost()
-            .bytes
-            - 4;
+        let overhead = Destinations::new(listing(1, 0, 4)).cost().bytes - 4;
         let all = listing(1, 0, max.bytes - overhead);
-        assert_eq!(
-            Destinations::new(all.destinations.clone()).cost().bytes,
-            max.bytes
-        );
-        assert_eq!(req(&mut a, add(&k1, "1", all.clone()), t), SUCCESS);
-        assert_eq!(req(&mut a, add(&k2, "2", listing(1, 0, 4)), t), FAILURE);
+        assert_eq!(Destinations::new(all.clone()).cost().bytes, max.bytes);
+        assert_eq!(add_listed(&mut a, &k1, None, all.clone(), t), SUCCESS);
+        assert_eq!(add_listed(&mut a, &k2, None, listing(1, 0, 4), t), FAILURE);
         let over = listing(1, 0, max.bytes - overhead + 1);
-        assert_eq!(req(&mut a, add(&k1, "1", over), t), FAILURE);
+        assert_eq!(add_listed(&mut a, &k1, None, over, t), FAILURE);
         // Expiry frees them too.
-        let short = Constraints {
-            lifetime: Some(1),
-            ..all
-        };
-        assert_eq!(req(&mut a, add(&k1, "1", short), t), SUCCESS);
+        assert_eq!(add_listed(&mut a, &k1, Some(1), all, t), SUCCESS);
         assert_eq!(
-            req(
+            add_listed(
                 &mut a,
-                add(&k2, "2", listing(1, 0, 4)),
+                &k2,
+                None,
+                listing(1, 0, 4),
                 t + Duration::from_secs(1)
             ),
             SUCCESS

@@ -1,5 +1,7 @@
-//! Who is asking, and for where: the lines a confirmation prompt adds to OpenSSH's text and the
-//! use log line (`--log-use`) of each signature request.
+//! Confirmation prompts (`ssh-add -c`): who is asking and for where, the lines a prompt adds
+//! to OpenSSH's text and the use log line (`--log-use`) of each signature request; and the
+//! askpass children themselves, one on screen at a time, the others in line, each with its
+//! timeout (`Prompts`, which the server loop polls).
 //!
 //! - The requester: the connection's peer pid (`SO_PEERCRED`, kept by the server when it admits
 //!   the connection) and its parents, named from `/proc/PID/stat`. /proc is read only when a
@@ -10,18 +12,21 @@
 //! Every name shown here was chosen by someone else (a process names itself; known_hosts and key
 //! comments are text files): each is quoted, with anything but printable ASCII escaped, and
 //! capped, so it can neither add a line to a prompt nor pass for sshkeep's own words.
-//!
-//! The askpass child itself is still run by the server loop.
 
+use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
-use crate::agent::{Refusal, SignFacts, SignUse};
+use crate::agent::{PendingSign, Refusal, SignFacts, SignUse};
 use crate::keys;
 use crate::log::Quoted;
+use crate::sys::Instant;
 
 /// Parents named after the peer itself (the issue asks for at least two levels).
 const MAX_PARENTS: usize = 3;
@@ -33,6 +38,13 @@ const MAX_TEXT: usize = 64;
 const MAX_STAT: u64 = 4096;
 /// Most of known_hosts read per look-up; entries beyond it are not found.
 const MAX_KNOWN_HOSTS: u64 = 1 << 20;
+/// A confirmation prompt that takes longer than this is refused and its askpass killed.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most output an askpass may print; its first line is all that matters.
+const ASKPASS_OUTPUT_LIMIT: usize = 1024;
+/// How soon the loop looks again at an askpass that closed its output but has not been seen
+/// to exit (SIGCHLD normally wakes it first).
+const EXIT_RECHECK: Duration = Duration::from_millis(50);
 
 /// A connection's peer process: its pid from `SO_PEERCRED`, described on first need.
 #[derive(Debug, Default)]
@@ -359,10 +371,278 @@ impl fmt::Display for UseLine<'_> {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The askpass children
+
+/// How confirmations are asked, read once from the environment at start.
+pub struct Askpass {
+    /// `$SSH_ASKPASS`, or the system default.
+    pub program: std::ffi::OsString,
+    /// Whether the rules allow running it at all (a display, or SSH_ASKPASS_REQUIRE=force).
+    pub allowed: bool,
+}
+
+impl Askpass {
+    /// OpenSSH readpass.c: askpass runs only with DISPLAY or WAYLAND_DISPLAY set, or with
+    /// SSH_ASKPASS_REQUIRE=force; SSH_ASKPASS_REQUIRE=never refuses.
+    pub fn from_env() -> Askpass {
+        let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+        let require = std::env::var_os("SSH_ASKPASS_REQUIRE");
+        let allowed = match require.as_ref().and_then(|s| s.to_str()) {
+            Some("force") => true,
+            Some("never") => false,
+            _ => set("DISPLAY") || set("WAYLAND_DISPLAY"),
+        };
+        let program = std::env::var_os("SSH_ASKPASS")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "/usr/bin/ssh-askpass".into());
+        Askpass { program, allowed }
+    }
+}
+
+/// The askpass on screen and the signature that waits for it, asked for by `C` (the
+/// server's name for a connection).
+struct Shown<C> {
+    /// None once its client has closed (the child is killed, then reaped).
+    conn: Option<C>,
+    child: Child,
+    stdout: Option<ChildStdout>,
+    output: Vec<u8>,
+    /// CONFIRM_TIMEOUT from when it was shown.
+    deadline: Instant,
+    pending: PendingSign,
+    /// The child's exit status once reaped.
+    status: Option<ExitStatus>,
+}
+
+/// The confirmation prompts: at most one on screen at a time (OpenSSH too), the others in
+/// line in arrival order. The server loop polls its output (`poll`), reports SIGCHLD
+/// (`child_exited`), and takes the answers (`settle`) to finish the signatures.
+pub struct Prompts<C> {
+    askpass: Askpass,
+    shown: Option<Shown<C>>,
+    queue: VecDeque<(C, PendingSign)>,
+}
+
+impl<C: Copy + PartialEq> Prompts<C> {
+    pub fn new(askpass: Askpass) -> Prompts<C> {
+        Prompts {
+            askpass,
+            shown: None,
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Ask the user about `pending` on behalf of `conn`: on screen now if no other prompt
+    /// is, else in line; its timeout runs from when it shows. Hands `pending` back when the
+    /// askpass may not or cannot run: refused.
+    pub fn ask(
+        &mut self,
+        conn: C,
+        pending: PendingSign,
+        now: Instant,
+    ) -> Result<(), Box<PendingSign>> {
+        if self.shown.is_some() || !self.queue.is_empty() {
+            self.queue.push_back((conn, pending));
+            return Ok(());
+        }
+        self.shown = Some(show(&self.askpass, conn, pending, now)?);
+        Ok(())
+    }
+
+    /// What the loop polls for the prompt on screen: its output pipe, and when the loop must
+    /// look at it even if nothing happens (its timeout, or soon when its output closed but
+    /// its exit was not seen).
+    pub fn poll(&self, now: Instant) -> (Option<RawFd>, Option<Instant>) {
+        let Some(p) = &self.shown else {
+            return (None, None);
+        };
+        match &p.stdout {
+            Some(out) => (Some(out.as_raw_fd()), Some(p.deadline)),
+            None if p.status.is_none() => (None, Some(p.deadline.min(now + EXIT_RECHECK))),
+            None => (None, Some(p.deadline)),
+        }
+    }
+
+    /// The prompt's output is readable: read what it printed (up to ASKPASS_OUTPUT_LIMIT).
+    pub fn read(&mut self) {
+        let Some(p) = self.shown.as_mut() else {
+            return;
+        };
+        let Some(out) = p.stdout.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 256];
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) => {
+                    p.stdout = None;
+                    p.status = p.child.try_wait().ok().flatten();
+                    return;
+                }
+                Ok(n) => {
+                    let room = ASKPASS_OUTPUT_LIMIT.saturating_sub(p.output.len());
+                    p.output
+                        .extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    p.stdout = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// SIGCHLD: reap the askpass on screen if it has exited.
+    pub fn child_exited(&mut self) {
+        if let Some(p) = &mut self.shown
+            && p.status.is_none()
+        {
+            p.status = p.child.try_wait().ok().flatten();
+        }
+    }
+
+    /// `conn` closed: an askpass still asking on its behalf is killed (and reaped later),
+    /// since its answer has nowhere to go, and a question of its in line never shows.
+    pub fn forget(&mut self, conn: C) {
+        if let Some(p) = &mut self.shown
+            && p.conn == Some(conn)
+        {
+            p.conn = None;
+            let _ = p.child.kill();
+        }
+        self.queue.retain(|(c, _)| *c != conn);
+    }
+
+    /// The answers to give, in order: the prompt on screen once its askpass has exited or
+    /// timed out (allowed when it exited 0 and its first line is empty or "yes", as in
+    /// OpenSSH), then, while the next in line is shown, any whose askpass cannot start
+    /// (refused). A prompt whose client has gone gives no answer: it signs nothing.
+    pub fn settle(&mut self, now: Instant) -> Vec<(C, PendingSign, bool)> {
+        let mut answers = Vec::new();
+        let Some(p) = self.shown.as_mut() else {
+            return answers;
+        };
+        if p.status.is_none() && p.stdout.is_none() {
+            p.status = p.child.try_wait().ok().flatten();
+        }
+        let timed_out = now >= p.deadline;
+        if p.status.is_none() && !timed_out {
+            return answers;
+        }
+        if timed_out && p.status.is_none() {
+            debug!("confirmation timed out");
+            let _ = p.child.kill();
+            // Killed with SIGKILL: it exits at once; reaping here keeps no zombie.
+            let _ = p.child.wait();
+        }
+        let Some(p) = self.shown.take() else {
+            return answers;
+        };
+        let allowed =
+            !timed_out && p.status.is_some_and(|s| s.success()) && confirm_answer(&p.output);
+        if let Some(me) = p.conn {
+            answers.push((me, p.pending, allowed));
+        }
+        // The next in line, skipping (and refusing) any whose askpass cannot start.
+        while self.shown.is_none() {
+            let Some((conn, pending)) = self.queue.pop_front() else {
+                break;
+            };
+            match show(&self.askpass, conn, pending, now) {
+                Ok(p) => self.shown = Some(p),
+                Err(pending) => answers.push((conn, *pending, false)),
+            }
+        }
+        answers
+    }
+}
+
+/// OpenSSH: an askpass's answer allows when its first line is empty or "yes".
+fn confirm_answer(output: &[u8]) -> bool {
+    let first = output
+        .split(|&b| b == b'\n' || b == b'\r')
+        .next()
+        .unwrap_or_default();
+    first.is_empty() || first.eq_ignore_ascii_case(b"yes")
+}
+
+/// Show the prompt for `pending` on behalf of `conn`; its timeout runs from `now`. Hands
+/// `pending` back when the askpass may not or cannot run: refused.
+fn show<C>(
+    askpass: &Askpass,
+    conn: C,
+    pending: PendingSign,
+    now: Instant,
+) -> Result<Shown<C>, Box<PendingSign>> {
+    let Some((child, stdout)) = spawn_askpass(askpass, &pending.prompt) else {
+        return Err(Box::new(pending));
+    };
+    Ok(Shown {
+        conn: Some(conn),
+        child,
+        stdout: Some(stdout),
+        output: Vec::new(),
+        deadline: now + CONFIRM_TIMEOUT,
+        pending,
+        status: None,
+    })
+}
+
+/// Start `$SSH_ASKPASS "<prompt>"` with SSH_ASKPASS_PROMPT=confirm, its stdout a
+/// non-blocking pipe. `None` when the rules forbid it or it cannot start: refused.
+fn spawn_askpass(askpass: &Askpass, prompt: &str) -> Option<(Child, ChildStdout)> {
+    if !askpass.allowed {
+        debug!("no display and SSH_ASKPASS_REQUIRE is not force: confirmation refused");
+        return None;
+    }
+    let mut child = match Command::new(&askpass.program)
+        .arg(prompt)
+        .env("SSH_ASKPASS_PROMPT", "confirm")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDNAMES")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            error!("cannot run askpass {:?}: {e}", askpass.program);
+            return None;
+        }
+    };
+    let stdout = child.stdout.take()?;
+    let nonblocking = nix::fcntl::fcntl(
+        &stdout,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+    if nonblocking.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    Some((child, stdout))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::agent::BoundHost;
+    use crate::wire::Refused;
+
+    #[test]
+    fn confirm_answers() {
+        assert!(confirm_answer(b""));
+        assert!(confirm_answer(b"\n"));
+        assert!(confirm_answer(b"yes\n"));
+        assert!(confirm_answer(b"YES"));
+        assert!(!confirm_answer(b"no\n"));
+        assert!(!confirm_answer(b"yes please"));
+        assert!(confirm_answer(b"\nno"));
+    }
 
     #[test]
     fn quoting_keeps_names_on_one_line() {
@@ -549,7 +829,7 @@ mod tests {
              SHA256:a (no name in known_hosts); local; refused: confirmation refused"
         );
         assert_eq!(
-            line(&forwarded, Err(Refusal::NotPermitted("why"))),
+            line(&forwarded, Err(Refusal::NotPermitted(Refused("why")))),
             "use of key SHA256:k \"me@x\"; forwarded by \"ssh\" (pid 5); destination host key \
              SHA256:b (no name in known_hosts); forwarded through host key SHA256:a \
              (no name in known_hosts); refused: destination not permitted (why)"
@@ -565,7 +845,9 @@ mod tests {
              forwarded through host key SHA256:a (no name in known_hosts); refused: unknown key"
         );
         assert!(line(&local, Err(Refusal::Locked)).ends_with("; refused: locked"));
-        assert!(line(&local, Err(Refusal::SignFailed("x"))).ends_with("signing failed (x)"));
+        assert!(
+            line(&local, Err(Refusal::SignFailed(Refused("x")))).ends_with("signing failed (x)")
+        );
         // A comment cannot break the line either.
         let odd = SignFacts {
             comment: Some(b"a\nb".to_vec()),

@@ -3,6 +3,7 @@
 //! `--reuse` and `--status`, whose rules live in `reuse.rs`.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -15,9 +16,10 @@ use std::process::{Command, ExitCode};
 use nix::sys::stat::{Mode, umask};
 
 use crate::agent::Agent;
+use crate::askpass::Askpass;
 use crate::cli::{self, Action, Options, Shell};
 use crate::reuse::{self, Found, Place, SUN_PATH_MAX};
-use crate::server::{Askpass, Exit, Server, Watch};
+use crate::server::{Exit, Server, Watch};
 use crate::{log, sys};
 
 /// Exit status after a signal or the parent's death (OpenSSH: cleanup_exit(2)).
@@ -26,6 +28,55 @@ const EXIT_SIGNAL: u8 = 2;
 const EXIT_FATAL: u8 = 255;
 /// Random characters in the socket directory name (OpenSSH: ssh-XXXXXXXXXXXX).
 const TEMPLATE_RANDOM: usize = 12;
+
+/// Why sshkeep stops without serving: the text for stderr and the exit status. `main` prints
+/// it, the one place an error is printed; once the agent serves, errors are logged instead.
+#[derive(Debug)]
+pub struct Fatal {
+    /// Whole lines, as printed (without the last newline); may be empty.
+    text: String,
+    code: u8,
+}
+
+impl Fatal {
+    /// sshkeep's own words: printed `sshkeep: {message}`.
+    fn new(code: u8, message: impl fmt::Display) -> Fatal {
+        Fatal {
+            text: format!("sshkeep: {message}"),
+            code,
+        }
+    }
+
+    /// Words printed as they are: OpenSSH's, which name no program.
+    fn verbatim(code: u8, text: String) -> Fatal {
+        Fatal { text, code }
+    }
+
+    /// The exit status.
+    pub fn code(&self) -> ExitCode {
+        ExitCode::from(self.code)
+    }
+
+    /// Whether there is anything to print.
+    pub fn is_silent(&self) -> bool {
+        self.text.is_empty()
+    }
+}
+
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A command-line error: its message, then the usage.
+impl From<cli::CliError> for Fatal {
+    fn from(e: cli::CliError) -> Fatal {
+        let usage = e.show_usage.then_some(cli::USAGE);
+        let lines: Vec<&str> = e.message.as_deref().into_iter().chain(usage).collect();
+        Fatal::verbatim(e.exit_code, lines.join("\n"))
+    }
+}
 
 /// The C library's text for an error (what perror prints), without Rust's "(os error N)".
 fn strerror(e: &io::Error) -> String {
@@ -69,7 +120,9 @@ impl Cleanup {
     }
 }
 
-pub fn main() -> ExitCode {
+/// The whole program. `Ok`: the exit status, with everything to say already said (the
+/// snippet, notices, log lines); `Err`: what `main` prints before it exits.
+pub fn main() -> Result<ExitCode, Fatal> {
     // Before anything can open a file: fds 0-2 must be open, so that no socket lands there.
     let _ = sys::sanitise_stdfd();
     // Drop a setgid bit (OpenSSH does the same; the uid is left alone).
@@ -83,51 +136,36 @@ pub fn main() -> ExitCode {
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
 
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let action = match cli::parse(args, std::env::var_os("SHELL")) {
-        Ok(a) => a,
-        Err(e) => {
-            let mut err = io::stderr().lock();
-            if let Some(m) = &e.message {
-                let _ = writeln!(err, "{m}");
-            }
-            if e.show_usage {
-                let _ = writeln!(err, "{}", cli::USAGE);
-            }
-            return ExitCode::from(e.exit_code);
-        }
-    };
-    match action {
+    match cli::parse(args, std::env::var_os("SHELL"))? {
         Action::Version => {
-            let _ = writeln!(io::stderr(), "sshkeep {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+            log::to_user(format_args!("sshkeep {}", env!("CARGO_PKG_VERSION")));
+            Ok(ExitCode::SUCCESS)
         }
         Action::Kill(shell) => kill_agent(shell),
         Action::Run(opts) => run(opts),
         Action::Reuse(opts) => run_reuse(opts),
-        Action::Status(bind) => status(bind),
+        Action::Status(bind) => Ok(status(bind)),
     }
 }
 
 /// `-k`: send SIGTERM to `$SSH_AGENT_PID` and print the lines that unset the variables.
-fn kill_agent(shell: Shell) -> ExitCode {
+fn kill_agent(shell: Shell) -> Result<ExitCode, Fatal> {
     let Some(pidstr) = std::env::var_os("SSH_AGENT_PID") else {
-        eprintln!("SSH_AGENT_PID not set, cannot kill agent");
-        return ExitCode::from(1);
+        return Err(Fatal::verbatim(
+            1,
+            "SSH_AGENT_PID not set, cannot kill agent".into(),
+        ));
     };
-    let pid = match strtonum_pid(pidstr.as_bytes()) {
-        Ok(pid) => pid,
-        Err(why) => {
-            eprintln!(
-                "SSH_AGENT_PID=\"{}\", which is not a good PID: {why}",
-                pidstr.to_string_lossy()
-            );
-            return ExitCode::from(1);
-        }
-    };
+    let pid = strtonum_pid(pidstr.as_bytes()).map_err(|why| {
+        let shown = pidstr.to_string_lossy();
+        Fatal::verbatim(
+            1,
+            format!("SSH_AGENT_PID=\"{shown}\", which is not a good PID: {why}"),
+        )
+    })?;
     let target = nix::unistd::Pid::from_raw(pid);
     if let Err(e) = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM) {
-        eprintln!("kill: {}", e.desc());
-        return ExitCode::from(1);
+        return Err(Fatal::verbatim(1, format!("kill: {}", e.desc())));
     }
     let out = match shell {
         Shell::Csh => format!(
@@ -140,7 +178,7 @@ fn kill_agent(shell: Shell) -> ExitCode {
     let mut stdout = io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// OpenSSH's `strtonum(s, 2, INT_MAX)` with its error words.
@@ -363,43 +401,27 @@ fn watch_pid(pid: i32, parent: bool) -> io::Result<Watch> {
     }
 }
 
-fn run(opts: Options) -> ExitCode {
+fn run(opts: Options) -> Result<ExitCode, Fatal> {
     for notice in &opts.notices {
-        eprintln!("{notice}");
+        log::to_user(format_args!("{notice}"));
     }
-    let socket_activated = match activated(&opts) {
-        Ok(a) => a,
-        Err(m) => {
-            log::fatal_line(format_args!("{m}"));
-            return ExitCode::from(EXIT_FATAL);
-        }
-    };
+    let socket_activated = activated(&opts).map_err(|m| Fatal::new(EXIT_FATAL, m))?;
     // Close every fd we inherited (OpenSSH 10: closefrom), keeping systemd's fd 3.
     sys::close_fds_from(if socket_activated { 4 } else { 3 });
 
     let mut watches = Vec::new();
     if let Some(pid) = opts.exit_with {
-        match watch_pid(pid, false) {
-            Ok(w) => watches.push(w),
-            Err(e) => {
-                log::fatal_line(format_args!(
-                    "--exit-with: no process with pid {pid}: {}",
-                    strerror(&e)
-                ));
-                return ExitCode::from(1);
-            }
-        }
+        let watch = watch_pid(pid, false).map_err(|e| {
+            let why = strerror(&e);
+            Fatal::new(1, format!("--exit-with: no process with pid {pid}: {why}"))
+        })?;
+        watches.push(watch);
     }
 
     // The socket is named after the process that prints the snippet (OpenSSH: parent_pid).
     let launcher_pid = nix::unistd::getpid().as_raw();
-    let mut socket = match open_socket(&opts, launcher_pid, socket_activated) {
-        Ok(s) => s,
-        Err((m, code)) => {
-            log::fatal_line(format_args!("{m}"));
-            return ExitCode::from(code);
-        }
-    };
+    let mut socket = open_socket(&opts, launcher_pid, socket_activated)
+        .map_err(|(m, code)| Fatal::new(code, m))?;
 
     if opts.foreground {
         log::to_stderr(if opts.debug {
@@ -419,14 +441,13 @@ fn run(opts: Options) -> ExitCode {
                 Err(why) => debug!("no pid file beside the activated socket: {why}"),
             }
         }
-        return serve(&opts, socket, watches, socket_activated, true, None);
+        return Ok(serve(&opts, socket, watches, socket_activated, true, None));
     }
 
     match sys::fork() {
         Err(e) => {
-            log::fatal_line(format_args!("fork: {}", strerror(&e)));
             socket.cleanup.cleanup();
-            ExitCode::from(1)
+            Err(Fatal::new(1, format!("fork: {}", strerror(&e))))
         }
         Ok(Some(child)) => {
             // The parent: hand the agent over and go. It never removes the socket.
@@ -438,19 +459,20 @@ fn run(opts: Options) -> ExitCode {
                     .env("SSH_AUTH_SOCK", &shown)
                     .env("SSH_AGENT_PID", child.to_string())
                     .exec();
-                eprintln!("{}: {}", cmd.to_string_lossy(), strerror(&err));
-                return ExitCode::from(1);
+                let cmd = cmd.to_string_lossy();
+                return Err(Fatal::verbatim(1, format!("{cmd}: {}", strerror(&err))));
             }
             let mut out = io::stdout().lock();
             let _ = out.write_all(snippet(opts.shell, &shown, child, true).as_bytes());
             let _ = out.flush();
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Ok(None) => {
             // The agent.
-            log::to_syslog();
+            sys::openlog();
+            log::to_syslog(sys::syslog);
             if detach(&socket.cleanup).is_err() {
-                return ExitCode::from(1);
+                return Ok(ExitCode::from(1));
             }
             if !opts.command.is_empty() {
                 // Command mode: the agent's parent is the command; its exit ends the agent.
@@ -458,11 +480,11 @@ fn run(opts: Options) -> ExitCode {
                     Ok(w) => watches.push(w),
                     Err(_) => {
                         socket.cleanup.cleanup();
-                        return ExitCode::from(EXIT_SIGNAL);
+                        return Ok(ExitCode::from(EXIT_SIGNAL));
                     }
                 }
             }
-            serve(&opts, socket, watches, false, false, None)
+            Ok(serve(&opts, socket, watches, false, false, None))
         }
     }
 }
@@ -541,56 +563,39 @@ fn serve(
 
 /// `--reuse`: print the agent that answers at the shared socket, or start one there as
 /// `-s -a PATH` would. The rules (paths, lock, pid file) are in `reuse.rs`.
-fn run_reuse(opts: Options) -> ExitCode {
+fn run_reuse(opts: Options) -> Result<ExitCode, Fatal> {
     for notice in &opts.notices {
-        eprintln!("{notice}");
+        log::to_user(format_args!("{notice}"));
     }
     // As in `run`: no inherited fd may reach an agent started here.
     sys::close_fds_from(3);
-    let fail = |m: String| {
-        log::fatal_line(format_args!("{m}"));
-        ExitCode::from(1)
-    };
-    let place = match Place::resolve(opts.bind_address.as_deref()) {
-        Ok(p) => p,
-        Err(m) => return fail(m),
-    };
+    let fail = |m: String| Fatal::new(1, m);
+    let place = Place::resolve(opts.bind_address.as_deref()).map_err(fail)?;
     // Most shells find the agent answering, and need no lock for that.
-    match place.inspect() {
-        Ok(Found::Running(pid)) => return print_shared(opts.shell, &place.sock, pid),
-        Ok(Found::Stale | Found::Absent | Found::Silent(_)) => {}
-        Err(m) => return fail(m),
+    match place.inspect().map_err(fail)? {
+        Found::Running(pid) => return Ok(print_shared(opts.shell, &place.sock, pid)),
+        Found::Stale | Found::Absent | Found::Silent(_) => {}
     }
-    let lock = match place.lock() {
-        Ok(l) => l,
-        Err(m) => return fail(m),
-    };
+    let lock = place.lock().map_err(fail)?;
     // Under the lock, look again: another shell may have started it meanwhile.
-    match place.inspect() {
-        Ok(Found::Running(pid)) => return print_shared(opts.shell, &place.sock, pid),
-        Ok(Found::Stale) => {
-            if let Err(m) = place.remove_stale() {
-                return fail(m);
-            }
-        }
-        Ok(Found::Absent) => {}
-        Ok(Found::Silent(m)) | Err(m) => return fail(m),
+    match place.inspect().map_err(fail)? {
+        Found::Running(pid) => return Ok(print_shared(opts.shell, &place.sock, pid)),
+        Found::Stale => place.remove_stale().map_err(fail)?,
+        Found::Absent => {}
+        Found::Silent(m) => return Err(fail(m)),
     }
-    let listener = match bind(&place.sock) {
-        Ok(l) => l,
-        Err(m) => return fail(m),
-    };
+    let listener = bind(&place.sock).map_err(fail)?;
     let (ready_rd, ready_wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
             let _ = std::fs::remove_file(&place.sock);
-            return fail(format!("pipe: {}", e.desc()));
+            return Err(fail(format!("pipe: {}", e.desc())));
         }
     };
     match sys::fork() {
         Err(e) => {
             let _ = std::fs::remove_file(&place.sock);
-            fail(format!("fork: {}", strerror(&e)))
+            Err(fail(format!("fork: {}", strerror(&e))))
         }
         Ok(Some(child)) => {
             // The starter: print once the agent is ready, then release the lock (by exiting).
@@ -602,18 +607,19 @@ fn run_reuse(opts: Options) -> ExitCode {
                     nix::unistd::Pid::from_raw(child),
                     nix::sys::signal::Signal::SIGTERM,
                 );
-                return fail(format!("the agent (pid {child}) {why}"));
+                return Err(fail(format!("the agent (pid {child}) {why}")));
             }
             let mut out = io::stdout().lock();
             let _ = out.write_all(snippet(opts.shell, &place.sock, child, true).as_bytes());
             let _ = out.flush();
             drop(lock);
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Ok(None) => {
             // The agent. It writes its pid file before it says it is ready.
             drop(ready_rd);
-            log::to_syslog();
+            sys::openlog();
+            log::to_syslog(sys::syslog);
             let files = reuse::AgentFiles::shared(&place, &listener);
             let socket = Socket {
                 listener,
@@ -625,10 +631,10 @@ fn run_reuse(opts: Options) -> ExitCode {
                 },
             };
             if detach(&socket.cleanup).is_err() {
-                return ExitCode::from(1);
+                return Ok(ExitCode::from(1));
             }
             let ready = reuse::Ready::new(lock, ready_wr);
-            serve(&opts, socket, Vec::new(), false, false, Some(ready))
+            Ok(serve(&opts, socket, Vec::new(), false, false, Some(ready)))
         }
     }
 }
@@ -674,10 +680,11 @@ fn print_shared(shell: Shell, sock: &Path, pid: Result<i32, String>) -> ExitCode
     let text = match pid {
         Ok(pid) => snippet(shell, sock, pid, true),
         Err(why) => {
-            log::fatal_line(format_args!(
+            // A warning, not an error: the agent is there. Logged to stderr.
+            info!(
                 "SSH_AGENT_PID not set: the pid of the agent at {} is not known for certain: {why}",
                 sock.display()
-            ));
+            );
             snippet_without_pid(shell, sock)
         }
     };

@@ -1,6 +1,9 @@
-//! Destination constraints (`ssh-add -h`, OpenSSH PROTOCOL.agent): the session bindings a
-//! connection records, the constraints of a key compiled for matching, OpenSSH's
-//! `identity_permitted`, and the wildcard matcher.
+//! Destination constraints (`ssh-add -h`, OpenSSH PROTOCOL.agent): their types and codec
+//! (the `restrict-destination-v00@openssh.com` body that `protocol` hands over undecoded),
+//! the constraints of a key compiled for matching, the session bindings a connection
+//! records, the userauth request a constrained key may sign, OpenSSH's
+//! `identity_permitted`, and the wildcard matcher. No clock of its own: every check is
+//! given the wall clock (seconds since the epoch) by its caller.
 //!
 //! Every request's work here is bounded, whatever a client sends (it may add keys and bind
 //! hosts of its own making). A host certificate is parsed and verified once, when it is
@@ -15,10 +18,10 @@
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::keys;
-use crate::protocol::{self, DestConstraint, Response, SessionBind};
+use crate::protocol::{Response, SessionBind};
+use crate::wire::{Reader, Refused, put_string};
 
 /// Most session bindings on one connection (OpenSSH: AGENT_MAX_SESSION_IDS).
 const MAX_SESSION_IDS: usize = 16;
@@ -29,7 +32,7 @@ const MAX_SID_LEN: usize = 128;
 const MAX_CERT_PRINCIPALS: usize = 256;
 /// Longest principal in a bound host certificate. OpenSSH has no limit; principals are
 /// matched against host names, which are at most this long.
-const MAX_PRINCIPAL_LEN: usize = protocol::MAX_HOSTNAME_LEN;
+const MAX_PRINCIPAL_LEN: usize = MAX_HOSTNAME_LEN;
 /// Most bytes of wildcard principals (those with `*` or `?`) in a bound host certificate,
 /// together. OpenSSH has no limit. Each is matched against every host name listed with the
 /// certificate's CA; plain principals are a lookup.
@@ -37,6 +40,14 @@ const MAX_WILDCARD_PRINCIPAL_BYTES: usize = 64;
 /// Longest user name a destination-constrained key signs for. OpenSSH has no limit; Linux
 /// allows 32 bytes (`useradd`), POSIX systems LOGIN_NAME_MAX (256 with the final NUL).
 const MAX_USER_LEN: usize = 255;
+
+/// Most destination constraints on one key (OpenSSH: AGENT_MAX_DEST_CONSTRAINTS).
+pub const MAX_DEST_CONSTRAINTS: usize = 1024;
+/// Longest user pattern in a hop (OpenSSH 10.4: AGENT_USER_CONSTRAINT_MAX_LEN).
+pub const MAX_USER_PATTERN_LEN: usize = 256;
+/// Longest host name in a hop. OpenSSH has no limit; a DNS name has at most 253 bytes, and
+/// the name is matched against host certificates' principals, whose cost grows with it.
+pub const MAX_HOSTNAME_LEN: usize = 255;
 
 /// What the destination constraints of all keys may hold together; an add beyond it is
 /// refused. OpenSSH has no such limit (only 1024 constraints per key). Every visibility
@@ -58,12 +69,129 @@ fn tag(bytes: &[u8]) -> u64 {
     KEY.get_or_init(RandomState::new).hash_one(bytes)
 }
 
-/// The wall clock, seconds since the epoch: certificates are valid between two such times.
-/// Read once per request by the caller, as the agent's other clocks are.
-pub fn wall_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+// ---------------------------------------------------------------------------------------------
+// The constraints as an ADD request carries them
+
+/// A host key in a hop, or a CA key whose host certificates it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopKey {
+    pub blob: Vec<u8>,
+    pub is_ca: bool,
+}
+
+/// One end of a destination constraint: a user pattern (only on `to`), a host name (for
+/// certificates and messages) and the keys that identify the host. An empty `from` is the
+/// origin, the machine the agent runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hop {
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub keys: Vec<HopKey>,
+}
+
+/// "From this host, to that host (as that user)".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestConstraint {
+    pub from: Hop,
+    pub to: Hop,
+}
+
+/// OpenSSH's `parse_dest_constraint_hop`.
+fn decode_hop(body: &[u8]) -> Result<Hop, Refused> {
+    let mut r = Reader::new(body);
+    let user = r.cstring()?;
+    let hostname = r.cstring()?;
+    if !r.string()?.is_empty() {
+        return Err(Refused("unsupported hop extensions"));
+    }
+    if user.len() > MAX_USER_PATTERN_LEN {
+        return Err(Refused("user match pattern too long"));
+    }
+    if hostname.len() > MAX_HOSTNAME_LEN {
+        return Err(Refused("host name too long"));
+    }
+    let mut keys = Vec::new();
+    while !r.is_empty() {
+        let blob = r.string()?;
+        if !keys::is_public_key(blob) {
+            return Err(Refused("invalid host key in destination constraint"));
+        }
+        let is_ca = r.bool()?;
+        keys.push(HopKey {
+            blob: blob.to_vec(),
+            is_ca,
+        });
+    }
+    Ok(Hop {
+        user: (!user.is_empty()).then_some(user),
+        hostname: (!hostname.is_empty()).then_some(hostname),
+        keys,
+    })
+}
+
+/// OpenSSH's `parse_dest_constraint`, with its consistency checks.
+fn decode_dest_constraint(r: &mut Reader<'_>) -> Result<DestConstraint, Refused> {
+    let mut c = Reader::new(r.string()?);
+    let from = decode_hop(c.string()?)?;
+    let to = decode_hop(c.string()?)?;
+    if !c.string()?.is_empty() {
+        return Err(Refused("unsupported constraint extensions"));
+    }
+    if from.hostname.is_none() != from.keys.is_empty() || from.user.is_some() {
+        return Err(Refused("inconsistent \"from\" specification"));
+    }
+    if to.hostname.is_none() || to.keys.is_empty() {
+        return Err(Refused("incomplete \"to\" specification"));
+    }
+    Ok(DestConstraint { from, to })
+}
+
+fn encode_hop(out: &mut Vec<u8>, hop: &Hop) {
+    let mut h = Vec::new();
+    put_string(&mut h, hop.user.as_deref().unwrap_or_default().as_bytes());
+    put_string(
+        &mut h,
+        hop.hostname.as_deref().unwrap_or_default().as_bytes(),
+    );
+    put_string(&mut h, b"");
+    for k in &hop.keys {
+        put_string(&mut h, &k.blob);
+        h.push(u8::from(k.is_ca));
+    }
+    put_string(out, &h);
+}
+
+/// The body of a `restrict-destination-v00@openssh.com` constraint: a list of OpenSSH's
+/// `parse_dest_constraint`, which must not be empty.
+fn decode_constraints(body: &[u8]) -> Result<Vec<DestConstraint>, Refused> {
+    let mut list = Reader::new(body);
+    let mut constraints = Vec::new();
+    while !list.is_empty() {
+        if constraints.len() >= MAX_DEST_CONSTRAINTS {
+            return Err(Refused("too many destination constraints"));
+        }
+        constraints.push(decode_dest_constraint(&mut list)?);
+    }
+    if constraints.is_empty() {
+        // OpenSSH would store "no constraints", i.e. unrestricted: a client that sent the
+        // extension meant a restriction.
+        return Err(Refused("empty destination constraint"));
+    }
+    Ok(constraints)
+}
+
+/// Encode destination constraints as the body of a `restrict-destination-v00@openssh.com`
+/// constraint (what `ssh-add -h` sends and `Destinations::decode` reads).
+pub fn encode(constraints: &[DestConstraint]) -> Vec<u8> {
+    let mut list = Vec::new();
+    for d in constraints {
+        let mut c = Vec::new();
+        encode_hop(&mut c, &d.from);
+        encode_hop(&mut c, &d.to);
+        put_string(&mut c, b"");
+        put_string(&mut list, &c);
+    }
+    list
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -108,7 +236,7 @@ impl Cost {
 const ENTRY_OVERHEAD: usize = 32;
 
 /// A host key in a hop, or a CA key whose host certificates it accepts.
-struct HopKey {
+struct RuleKey {
     tag: u64,
     blob: Box<[u8]>,
     is_ca: bool,
@@ -123,15 +251,15 @@ struct Name {
 }
 
 /// One end of a rule. No keys (and no name): the origin, this machine.
-struct Hop {
+struct RuleEnd {
     name: Option<Name>,
-    keys: Vec<HopKey>,
+    keys: Vec<RuleKey>,
 }
 
 /// "From this host, to that host (as a user matching this pattern)".
 struct Rule {
-    from: Hop,
-    to: Hop,
+    from: RuleEnd,
+    to: RuleEnd,
     user: Option<Box<[u8]>>,
 }
 
@@ -154,15 +282,20 @@ impl fmt::Debug for Destinations {
 }
 
 impl Destinations {
+    /// Decode and compile the body of a `restrict-destination-v00@openssh.com` constraint.
+    pub fn decode(body: &[u8]) -> Result<Destinations, Refused> {
+        decode_constraints(body).map(Destinations::new)
+    }
+
     /// Compile decoded constraints (their per-key limits were checked by the decoder).
     pub fn new(constraints: Vec<DestConstraint>) -> Destinations {
         let mut cost = Cost::default();
-        let mut hop = |h: protocol::Hop| {
+        let mut hop = |h: Hop| {
             cost.bytes = cost
                 .bytes
                 .saturating_add(h.hostname.as_ref().map_or(0, String::len));
             let any_ca = h.keys.iter().any(|k| k.is_ca);
-            let keys: Vec<HopKey> = h
+            let keys: Vec<RuleKey> = h
                 .keys
                 .into_iter()
                 .map(|k| {
@@ -171,7 +304,7 @@ impl Destinations {
                     cost.bytes = cost
                         .bytes
                         .saturating_add(k.blob.len().saturating_add(ENTRY_OVERHEAD));
-                    HopKey {
+                    RuleKey {
                         tag: tag(&k.blob),
                         blob: k.blob.into_boxed_slice(),
                         is_ca: k.is_ca,
@@ -187,7 +320,7 @@ impl Destinations {
                     .flatten(),
                 text: n.into_bytes().into_boxed_slice(),
             });
-            Hop { name, keys }
+            RuleEnd { name, keys }
         };
         let mut rules = Vec::with_capacity(constraints.len());
         for c in constraints {
@@ -202,10 +335,6 @@ impl Destinations {
             );
         }
         Destinations { rules, cost }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
     }
 
     pub fn cost(&self) -> Cost {
@@ -278,16 +407,16 @@ struct HostCert {
 }
 
 impl HostCert {
-    fn new(c: keys::HostCert) -> Result<HostCert, &'static str> {
+    fn new(c: keys::HostCert) -> Result<HostCert, Refused> {
         if c.principals.len() > MAX_CERT_PRINCIPALS {
-            return Err("host certificate has too many principals");
+            return Err(Refused("host certificate has too many principals"));
         }
         let mut plain = Vec::new();
         let mut wildcards = Vec::new();
         let mut wildcard_bytes = 0usize;
         for p in c.principals {
             if p.len() > MAX_PRINCIPAL_LEN {
-                return Err("host certificate principal too long");
+                return Err(Refused("host certificate principal too long"));
             }
             if p.bytes().any(|b| b == b'*' || b == b'?') {
                 wildcard_bytes = wildcard_bytes.saturating_add(p.len());
@@ -297,7 +426,7 @@ impl HostCert {
             }
         }
         if wildcard_bytes > MAX_WILDCARD_PRINCIPAL_BYTES {
-            return Err("host certificate has too many wildcard principals");
+            return Err(Refused("host certificate has too many wildcard principals"));
         }
         plain.sort_unstable_by_key(|(t, _)| *t);
         Ok(HostCert {
@@ -345,31 +474,33 @@ pub fn session_bind(session: &mut Session, b: SessionBind) -> Response<'static> 
     }
 }
 
-fn try_session_bind(session: &mut Session, b: SessionBind) -> Result<(), &'static str> {
+fn try_session_bind(session: &mut Session, b: SessionBind) -> Result<(), Refused> {
     session.bind_attempted = true;
     if b.session_id.len() > MAX_SID_LEN {
-        return Err("session id too long");
+        return Err(Refused("session id too long"));
     }
     if !keys::is_public_key(&b.host_key) {
-        return Err("invalid host key");
+        return Err(Refused("invalid host key"));
     }
     if !keys::verify(&b.host_key, &b.session_id, &b.signature) {
-        return Err("host key signature over the session id does not verify");
+        return Err(Refused(
+            "host key signature over the session id does not verify",
+        ));
     }
     for old in &session.bindings {
         if !old.forwarded {
-            return Err("connection already bound for authentication");
+            return Err(Refused("connection already bound for authentication"));
         }
-        let sid_match = crate::lock::ct_eq(&old.session_id, &b.session_id);
+        let sid_match = crate::secret::ct_eq(&old.session_id, &b.session_id);
         if sid_match && old.host_key == b.host_key {
             return Ok(()); // already recorded
         }
         if sid_match {
-            return Err("session id recorded against a different host key");
+            return Err(Refused("session id recorded against a different host key"));
         }
     }
     if session.bindings.len() >= MAX_SESSION_IDS {
-        return Err("too many session ids");
+        return Err(Refused("too many session ids"));
     }
     let host = if keys::is_certificate(&b.host_key) {
         match keys::host_cert(&b.host_key) {
@@ -391,12 +522,68 @@ fn try_session_bind(session: &mut Session, b: SessionBind) -> Result<(), &'stati
 }
 
 // ---------------------------------------------------------------------------------------------
+// The userauth request a constrained key signs
+
+/// SSH2_MSG_USERAUTH_REQUEST (RFC 4252).
+const SSH2_MSG_USERAUTH_REQUEST: u8 = 50;
+
+/// What a publickey userauth request that an agent is asked to sign says.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UserauthRequest<'a> {
+    pub session_id: &'a [u8],
+    pub user: String,
+    /// The server's host key, present in `publickey-hostbound-v00@openssh.com` requests.
+    pub host_key: Option<&'a [u8]>,
+}
+
+/// OpenSSH's `parse_userauth_request`: `data` must be exactly a publickey userauth request
+/// for `key` (the blob being signed with), with a non-empty session id.
+pub fn parse_userauth_request<'a>(data: &'a [u8], key: &[u8]) -> Option<UserauthRequest<'a>> {
+    let mut r = Reader::new(data);
+    let session_id = r.string().ok()?;
+    if session_id.is_empty() || r.u8().ok()? != SSH2_MSG_USERAUTH_REQUEST {
+        return None;
+    }
+    let user = r.cstring().ok()?;
+    let service = r.string().ok()?;
+    let method = r.string().ok()?;
+    let sig_follows = r.u8().ok()?;
+    let pkalg = r.string().ok()?;
+    let embedded = r.string().ok()?;
+    let key_type = Reader::new(key).string().ok()?;
+    if sig_follows != 1
+        || service != b"ssh-connection"
+        || embedded != key
+        || !keys::same_type(pkalg, key_type)
+    {
+        return None;
+    }
+    let host_key = match method {
+        b"publickey-hostbound-v00@openssh.com" => Some(r.string().ok()?),
+        b"publickey" => None,
+        _ => return None,
+    };
+    if !r.is_empty() {
+        return None;
+    }
+    Some(UserauthRequest {
+        session_id,
+        user,
+        host_key,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Permission
 
 /// OpenSSH's `identity_permitted` for listing, removing and replacing: may this connection
-/// see a key with these constraints? `now` is the wall clock (`wall_clock`).
-pub fn visible(d: &Destinations, session: &Session, now: u64) -> Result<(), &'static str> {
-    permitted(d, session, None, now)
+/// see a key with these constraints (`None`: unconstrained)? `now` is the wall clock
+/// (`sys::wall_clock`).
+pub fn visible(d: Option<&Destinations>, session: &Session, now: u64) -> Result<(), Refused> {
+    match d {
+        None => Ok(()),
+        Some(d) => permitted(d, session, None, now),
+    }
 }
 
 /// OpenSSH process_sign_request2's checks for a destination-constrained key (`key` is its
@@ -408,29 +595,29 @@ pub fn check_sign(
     key: &[u8],
     data: &[u8],
     now: u64,
-) -> Result<String, &'static str> {
-    let last = session
-        .bindings
-        .last()
-        .ok_or("destination-constrained key on an unbound connection")?;
-    let req = protocol::parse_userauth_request(data, key)
-        .ok_or("destination-constrained key asked to sign a non-userauth request")?;
+) -> Result<String, Refused> {
+    let last = session.bindings.last().ok_or(Refused(
+        "destination-constrained key on an unbound connection",
+    ))?;
+    let req = parse_userauth_request(data, key).ok_or(Refused(
+        "destination-constrained key asked to sign a non-userauth request",
+    ))?;
     if req.user.len() > MAX_USER_LEN {
-        return Err("user name too long");
+        return Err(Refused("user name too long"));
     }
-    let user = Text::new(req.user.as_bytes()).ok_or("user name too long")?;
+    let user = Text::new(req.user.as_bytes()).ok_or(Refused("user name too long"))?;
     permitted(d, session, Some(&user), now)?;
-    if !crate::lock::ct_eq(req.session_id, &last.session_id) {
-        return Err("session id is not the one last bound");
+    if !crate::secret::ct_eq(req.session_id, &last.session_id) {
+        return Err(Refused("session id is not the one last bound"));
     }
     if session.bindings.len() > 1 && req.host_key.is_none() {
-        return Err("no host key in a forwarded signature request");
+        return Err(Refused("no host key in a forwarded signature request"));
     }
     if req
         .host_key
         .is_some_and(|hk| hk != last.host_key.as_slice())
     {
-        return Err("host key differs from the one last bound");
+        return Err(Refused("host key differs from the one last bound"));
     }
     Ok(req.user)
 }
@@ -443,12 +630,12 @@ fn permitted(
     session: &Session,
     user: Option<&Text>,
     now: u64,
-) -> Result<(), &'static str> {
+) -> Result<(), Refused> {
     if d.rules.is_empty() {
         return Ok(()); // unconstrained
     }
     if session.bind_attempted && session.bindings.is_empty() {
-        return Err("previous session bind failed on this connection");
+        return Err(Refused("previous session bind failed on this connection"));
     }
     let Some(last) = session.bindings.len().checked_sub(1) else {
         return Ok(()); // local use
@@ -458,16 +645,16 @@ fn permitted(
         let test_user = if i == last {
             // The user is given only for signatures: never sign on a forwarding hop.
             if b.forwarded && user.is_some() {
-                return Err("tried to sign on a forwarding hop");
+                return Err(Refused("tried to sign on a forwarding hop"));
             }
             user
         } else if !b.forwarded {
-            return Err("tried to forward through a signing bind");
+            return Err(Refused("tried to forward through a signing bind"));
         } else {
             None
         };
         if !permitted_by(d, from, Some(b), test_user, now) {
-            return Err("not permitted for this destination");
+            return Err(Refused("not permitted for this destination"));
         }
         from = Some(b);
     }
@@ -477,7 +664,7 @@ fn permitted(
         && user.is_none()
         && !permitted_by(d, Some(b), None, None, now)
     {
-        return Err("key permitted at this host but not beyond");
+        return Err(Refused("key permitted at this host but not beyond"));
     }
     Ok(())
 }
@@ -507,7 +694,7 @@ fn permitted_by(
 /// OpenSSH's `match_key_hop`: a plain host key must be listed as itself; a host
 /// certificate must be signed by a listed CA, valid now, and name the hop's host among its
 /// principals (each a wildcard pattern, OpenSSH 10.3).
-fn match_key_hop(b: &Binding, hop: &Hop, now: u64) -> bool {
+fn match_key_hop(b: &Binding, hop: &RuleEnd, now: u64) -> bool {
     // Explicit loops: every binding scans every listed key of a visible key.
     match &b.host {
         Host::Plain { tag } => {
@@ -540,7 +727,7 @@ fn match_key_hop(b: &Binding, hop: &Hop, now: u64) -> bool {
 
 /// Longest text a `Text` holds: a host name or a user name.
 const TEXT_MAX: usize = MAX_USER_LEN;
-const _: () = assert!(protocol::MAX_HOSTNAME_LEN <= TEXT_MAX);
+const _: () = assert!(MAX_HOSTNAME_LEN <= TEXT_MAX);
 /// Words of a state set: one bit for each text prefix, of length 0 to TEXT_MAX.
 const WORDS: usize = TEXT_MAX / 64 + 1;
 const _: () = assert!(TEXT_MAX < WORDS * 64);
@@ -672,7 +859,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::keys::test_counters::cert_parses;
     use crate::keys::{PrivateKey, testkeys};
-    use crate::protocol::{HopKey, Reader, put_string};
+    use crate::protocol::{Constraints, EXT_RESTRICT_DESTINATION};
+    use crate::sys::wall_clock;
+    use crate::wire::{Reader, put_string};
     use ssh_key::certificate::{Builder, CertType};
     use ssh_key::encoding::{Decode, Encode};
 
@@ -806,8 +995,8 @@ pub(crate) mod tests {
     /// Constraints allowing `host` (by name) when it shows a certificate from `ca`.
     fn to_ca(host: &str, ca: &[u8]) -> Destinations {
         Destinations::new(vec![DestConstraint {
-            from: protocol::Hop::default(),
-            to: protocol::Hop {
+            from: Hop::default(),
+            to: Hop {
                 user: None,
                 hostname: Some(host.into()),
                 keys: vec![HopKey {
@@ -829,7 +1018,7 @@ pub(crate) mod tests {
         assert_eq!(bind_cert(&mut s, &host, &cert), Response::Success);
         let parses = cert_parses();
         for _ in 0..100 {
-            assert_eq!(visible(&dests, &s, now), Ok(()));
+            assert_eq!(visible(Some(&dests), &s, now), Ok(()));
         }
         assert_eq!(
             cert_parses(),
@@ -837,16 +1026,16 @@ pub(crate) mod tests {
             "matching parsed the certificate again"
         );
         // Its validity is checked at each use, from the window recorded at bind time.
-        assert!(visible(&dests, &s, now + 3599).is_ok());
-        assert!(visible(&dests, &s, now + 3600).is_err());
-        assert!(visible(&dests, &s, now - 60).is_ok());
-        assert!(visible(&dests, &s, now - 61).is_err());
+        assert!(visible(Some(&dests), &s, now + 3599).is_ok());
+        assert!(visible(Some(&dests), &s, now + 3600).is_err());
+        assert!(visible(Some(&dests), &s, now - 60).is_ok());
+        assert!(visible(Some(&dests), &s, now - 61).is_err());
         assert_eq!(cert_parses(), parses);
         // A wildcard principal matches too.
         let mut s = Session::default();
         let cert = certify(&host, &ca, &spec(&["x", "host?"]));
         assert_eq!(bind_cert(&mut s, &host, &cert), Response::Success);
-        assert!(visible(&dests, &s, now).is_ok());
+        assert!(visible(Some(&dests), &s, now).is_ok());
     }
 
     #[test]
@@ -912,7 +1101,7 @@ pub(crate) mod tests {
         for (what, cert) in &cases {
             let mut s = Session::default();
             assert_eq!(bind_cert(&mut s, &host, cert), Response::Success, "{what}");
-            assert!(visible(&dests, &s, now).is_err(), "{what} matches");
+            assert!(visible(Some(&dests), &s, now).is_err(), "{what} matches");
         }
         // A certificate whose CA signature does not verify is not even bound, and the
         // connection stays remote: constrained keys are hidden.
@@ -921,7 +1110,7 @@ pub(crate) mod tests {
         bad[n] ^= 1;
         let mut s = Session::default();
         assert_eq!(bind_cert(&mut s, &host, &bad), Response::ExtensionFailure);
-        assert!(visible(&dests, &s, now).is_err());
+        assert!(visible(Some(&dests), &s, now).is_err());
     }
 
     #[test]
@@ -933,7 +1122,7 @@ pub(crate) mod tests {
             let p: Vec<&str> = principals.iter().map(String::as_str).collect();
             let mut s = Session::default();
             let r = bind_cert(&mut s, &host, &certify(&host, &ca, &spec(&p)));
-            (r, visible(&dests, &s, wall_clock()).is_ok())
+            (r, visible(Some(&dests), &s, wall_clock()).is_ok())
         };
         let named = |n: usize, len: usize| -> Vec<String> {
             let mut v: Vec<String> = (0..n - 1).map(|i| format!("{i:0>len$}")).collect();
@@ -978,7 +1167,7 @@ pub(crate) mod tests {
     fn user_names_are_capped_for_constrained_keys() {
         let a = host();
         let key = testkeys::public_blob(&testkeys::add_body("ed25519"));
-        let mut to = protocol::Hop {
+        let mut to = Hop {
             user: Some("*".into()),
             hostname: Some("a".into()),
             keys: vec![HopKey {
@@ -987,7 +1176,7 @@ pub(crate) mod tests {
             }],
         };
         let dests = Destinations::new(vec![DestConstraint {
-            from: protocol::Hop::default(),
+            from: Hop::default(),
             to: to.clone(),
         }]);
         let mut s = Session::default();
@@ -1005,12 +1194,9 @@ pub(crate) mod tests {
         let long = userauth(b"sid", &format!("{user}u"), &key, &a.1);
         assert!(check_sign(&dests, &s, &key, &long, now).is_err());
         // The longest user pattern against the longest user name.
-        to.user = Some(format!(
-            "*{}",
-            "u".repeat(protocol::MAX_USER_PATTERN_LEN - 1)
-        ));
+        to.user = Some(format!("*{}", "u".repeat(MAX_USER_PATTERN_LEN - 1)));
         let dests = Destinations::new(vec![DestConstraint {
-            from: protocol::Hop::default(),
+            from: Hop::default(),
             to,
         }]);
         assert_eq!(check_sign(&dests, &s, &key, &ok, now), Ok(user));
@@ -1125,6 +1311,167 @@ pub(crate) mod tests {
             for p in &patterns {
                 assert_eq!(text.matches(p), nfa_match(t, p), "{t:?} {p:?}");
             }
+        }
+    }
+
+    fn hop_bytes(user: &str, host: &str, keys: &[(&[u8], bool)]) -> Vec<u8> {
+        let mut h = Vec::new();
+        put_string(&mut h, user.as_bytes());
+        put_string(&mut h, host.as_bytes());
+        put_string(&mut h, b"");
+        for (k, ca) in keys {
+            put_string(&mut h, k);
+            h.push(u8::from(*ca));
+        }
+        h
+    }
+
+    fn dest_ext(constraints: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        let mut list = Vec::new();
+        for (from, to) in constraints {
+            let mut c = Vec::new();
+            put_string(&mut c, from);
+            put_string(&mut c, to);
+            put_string(&mut c, b"");
+            put_string(&mut list, &c);
+        }
+        let mut ext = vec![255];
+        put_string(&mut ext, EXT_RESTRICT_DESTINATION.as_bytes());
+        put_string(&mut ext, &list);
+        ext
+    }
+
+    #[test]
+    fn destination_constraints_parse_with_openssh_checks() {
+        let body = crate::keys::testkeys::add_body("ed25519");
+        let key = crate::keys::testkeys::public_blob(&body);
+        // The protocol reads the constraint, and its body is decoded here.
+        let parse = |b: &[u8]| {
+            let c = Constraints::decode(&mut Reader::new(b))?;
+            decode_constraints(c.destinations.as_deref().unwrap_or_default())
+        };
+        let origin = hop_bytes("", "", &[]);
+        let to = hop_bytes("deploy*", "host", &[(&key, false)]);
+        let c = parse(&dest_ext(&[(origin.clone(), to.clone())])).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].to.user.as_deref(), Some("deploy*"));
+        assert_eq!(c[0].to.hostname.as_deref(), Some("host"));
+        assert!(c[0].from.keys.is_empty());
+        // It round-trips through the encoder.
+        let mut enc = Vec::new();
+        let constraints = Constraints {
+            destinations: Some(encode(&c)),
+            ..Constraints::default()
+        };
+        constraints.encode(&mut enc);
+        assert_eq!(parse(&enc), Ok(c));
+        // "to" needs a host name and keys; "from" has no user, and a name iff keys.
+        assert!(parse(&dest_ext(&[(origin.clone(), hop_bytes("", "host", &[]))])).is_err());
+        assert!(
+            parse(&dest_ext(&[(
+                origin.clone(),
+                hop_bytes("", "", &[(&key, false)])
+            )]))
+            .is_err()
+        );
+        assert!(parse(&dest_ext(&[(hop_bytes("u", "", &[]), to.clone())])).is_err());
+        assert!(parse(&dest_ext(&[(hop_bytes("", "a", &[]), to.clone())])).is_err());
+        // Garbage host keys, long user patterns, hop extensions, an empty list: refused.
+        assert!(
+            parse(&dest_ext(&[(
+                origin.clone(),
+                hop_bytes("", "h", &[(b"junk", false)])
+            )]))
+            .is_err()
+        );
+        // User patterns up to 256 bytes (OpenSSH), host names up to 255.
+        let one = |user: &str, host: &str| {
+            parse(&dest_ext(&[(
+                origin.clone(),
+                hop_bytes(user, host, &[(&key, false)]),
+            )]))
+        };
+        let longest = "u".repeat(MAX_USER_PATTERN_LEN);
+        assert!(one(&longest, "h").is_ok());
+        assert!(one(&format!("{longest}u"), "h").is_err());
+        let longest = "h".repeat(MAX_HOSTNAME_LEN);
+        assert!(one("", &longest).is_ok());
+        assert!(one("", &format!("{longest}h")).is_err());
+        let from = hop_bytes("", &format!("{longest}h"), &[(&key, false)]);
+        assert!(parse(&dest_ext(&[(from, to.clone())])).is_err());
+        let mut ext_hop = Vec::new();
+        put_string(&mut ext_hop, b"");
+        put_string(&mut ext_hop, b"h");
+        put_string(&mut ext_hop, b"x");
+        assert!(parse(&dest_ext(&[(origin.clone(), ext_hop)])).is_err());
+        assert!(parse(&dest_ext(&[])).is_err());
+        // Given twice: refused.
+        let mut twice = dest_ext(&[(origin.clone(), to.clone())]);
+        twice.extend(dest_ext(&[(origin, to)]));
+        assert!(parse(&twice).is_err());
+    }
+
+    #[test]
+    fn userauth_requests() {
+        let body = crate::keys::testkeys::add_body("ed25519");
+        let key = crate::keys::testkeys::public_blob(&body);
+        let build = |sid: &[u8], method: &[u8], alg: &[u8], k: &[u8], tail: &[u8]| {
+            let mut d = Vec::new();
+            put_string(&mut d, sid);
+            d.push(50);
+            put_string(&mut d, b"root");
+            put_string(&mut d, b"ssh-connection");
+            put_string(&mut d, method);
+            d.push(1);
+            put_string(&mut d, alg);
+            put_string(&mut d, k);
+            d.extend_from_slice(tail);
+            d
+        };
+        let ok = build(b"sid", b"publickey", b"ssh-ed25519", &key, b"");
+        let r = parse_userauth_request(&ok, &key).unwrap();
+        assert_eq!(
+            (r.session_id, r.user.as_str(), r.host_key),
+            (&b"sid"[..], "root", None)
+        );
+        let mut hk = Vec::new();
+        put_string(&mut hk, b"hostkey");
+        let hb = build(
+            b"sid",
+            b"publickey-hostbound-v00@openssh.com",
+            b"ssh-ed25519",
+            &key,
+            &hk,
+        );
+        assert_eq!(
+            parse_userauth_request(&hb, &key).unwrap().host_key,
+            Some(&b"hostkey"[..])
+        );
+        assert!(
+            parse_userauth_request(&build(b"", b"publickey", b"ssh-ed25519", &key, b""), &key)
+                .is_none()
+        );
+        assert!(
+            parse_userauth_request(&build(b"s", b"password", b"ssh-ed25519", &key, b""), &key)
+                .is_none()
+        );
+        assert!(
+            parse_userauth_request(&build(b"s", b"publickey", b"ssh-rsa", &key, b""), &key)
+                .is_none()
+        );
+        assert!(
+            parse_userauth_request(
+                &build(b"s", b"publickey", b"ssh-ed25519", b"other", b""),
+                &key
+            )
+            .is_none()
+        );
+        assert!(
+            parse_userauth_request(&build(b"s", b"publickey", b"ssh-ed25519", &key, b"x"), &key)
+                .is_none()
+        );
+        for cut in 0..ok.len() {
+            assert!(parse_userauth_request(&ok[..cut], &key).is_none());
         }
     }
 }

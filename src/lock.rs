@@ -22,6 +22,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::keys::{HeldKey, Sealed, WrappingKey};
+use crate::wire::Refused;
 
 const LOCK_SALT_SIZE: usize = 16; // OpenSSH: LOCK_SALT_SIZE
 /// bcrypt-pbkdf rounds of the wrapping key: OpenSSH's default for key files (`ssh-keygen
@@ -52,6 +53,17 @@ pub enum LockError {
     Seal,
     /// The passphrase is wrong, or a sealed key did not open (nothing was changed).
     Open,
+}
+
+/// The agent answers a refused lock or unlock with FAILURE, as any refusal.
+impl From<LockError> for Refused {
+    fn from(e: LockError) -> Refused {
+        match e {
+            LockError::EmptyPassphrase => Refused("empty password not supported"),
+            LockError::Rng | LockError::Kdf | LockError::Seal => Refused("cannot seal the keys"),
+            LockError::Open => Refused("incorrect passphrase"),
+        }
+    }
 }
 
 /// A locked agent's secret: the salt and rounds the wrapping key is derived with, and the
@@ -130,15 +142,6 @@ impl Lock {
     }
 }
 
-/// Constant-time equality for equal-length secrets (OpenSSH: timingsafe_bcmp).
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
 /// The failure counter after one more failed unlock (OpenSSH caps it at 100).
 pub fn next_failures(failures: u32) -> u32 {
     failures.saturating_add(1).min(MAX_FAILURES)
@@ -154,7 +157,7 @@ pub fn unlock_delay(failures: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::keys::{PrivateKey, testkeys};
-    use crate::protocol::Reader;
+    use crate::wire::Reader;
 
     fn keys(kinds: &[&str]) -> Vec<HeldKey> {
         kinds
@@ -304,12 +307,5 @@ mod tests {
             total += unlock_delay(failures);
         }
         assert_eq!(total, Duration::from_millis(3600));
-    }
-
-    #[test]
-    fn ct_eq_works() {
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd"));
-        assert!(!ct_eq(b"abc", b"ab"));
     }
 }

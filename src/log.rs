@@ -1,9 +1,12 @@
 //! Logging: stderr under `-d` (and `-D`), syslog (facility AUTH) once daemonised.
 //! Every line is prefixed `sshkeep:`. Nothing secret is ever passed to these macros.
 //!
-//! stdout is reserved for the shell snippet; nothing here writes to it.
+//! stdout is reserved for the shell snippet; nothing here writes to it. This module uses no
+//! other module of the crate (every other one may log): the syslog call it needs is handed
+//! to it at start-up (`to_syslog(sys::syslog)`).
 
 use std::io::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,6 +22,8 @@ const TO_SYSLOG: u8 = 1;
 
 static DEST: AtomicU8 = AtomicU8::new(TO_STDERR);
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+/// Writes one line to syslog at a syslog priority (`LOG_ERR`...): `sys::syslog`.
+static SYSLOG: OnceLock<fn(libc::c_int, &str)> = OnceLock::new();
 
 /// Log to stderr, up to `max` (Debug under `-d`).
 pub fn to_stderr(max: Level) {
@@ -26,9 +31,10 @@ pub fn to_stderr(max: Level) {
     MAX_LEVEL.store(max as u8, Ordering::Relaxed);
 }
 
-/// Log to syslog, facility AUTH, at INFO and above (OpenSSH's daemon default).
-pub fn to_syslog() {
-    crate::sys::openlog();
+/// Log to syslog, at INFO and above (OpenSSH's daemon default), through `syslog`, which
+/// writes one line at a syslog priority (the caller has opened the log, facility AUTH).
+pub fn to_syslog(syslog: fn(libc::c_int, &str)) {
+    let _ = SYSLOG.set(syslog);
     DEST.store(TO_SYSLOG, Ordering::Relaxed);
     MAX_LEVEL.store(Level::Info as u8, Ordering::Relaxed);
 }
@@ -42,7 +48,14 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
         return;
     }
     if DEST.load(Ordering::Relaxed) == TO_SYSLOG {
-        crate::sys::syslog(level, &args.to_string());
+        let priority = match level {
+            Level::Error => libc::LOG_ERR,
+            Level::Info => libc::LOG_INFO,
+            Level::Debug => libc::LOG_DEBUG,
+        };
+        if let Some(syslog) = SYSLOG.get() {
+            syslog(priority, &args.to_string());
+        }
     } else {
         // One write per line: stderr is unbuffered, and a line written in pieces costs a
         // system call each (and may interleave). A failed write has nowhere to be reported.
@@ -77,9 +90,11 @@ impl std::fmt::Display for Quoted<'_> {
     }
 }
 
-/// Print an error for the user on stderr, whatever the log destination (start-up errors).
-pub fn fatal_line(args: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "sshkeep: {args}");
+/// A line for the user on stderr, exactly as given (no prefix added), whatever the log's
+/// destination: the command line's notices, `-V`, and the fatal error `main` prints.
+pub fn to_user(args: std::fmt::Arguments<'_>) {
+    let line = format!("{args}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 #[macro_export]

@@ -1,14 +1,16 @@
 //! The agent protocol (RFC 9987) as OpenSSH speaks it: message numbers, framing,
-//! `Request::decode` and `Response::encode`. No I/O and no state: bytes in, values out.
+//! `Request::decode` and `Response::encode`, and `serve`, which takes one request from a
+//! connection's input to its encoded reply. No I/O and no state: bytes in, values out.
 //!
-//! Every read goes through `Reader`, a cursor that returns `Err` instead of panicking,
-//! because everything here comes from a socket.
+//! Every read goes through `wire::Reader`, a cursor that returns `Err` instead of
+//! panicking, because everything here comes from a socket.
 
 use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::keys::{self, PrivateKey};
+use crate::keys::{self, NewKey};
+use crate::wire::{Reader, Refused, put_string};
 
 /// Largest frame body accepted (OpenSSH: AGENT_MAX_LEN). Exactly this size is accepted.
 pub const MAX_MESSAGE_LEN: usize = 256 * 1024;
@@ -45,122 +47,8 @@ pub mod msg {
 pub const EXT_QUERY: &str = "query";
 pub const EXT_SESSION_BIND: &str = "session-bind@openssh.com";
 
-/// Why a frame's body did not decode. Never carries key material.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeError(pub &'static str);
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl From<keys::KeyError> for DecodeError {
-    fn from(e: keys::KeyError) -> Self {
-        DecodeError(e.reason())
-    }
-}
-
-/// A cursor over untrusted bytes: every read is bounds-checked and returns `Err` on short input.
-#[derive(Clone, Copy)]
-pub struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    /// What is left, unread.
-    pub fn rest(&self) -> &'a [u8] {
-        self.buf
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.buf.len() {
-            return Err(DecodeError("truncated message"));
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    pub fn u8(&mut self) -> Result<u8, DecodeError> {
-        let b = self.bytes(1)?;
-        Ok(b.first().copied().unwrap_or_default())
-    }
-
-    pub fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.bytes(4)?;
-        let mut a = [0u8; 4];
-        a.copy_from_slice(b);
-        Ok(u32::from_be_bytes(a))
-    }
-
-    pub fn bool(&mut self) -> Result<bool, DecodeError> {
-        Ok(self.u8()? != 0)
-    }
-
-    /// An SSH `string`: uint32 length, then that many bytes.
-    pub fn string(&mut self) -> Result<&'a [u8], DecodeError> {
-        let len = self.u32()?;
-        let len = usize::try_from(len).map_err(|_| DecodeError("string too long"))?;
-        self.bytes(len)
-    }
-
-    /// A `string` that must be UTF-8 (names, not comments).
-    pub fn str(&mut self) -> Result<&'a str, DecodeError> {
-        std::str::from_utf8(self.string()?).map_err(|_| DecodeError("name is not UTF-8"))
-    }
-}
-
-/// Append an SSH `string` to `out`.
-pub fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    // Callers pass at most MAX_MESSAGE_LEN-sized data; saturate rather than wrap just in case.
-    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(s);
-}
-
 /// The constraint extension that restricts where a key may be used (OpenSSH PROTOCOL.agent).
 pub const EXT_RESTRICT_DESTINATION: &str = "restrict-destination-v00@openssh.com";
-/// Most destination constraints on one key (OpenSSH: AGENT_MAX_DEST_CONSTRAINTS).
-pub const MAX_DEST_CONSTRAINTS: usize = 1024;
-/// Longest user pattern in a hop (OpenSSH 10.4: AGENT_USER_CONSTRAINT_MAX_LEN).
-pub const MAX_USER_PATTERN_LEN: usize = 256;
-/// Longest host name in a hop. OpenSSH has no limit; a DNS name has at most 253 bytes, and
-/// the name is matched against host certificates' principals, whose cost grows with it.
-pub const MAX_HOSTNAME_LEN: usize = 255;
-
-/// A host key in a hop, or a CA key whose host certificates it accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HopKey {
-    pub blob: Vec<u8>,
-    pub is_ca: bool,
-}
-
-/// One end of a destination constraint: a user pattern (only on `to`), a host name (for
-/// certificates and messages) and the keys that identify the host. An empty `from` is the
-/// origin, the machine the agent runs on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Hop {
-    pub user: Option<String>,
-    pub hostname: Option<String>,
-    pub keys: Vec<HopKey>,
-}
-
-/// "From this host, to that host (as that user)".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DestConstraint {
-    pub from: Hop,
-    pub to: Hop,
-}
-
 /// Key constraints of an ADD request (RFC 9987 §3.2.7).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Constraints {
@@ -168,128 +56,45 @@ pub struct Constraints {
     pub lifetime: Option<u32>,
     /// Every signature needs the user's confirmation.
     pub confirm: bool,
-    /// Where the key may be used (`ssh-add -h`); empty: anywhere.
-    pub destinations: Vec<DestConstraint>,
-}
-
-/// A C string field: no NUL inside (OpenSSH's sshbuf_get_cstring), UTF-8 here.
-fn cstring(r: &mut Reader<'_>) -> Result<String, DecodeError> {
-    let b = r.string()?;
-    if b.contains(&0) {
-        return Err(DecodeError("NUL in a name"));
-    }
-    String::from_utf8(b.to_vec()).map_err(|_| DecodeError("name is not UTF-8"))
-}
-
-/// OpenSSH's `parse_dest_constraint_hop`.
-fn decode_hop(body: &[u8]) -> Result<Hop, DecodeError> {
-    let mut r = Reader::new(body);
-    let user = cstring(&mut r)?;
-    let hostname = cstring(&mut r)?;
-    if !r.string()?.is_empty() {
-        return Err(DecodeError("unsupported hop extensions"));
-    }
-    if user.len() > MAX_USER_PATTERN_LEN {
-        return Err(DecodeError("user match pattern too long"));
-    }
-    if hostname.len() > MAX_HOSTNAME_LEN {
-        return Err(DecodeError("host name too long"));
-    }
-    let mut keys = Vec::new();
-    while !r.is_empty() {
-        let blob = r.string()?;
-        if !keys::is_public_key(blob) {
-            return Err(DecodeError("invalid host key in destination constraint"));
-        }
-        let is_ca = r.bool()?;
-        keys.push(HopKey {
-            blob: blob.to_vec(),
-            is_ca,
-        });
-    }
-    Ok(Hop {
-        user: (!user.is_empty()).then_some(user),
-        hostname: (!hostname.is_empty()).then_some(hostname),
-        keys,
-    })
-}
-
-/// OpenSSH's `parse_dest_constraint`, with its consistency checks.
-fn decode_dest_constraint(r: &mut Reader<'_>) -> Result<DestConstraint, DecodeError> {
-    let mut c = Reader::new(r.string()?);
-    let from = decode_hop(c.string()?)?;
-    let to = decode_hop(c.string()?)?;
-    if !c.string()?.is_empty() {
-        return Err(DecodeError("unsupported constraint extensions"));
-    }
-    if from.hostname.is_none() != from.keys.is_empty() || from.user.is_some() {
-        return Err(DecodeError("inconsistent \"from\" specification"));
-    }
-    if to.hostname.is_none() || to.keys.is_empty() {
-        return Err(DecodeError("incomplete \"to\" specification"));
-    }
-    Ok(DestConstraint { from, to })
-}
-
-fn encode_hop(out: &mut Vec<u8>, hop: &Hop) {
-    let mut h = Vec::new();
-    put_string(&mut h, hop.user.as_deref().unwrap_or_default().as_bytes());
-    put_string(
-        &mut h,
-        hop.hostname.as_deref().unwrap_or_default().as_bytes(),
-    );
-    put_string(&mut h, b"");
-    for k in &hop.keys {
-        put_string(&mut h, &k.blob);
-        h.push(u8::from(k.is_ca));
-    }
-    put_string(out, &h);
+    /// Where the key may be used (`ssh-add -h`): the body of its
+    /// `restrict-destination-v00@openssh.com` constraint, which `dest::Destinations::decode`
+    /// reads when the key is added. `None`: anywhere.
+    pub destinations: Option<Vec<u8>>,
 }
 
 impl Constraints {
     /// Parse the constraints that trail an ADD body. Every constraint must be understood:
     /// an unknown one refuses the whole add, so the agent never accepts a key with a
     /// restriction it would not enforce (RFC 9987: "MUST ... refuse").
-    pub fn decode(r: &mut Reader<'_>) -> Result<Constraints, DecodeError> {
+    pub fn decode(r: &mut Reader<'_>) -> Result<Constraints, Refused> {
         let mut c = Constraints::default();
         while !r.is_empty() {
             match r.u8()? {
                 msg::SSH_AGENT_CONSTRAIN_LIFETIME => {
                     if c.lifetime.is_some() {
-                        return Err(DecodeError("lifetime constraint given twice"));
+                        return Err(Refused("lifetime constraint given twice"));
                     }
                     c.lifetime = Some(r.u32()?);
                 }
                 msg::SSH_AGENT_CONSTRAIN_CONFIRM => {
                     if c.confirm {
-                        return Err(DecodeError("confirm constraint given twice"));
+                        return Err(Refused("confirm constraint given twice"));
                     }
                     c.confirm = true;
                 }
                 msg::SSH_AGENT_CONSTRAIN_EXTENSION => match r.str()? {
                     EXT_RESTRICT_DESTINATION => {
-                        if !c.destinations.is_empty() {
-                            return Err(DecodeError("destination constraint given twice"));
+                        if c.destinations.is_some() {
+                            return Err(Refused("destination constraint given twice"));
                         }
-                        let mut list = Reader::new(r.string()?);
-                        while !list.is_empty() {
-                            if c.destinations.len() >= MAX_DEST_CONSTRAINTS {
-                                return Err(DecodeError("too many destination constraints"));
-                            }
-                            c.destinations.push(decode_dest_constraint(&mut list)?);
-                        }
-                        if c.destinations.is_empty() {
-                            // OpenSSH would store "no constraints", i.e. unrestricted: a
-                            // client that sent the extension meant a restriction.
-                            return Err(DecodeError("empty destination constraint"));
-                        }
+                        c.destinations = Some(r.string()?.to_vec());
                     }
                     // sk-provider@openssh.com (FIDO) and associated-certs-v00@openssh.com
                     // (PKCS#11) are not implemented: refusing is the only safe answer to a
                     // restriction we would not enforce.
-                    _ => return Err(DecodeError("unsupported constraint extension")),
+                    _ => return Err(Refused("unsupported constraint extension")),
                 },
-                _ => return Err(DecodeError("unknown constraint")),
+                _ => return Err(Refused("unknown constraint")),
             }
         }
         Ok(c)
@@ -303,18 +108,10 @@ impl Constraints {
         if self.confirm {
             out.push(msg::SSH_AGENT_CONSTRAIN_CONFIRM);
         }
-        if !self.destinations.is_empty() {
+        if let Some(list) = &self.destinations {
             out.push(msg::SSH_AGENT_CONSTRAIN_EXTENSION);
             put_string(out, EXT_RESTRICT_DESTINATION.as_bytes());
-            let mut list = Vec::new();
-            for d in &self.destinations {
-                let mut c = Vec::new();
-                encode_hop(&mut c, &d.from);
-                encode_hop(&mut c, &d.to);
-                put_string(&mut c, b"");
-                put_string(&mut list, &c);
-            }
-            put_string(out, &list);
+            put_string(out, list);
         }
     }
 }
@@ -345,7 +142,8 @@ pub enum Request {
         flags: u32,
     },
     AddIdentity {
-        key: PrivateKey,
+        /// Read, not yet built: the agent builds it (`NewKey::build`) when it adds it.
+        key: NewKey,
         comment: Vec<u8>,
         constraints: Constraints,
     },
@@ -390,7 +188,7 @@ impl Request {
     ///
     /// Trailing bytes are ignored as OpenSSH ignores them, except after an ADD, where
     /// they are constraints and must all parse.
-    pub fn decode(frame: &[u8]) -> Result<Request, DecodeError> {
+    pub fn decode(frame: &[u8]) -> Result<Request, Refused> {
         let mut r = Reader::new(frame);
         let kind = r.u8()?;
         Ok(match kind {
@@ -403,7 +201,7 @@ impl Request {
             }
             msg::SSH_AGENTC_ADD_IDENTITY | msg::SSH_AGENTC_ADD_ID_CONSTRAINED => {
                 // OpenSSH parses trailing constraints for type 17 as well.
-                let key = PrivateKey::decode(&mut r)?;
+                let key = NewKey::read(&mut r)?;
                 let comment = r.string()?.to_vec();
                 let constraints = Constraints::decode(&mut r)?;
                 Request::AddIdentity {
@@ -430,7 +228,33 @@ impl Request {
     }
 }
 
-fn decode_extension(r: &mut Reader<'_>) -> Result<Extension, DecodeError> {
+impl Request {
+    /// Whether handling it puts private key material or a passphrase in memory: adds,
+    /// signatures, lock and unlock. The server wipes its stack after these (`secret.rs`).
+    pub fn touches_secrets(&self) -> bool {
+        matches!(
+            self,
+            Request::AddIdentity { .. }
+                | Request::Sign { .. }
+                | Request::Lock(_)
+                | Request::Unlock(_)
+        )
+    }
+
+    /// Whether it is one of the few requests that take milliseconds rather than
+    /// microseconds: an RSA signature or RSA key add, or a lock or unlock (bcrypt-pbkdf).
+    /// The server runs at most one of these per pass, after all quick ones.
+    pub fn is_slow(&self) -> bool {
+        match self {
+            Request::Sign { key, .. } => keys::is_rsa(key),
+            Request::AddIdentity { key, .. } => key.is_rsa(),
+            Request::Lock(_) | Request::Unlock(_) => true,
+            _ => false,
+        }
+    }
+}
+
+fn decode_extension(r: &mut Reader<'_>) -> Result<Extension, Refused> {
     let name = r.str()?;
     Ok(match name {
         EXT_QUERY => Extension::Query,
@@ -441,72 +265,6 @@ fn decode_extension(r: &mut Reader<'_>) -> Result<Extension, DecodeError> {
             forwarding: r.bool()?,
         }),
         other => Extension::Other(other.to_owned()),
-    })
-}
-
-/// SSH2_MSG_USERAUTH_REQUEST (RFC 4252).
-const SSH2_MSG_USERAUTH_REQUEST: u8 = 50;
-
-/// What a publickey userauth request that an agent is asked to sign says.
-#[derive(Debug, PartialEq, Eq)]
-pub struct UserauthRequest<'a> {
-    pub session_id: &'a [u8],
-    pub user: String,
-    /// The server's host key, present in `publickey-hostbound-v00@openssh.com` requests.
-    pub host_key: Option<&'a [u8]>,
-}
-
-/// The family of a key type or signature algorithm name, as OpenSSH's
-/// `sshkey_type_from_name` sees it: "rsa-sha2-256" is an RSA key, every ECDSA curve an
-/// ECDSA key.
-fn key_family(name: &[u8]) -> &[u8] {
-    match name {
-        b"ssh-rsa" | b"rsa-sha2-256" | b"rsa-sha2-512" => b"ssh-rsa",
-        b"ssh-rsa-cert-v01@openssh.com"
-        | b"rsa-sha2-256-cert-v01@openssh.com"
-        | b"rsa-sha2-512-cert-v01@openssh.com" => b"ssh-rsa-cert-v01@openssh.com",
-        b"ecdsa-sha2-nistp256" | b"ecdsa-sha2-nistp384" | b"ecdsa-sha2-nistp521" => b"ecdsa",
-        b"ecdsa-sha2-nistp256-cert-v01@openssh.com"
-        | b"ecdsa-sha2-nistp384-cert-v01@openssh.com"
-        | b"ecdsa-sha2-nistp521-cert-v01@openssh.com" => b"ecdsa-cert",
-        other => other,
-    }
-}
-
-/// OpenSSH's `parse_userauth_request`: `data` must be exactly a publickey userauth request
-/// for `key` (the blob being signed with), with a non-empty session id.
-pub fn parse_userauth_request<'a>(data: &'a [u8], key: &[u8]) -> Option<UserauthRequest<'a>> {
-    let mut r = Reader::new(data);
-    let session_id = r.string().ok()?;
-    if session_id.is_empty() || r.u8().ok()? != SSH2_MSG_USERAUTH_REQUEST {
-        return None;
-    }
-    let user = cstring(&mut r).ok()?;
-    let service = r.string().ok()?;
-    let method = r.string().ok()?;
-    let sig_follows = r.u8().ok()?;
-    let pkalg = r.string().ok()?;
-    let embedded = r.string().ok()?;
-    let key_type = Reader::new(key).string().ok()?;
-    if sig_follows != 1
-        || service != b"ssh-connection"
-        || embedded != key
-        || key_family(pkalg) != key_family(key_type)
-    {
-        return None;
-    }
-    let host_key = match method {
-        b"publickey-hostbound-v00@openssh.com" => Some(r.string().ok()?),
-        b"publickey" => None,
-        _ => return None,
-    };
-    if !r.is_empty() {
-        return None;
-    }
-    Some(UserauthRequest {
-        session_id,
-        user,
-        host_key,
     })
 }
 
@@ -560,40 +318,6 @@ impl Response<'_> {
     }
 }
 
-/// Whether a request is one of the few that take milliseconds rather than microseconds:
-/// an RSA signature or RSA key add, or a lock or unlock (bcrypt-pbkdf). Read from the raw
-/// frame body, before any decoding work, so the server can schedule it: it runs at most
-/// one slow request per pass, after all quick ones.
-pub fn is_slow(body: &[u8]) -> bool {
-    let mut r = Reader::new(body);
-    match r.u8() {
-        Ok(msg::SSH_AGENTC_SIGN_REQUEST) => r
-            .string()
-            .and_then(|blob| Reader::new(blob).string())
-            .is_ok_and(|kind| kind.starts_with(b"ssh-rsa")),
-        Ok(msg::SSH_AGENTC_ADD_IDENTITY | msg::SSH_AGENTC_ADD_ID_CONSTRAINED) => {
-            r.string().is_ok_and(|kind| kind.starts_with(b"ssh-rsa"))
-        }
-        Ok(msg::SSH_AGENTC_LOCK | msg::SSH_AGENTC_UNLOCK) => true,
-        _ => false,
-    }
-}
-
-/// Whether handling this request puts private key material or a passphrase in memory:
-/// adds, signatures, lock and unlock. The server wipes its stack after these.
-pub fn touches_secrets(body: &[u8]) -> bool {
-    matches!(
-        body.first(),
-        Some(
-            &msg::SSH_AGENTC_ADD_IDENTITY
-                | &msg::SSH_AGENTC_ADD_ID_CONSTRAINED
-                | &msg::SSH_AGENTC_SIGN_REQUEST
-                | &msg::SSH_AGENTC_LOCK
-                | &msg::SSH_AGENTC_UNLOCK
-        )
-    )
-}
-
 /// What the framing layer found at the front of a connection's input buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -620,6 +344,109 @@ pub fn frame(input: &[u8]) -> Frame {
         return Frame::Incomplete;
     }
     Frame::Complete(len)
+}
+
+/// What `serve` did with the front of a connection's input.
+pub enum Served<T> {
+    /// Not a whole frame yet: nothing was read.
+    Incomplete,
+    /// A frame length of 0 or over `MAX_MESSAGE_LEN`: close the connection.
+    Invalid,
+    /// A slow request (`Request::is_slow`), decoded and not answered; the frame's `len`
+    /// bytes (prefix included) are done with. `answer` it when its turn comes.
+    Slow {
+        len: usize,
+        request: Request,
+        /// As `Answer::secret`: decoding it copied a key or a passphrase.
+        secret: bool,
+    },
+    /// Answered: the frame's `len` bytes are done with.
+    Done { len: usize, answer: Answer<T> },
+}
+
+/// What the handler `serve` is given answers: a response to send now, or something else for
+/// the caller (an answer that is not a response yet).
+pub enum Handled<'a, T> {
+    Now(Response<'a>),
+    Later(T),
+}
+
+/// What `answer` did: the response `handle` gave is in the output, or `later` holds what it
+/// gave instead (an answer that is not a response yet).
+pub struct Answer<T> {
+    /// Answering put private key material or a passphrase in memory
+    /// (`Request::touches_secrets`): the caller wipes its stack (`secret::wipe_stack`).
+    pub secret: bool,
+    pub later: Option<T>,
+}
+
+/// One request, from the front of a connection's input to its encoded reply: frame it,
+/// decode it, let `handle` answer it (the server passes the agent's `handle`), and append
+/// the response to `out`. A slow request is handed back decoded instead (`Served::Slow`);
+/// a body that does not decode gets FAILURE, and the connection lives on.
+///
+/// Never inlined, nor is `answer`: decoding an ADD and signing leave copies of key material
+/// in their stack frames (moves of the crypto crates' values, which no `Zeroize` reaches),
+/// and those frames must lie below the caller's, where `secret::wipe_stack` called from the
+/// caller's own level clears them. Inlined, they would be part of the caller's (the loop's)
+/// live frame, which no wipe below it reaches. A body that does not decode built no key
+/// (`NewKey::read` checks the layout only): nothing to wipe.
+#[inline(never)]
+pub fn serve<'a, T>(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    handle: impl FnOnce(Request) -> Handled<'a, T>,
+) -> Served<T> {
+    let len = match frame(input) {
+        Frame::Incomplete => return Served::Incomplete,
+        Frame::Invalid => return Served::Invalid,
+        Frame::Complete(len) => 4usize.saturating_add(len),
+    };
+    let request = match input.get(4..len).map(Request::decode) {
+        Some(Ok(request)) => request,
+        failed => {
+            if let Some(Err(e)) = failed {
+                debug!("cannot decode request: {e}");
+            }
+            Response::Failure.encode(out);
+            let answer = Answer {
+                secret: false,
+                later: None,
+            };
+            return Served::Done { len, answer };
+        }
+    };
+    if request.is_slow() {
+        let secret = request.touches_secrets();
+        return Served::Slow {
+            len,
+            request,
+            secret,
+        };
+    }
+    Served::Done {
+        len,
+        answer: answer(request, out, handle),
+    }
+}
+
+/// Let `handle` answer a decoded request and append its response to `out` (see `serve`).
+#[inline(never)]
+pub fn answer<'a, T>(
+    request: Request,
+    out: &mut Vec<u8>,
+    handle: impl FnOnce(Request) -> Handled<'a, T>,
+) -> Answer<T> {
+    let secret = request.touches_secrets();
+    debug!("request {request:?}");
+    let later = match handle(request) {
+        Handled::Now(response) => {
+            response.encode(out);
+            None
+        }
+        Handled::Later(later) => Some(later),
+    };
+    Answer { secret, later }
 }
 
 #[cfg(test)]
@@ -807,161 +634,10 @@ mod tests {
         );
     }
 
-    fn hop_bytes(user: &str, host: &str, keys: &[(&[u8], bool)]) -> Vec<u8> {
-        let mut h = Vec::new();
-        put_string(&mut h, user.as_bytes());
-        put_string(&mut h, host.as_bytes());
-        put_string(&mut h, b"");
-        for (k, ca) in keys {
-            put_string(&mut h, k);
-            h.push(u8::from(*ca));
-        }
-        h
-    }
-
-    fn dest_ext(constraints: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-        let mut list = Vec::new();
-        for (from, to) in constraints {
-            let mut c = Vec::new();
-            put_string(&mut c, from);
-            put_string(&mut c, to);
-            put_string(&mut c, b"");
-            put_string(&mut list, &c);
-        }
-        let mut ext = vec![255];
-        put_string(&mut ext, EXT_RESTRICT_DESTINATION.as_bytes());
-        put_string(&mut ext, &list);
-        ext
-    }
-
-    #[test]
-    fn destination_constraints_parse_with_openssh_checks() {
-        let body = crate::keys::testkeys::add_body("ed25519");
-        let key = crate::keys::testkeys::public_blob(&body);
-        let parse = |b: &[u8]| Constraints::decode(&mut Reader::new(b));
-        let origin = hop_bytes("", "", &[]);
-        let to = hop_bytes("deploy*", "host", &[(&key, false)]);
-        let c = parse(&dest_ext(&[(origin.clone(), to.clone())])).unwrap();
-        assert_eq!(c.destinations.len(), 1);
-        assert_eq!(c.destinations[0].to.user.as_deref(), Some("deploy*"));
-        assert_eq!(c.destinations[0].to.hostname.as_deref(), Some("host"));
-        assert!(c.destinations[0].from.keys.is_empty());
-        // It round-trips through the encoder.
-        let mut enc = Vec::new();
-        c.encode(&mut enc);
-        assert_eq!(parse(&enc), Ok(c));
-        // "to" needs a host name and keys; "from" has no user, and a name iff keys.
-        assert!(parse(&dest_ext(&[(origin.clone(), hop_bytes("", "host", &[]))])).is_err());
-        assert!(
-            parse(&dest_ext(&[(
-                origin.clone(),
-                hop_bytes("", "", &[(&key, false)])
-            )]))
-            .is_err()
-        );
-        assert!(parse(&dest_ext(&[(hop_bytes("u", "", &[]), to.clone())])).is_err());
-        assert!(parse(&dest_ext(&[(hop_bytes("", "a", &[]), to.clone())])).is_err());
-        // Garbage host keys, long user patterns, hop extensions, an empty list: refused.
-        assert!(
-            parse(&dest_ext(&[(
-                origin.clone(),
-                hop_bytes("", "h", &[(b"junk", false)])
-            )]))
-            .is_err()
-        );
-        // User patterns up to 256 bytes (OpenSSH), host names up to 255.
-        let one = |user: &str, host: &str| {
-            parse(&dest_ext(&[(
-                origin.clone(),
-                hop_bytes(user, host, &[(&key, false)]),
-            )]))
-        };
-        let longest = "u".repeat(MAX_USER_PATTERN_LEN);
-        assert!(one(&longest, "h").is_ok());
-        assert!(one(&format!("{longest}u"), "h").is_err());
-        let longest = "h".repeat(MAX_HOSTNAME_LEN);
-        assert!(one("", &longest).is_ok());
-        assert!(one("", &format!("{longest}h")).is_err());
-        let from = hop_bytes("", &format!("{longest}h"), &[(&key, false)]);
-        assert!(parse(&dest_ext(&[(from, to.clone())])).is_err());
-        let mut ext_hop = Vec::new();
-        put_string(&mut ext_hop, b"");
-        put_string(&mut ext_hop, b"h");
-        put_string(&mut ext_hop, b"x");
-        assert!(parse(&dest_ext(&[(origin.clone(), ext_hop)])).is_err());
-        assert!(parse(&dest_ext(&[])).is_err());
-        // Given twice: refused.
-        let mut twice = dest_ext(&[(origin.clone(), to.clone())]);
-        twice.extend(dest_ext(&[(origin, to)]));
-        assert!(parse(&twice).is_err());
-    }
-
-    #[test]
-    fn userauth_requests() {
-        let body = crate::keys::testkeys::add_body("ed25519");
-        let key = crate::keys::testkeys::public_blob(&body);
-        let build = |sid: &[u8], method: &[u8], alg: &[u8], k: &[u8], tail: &[u8]| {
-            let mut d = Vec::new();
-            put_string(&mut d, sid);
-            d.push(50);
-            put_string(&mut d, b"root");
-            put_string(&mut d, b"ssh-connection");
-            put_string(&mut d, method);
-            d.push(1);
-            put_string(&mut d, alg);
-            put_string(&mut d, k);
-            d.extend_from_slice(tail);
-            d
-        };
-        let ok = build(b"sid", b"publickey", b"ssh-ed25519", &key, b"");
-        let r = parse_userauth_request(&ok, &key).unwrap();
-        assert_eq!(
-            (r.session_id, r.user.as_str(), r.host_key),
-            (&b"sid"[..], "root", None)
-        );
-        let mut hk = Vec::new();
-        put_string(&mut hk, b"hostkey");
-        let hb = build(
-            b"sid",
-            b"publickey-hostbound-v00@openssh.com",
-            b"ssh-ed25519",
-            &key,
-            &hk,
-        );
-        assert_eq!(
-            parse_userauth_request(&hb, &key).unwrap().host_key,
-            Some(&b"hostkey"[..])
-        );
-        assert!(
-            parse_userauth_request(&build(b"", b"publickey", b"ssh-ed25519", &key, b""), &key)
-                .is_none()
-        );
-        assert!(
-            parse_userauth_request(&build(b"s", b"password", b"ssh-ed25519", &key, b""), &key)
-                .is_none()
-        );
-        assert!(
-            parse_userauth_request(&build(b"s", b"publickey", b"ssh-rsa", &key, b""), &key)
-                .is_none()
-        );
-        assert!(
-            parse_userauth_request(
-                &build(b"s", b"publickey", b"ssh-ed25519", b"other", b""),
-                &key
-            )
-            .is_none()
-        );
-        assert!(
-            parse_userauth_request(&build(b"s", b"publickey", b"ssh-ed25519", &key, b"x"), &key)
-                .is_none()
-        );
-        for cut in 0..ok.len() {
-            assert!(parse_userauth_request(&ok[..cut], &key).is_none());
-        }
-    }
-
     #[test]
     fn slow_requests_are_recognised() {
+        // Read from the decoded request: every body here decodes, but the last two.
+        let is_slow = |body: &[u8]| Request::decode(body).is_ok_and(|r| r.is_slow());
         let sign = |blob: &[u8]| {
             let mut b = vec![13];
             put_string(&mut b, blob);
@@ -974,15 +650,83 @@ mod tests {
             put_string(&mut v, kind);
             v
         };
+        let add = |kind: u8, key: &str| {
+            let mut b = vec![kind];
+            b.extend(crate::keys::testkeys::add_body(key));
+            put_string(&mut b, b"comment");
+            b
+        };
         assert!(is_slow(&sign(&blob(b"ssh-rsa"))));
         assert!(is_slow(&sign(&blob(b"ssh-rsa-cert-v01@openssh.com"))));
         assert!(!is_slow(&sign(&blob(b"ssh-ed25519"))));
         assert!(!is_slow(&sign(b"")));
-        assert!(is_slow(&body(17, &[b"ssh-rsa"])));
-        assert!(!is_slow(&body(25, &[b"ecdsa-sha2-nistp256"])));
-        assert!(is_slow(&[22]));
-        assert!(is_slow(&[23]));
+        assert!(is_slow(&add(17, "rsa2048")));
+        assert!(!is_slow(&add(25, "ecdsa256")));
+        assert!(is_slow(&body(22, &[b"pw"])));
+        assert!(is_slow(&body(23, &[b"pw"])));
         assert!(!is_slow(&[11]));
         assert!(!is_slow(&[]));
+        assert!(!is_slow(&body(17, &[b"ssh-rsa"])));
+    }
+
+    #[test]
+    fn requests_touching_secrets() {
+        let touches = |body: &[u8]| Request::decode(body).unwrap().touches_secrets();
+        let mut add = vec![17];
+        add.extend(crate::keys::testkeys::add_body("ed25519"));
+        put_string(&mut add, b"");
+        let mut sign = body(13, &[b"k", b"d"]);
+        sign.extend_from_slice(&0u32.to_be_bytes());
+        for b in [add, sign, body(22, &[b"pw"]), body(23, &[b"pw"])] {
+            assert!(touches(&b), "{:?}", b[0]);
+        }
+        for b in [vec![11], vec![19], body(18, &[b"k"]), body(27, &[b"query"])] {
+            assert!(!touches(&b), "{:?}", b[0]);
+        }
+    }
+
+    /// `serve`: one frame from the input to the output, or handed back when slow.
+    #[test]
+    fn serving_one_frame() {
+        let framed = |body: &[u8]| {
+            let mut f = (body.len() as u32).to_be_bytes().to_vec();
+            f.extend_from_slice(body);
+            f
+        };
+        let mut out = Vec::new();
+        let list = |r: Request| match r {
+            Request::RequestIdentities => Handled::Now(Response::Identities(vec![])),
+            _ => Handled::Later("later"),
+        };
+        assert!(matches!(serve(&[0, 0], &mut out, list), Served::Incomplete));
+        assert!(matches!(serve(&[0; 5], &mut out, list), Served::Invalid));
+        assert!(out.is_empty());
+        // Answered, the frame and whatever follows it left for the next call.
+        let mut input = framed(&[11]);
+        input.extend(framed(&[11]));
+        let Served::Done { len, answer } = serve(&input, &mut out, list) else {
+            panic!("not answered")
+        };
+        assert_eq!((len, answer.secret, answer.later), (5, false, None));
+        assert_eq!(out, [0, 0, 0, 5, 12, 0, 0, 0, 0]);
+        // A body that does not decode: FAILURE, and nothing for the handler.
+        out.clear();
+        let Served::Done { answer, .. } = serve(&framed(&[13, 0]), &mut out, list) else {
+            panic!("not answered")
+        };
+        assert_eq!(answer.later, None);
+        assert_eq!(out, [0, 0, 0, 1, 5]);
+        // An answer for later goes back to the caller; a slow request is not handled.
+        out.clear();
+        let Served::Done { answer, .. } = serve(&framed(&[19]), &mut out, list) else {
+            panic!("not answered")
+        };
+        assert_eq!(answer.later, Some("later"));
+        let lock = framed(&body(22, &[b"pw"]));
+        let Served::Slow { len, secret, .. } = serve(&lock, &mut out, list) else {
+            panic!("not slow")
+        };
+        assert_eq!((len, secret), (lock.len(), true));
+        assert!(out.is_empty());
     }
 }

@@ -1,8 +1,9 @@
 //! The poll loop: the listener, connections with input and output buffers, the signal
-//! self-pipe, timers (key expiry, delayed unlock failures, the parent watch), the queue of
-//! unlocks held during the back-off and the askpass prompt with its queue. It knows the
-//! agent only through `Agent::handle`, `Agent::confirmed`, `Agent::reap`,
-//! `Agent::unlock_backoff` and `Agent::remove_all`.
+//! self-pipe, timers (key expiry, delayed unlock failures, the parent watch) and the queue of
+//! unlocks held during the back-off; it polls the askpass prompts (`askpass::Prompts`). Each
+//! request goes through `protocol::serve` (frame, decode, answer, encode). It knows the agent
+//! only through `Agent::handle`, `Agent::confirmed`, `Agent::reap`, `Agent::unlock_backoff`,
+//! `Agent::take_use` and `Agent::remove_all`.
 //!
 //! One thread, no blocking call anywhere but `poll`: a confirmation prompt or the unlock
 //! back-off delays only the clients that asked (OpenSSH stalls every client). Every request
@@ -12,15 +13,15 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::agent::{Agent, PendingSign, Reply, Session};
-use crate::askpass::{self, KnownHosts, Peer};
-use crate::protocol::{self, Frame, Request, Response};
+use crate::agent::{Agent, Reply, Session};
+use crate::askpass::{self, Askpass, KnownHosts, Peer, Prompts};
+use crate::protocol::{self, Frame, Handled, Request, Response, Served};
+use crate::secret::{STACK_WIPE, SecretBuf, wipe_stack};
 use crate::sys::{self, Instant};
 
 /// Bytes read from a socket at a time (OpenSSH: AGENT_RBUF_LEN).
@@ -33,10 +34,6 @@ const INPUT_LIMIT: usize = 4 + protocol::MAX_MESSAGE_LEN + READ_CHUNK;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 /// How often to look for a parent when no pidfd is available (OpenSSH: 10 s, command mode only).
 const PARENT_CHECK: Duration = Duration::from_secs(1);
-/// A confirmation prompt that takes longer than this is refused and its askpass killed.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
-/// Most output an askpass may print; its first line is all that matters.
-const ASKPASS_OUTPUT_LIMIT: usize = 1024;
 
 /// Which process's death ends the agent.
 pub enum Watch {
@@ -48,32 +45,6 @@ pub enum Watch {
     Pid(libc::pid_t),
 }
 
-/// How confirmations are asked, read once from the environment at start.
-pub struct Askpass {
-    /// `$SSH_ASKPASS`, or the system default.
-    pub program: std::ffi::OsString,
-    /// Whether the rules allow running it at all (a display, or SSH_ASKPASS_REQUIRE=force).
-    pub allowed: bool,
-}
-
-impl Askpass {
-    /// OpenSSH readpass.c: askpass runs only with DISPLAY or WAYLAND_DISPLAY set, or with
-    /// SSH_ASKPASS_REQUIRE=force; SSH_ASKPASS_REQUIRE=never refuses.
-    pub fn from_env() -> Askpass {
-        let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
-        let require = std::env::var_os("SSH_ASKPASS_REQUIRE");
-        let allowed = match require.as_ref().and_then(|s| s.to_str()) {
-            Some("force") => true,
-            Some("never") => false,
-            _ => set("DISPLAY") || set("WAYLAND_DISPLAY"),
-        };
-        let program = std::env::var_os("SSH_ASKPASS")
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "/usr/bin/ssh-askpass".into());
-        Askpass { program, allowed }
-    }
-}
-
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -83,33 +54,6 @@ pub enum Exit {
     ParentGone,
 }
 
-/// A buffer for bytes that may be secret (ADD requests carry private keys). Freed and
-/// moved blocks are wiped by the allocator (`sys::WipingAlloc`); what `consume` leaves
-/// behind inside the allocation is wiped here.
-#[derive(Default)]
-struct SecretBuf(Vec<u8>);
-
-impl SecretBuf {
-    fn append(&mut self, data: &[u8]) {
-        self.0.extend_from_slice(data);
-    }
-
-    /// Remove the first `n` bytes and wipe what they leave behind.
-    fn consume(&mut self, n: usize) {
-        let n = n.min(self.0.len());
-        let rest = self.0.len() - n;
-        self.0.copy_within(n.., 0);
-        if let Some(tail) = self.0.get_mut(rest..) {
-            tail.zeroize();
-        }
-        self.0.truncate(rest);
-        if self.0.is_empty() && self.0.capacity() > 4 * READ_CHUNK {
-            // Give back the memory of a large frame.
-            self.0 = Vec::new();
-        }
-    }
-}
-
 enum ConnState {
     /// Reading and answering requests.
     Ready,
@@ -117,8 +61,8 @@ enum ConnState {
     Delayed { until: Instant, reply: Vec<u8> },
     /// Its UNLOCK waits, unchecked, in `Server::unlocks` for the back-off to end.
     Unlocking,
-    /// Its signature waits for the user's answer: on screen (`Server::prompt`) or in line
-    /// for it (`Server::confirms`).
+    /// Its signature waits for the user's answer: on screen or in line for it
+    /// (`Server::prompts`).
     Confirming,
 }
 
@@ -145,8 +89,9 @@ struct Conn {
     state: ConnState,
     /// The client closed its end; answer what is buffered, then close.
     eof: bool,
-    /// A slow request waits at the head of the input for its turn.
-    backlog: bool,
+    /// A slow request (`Request::is_slow`), decoded, waits for its turn (`run_one_slow`);
+    /// the requests behind it wait in the input.
+    slow: Option<Request>,
 }
 
 impl Conn {
@@ -155,9 +100,9 @@ impl Conn {
     /// input. No new byte may arrive to wake the loop for these, so the loop looks itself.
     fn has_work(&self) -> bool {
         matches!(self.state, ConnState::Ready)
-            && !self.backlog
+            && self.slow.is_none()
             && self.output.len() < OUTPUT_HIGH_WATER
-            && protocol::frame(&self.input.0) != Frame::Incomplete
+            && protocol::frame(self.input.as_slice()) != Frame::Incomplete
     }
 }
 
@@ -169,26 +114,6 @@ type ConnRef = (usize, u64);
 struct HeldUnlock {
     conn: ConnRef,
     passphrase: Zeroizing<Vec<u8>>,
-}
-
-/// A confirmation waiting for the prompt on screen to end.
-struct QueuedConfirm {
-    conn: ConnRef,
-    pending: PendingSign,
-}
-
-/// The askpass on screen and the signature that waits for it.
-struct Prompt {
-    /// None once its client has closed (the child is killed, then reaped).
-    conn: Option<ConnRef>,
-    child: Child,
-    stdout: Option<ChildStdout>,
-    output: Vec<u8>,
-    /// CONFIRM_TIMEOUT from when it was shown.
-    deadline: Instant,
-    pending: PendingSign,
-    /// The child's exit status once reaped.
-    status: Option<std::process::ExitStatus>,
 }
 
 /// What a pollfd entry stands for.
@@ -206,21 +131,18 @@ pub struct Server<'a> {
     listener: UnixListener,
     signals: OwnedFd,
     watches: Vec<Watch>,
-    askpass: Askpass,
     /// Names bound host keys in prompts and use log lines.
     known_hosts: KnownHosts,
     uid: u32,
     conns: Vec<Option<Conn>>,
     next_id: u64,
-    /// At most one prompt on screen at a time (OpenSSH too); the others wait in `confirms`,
-    /// in arrival order.
-    prompt: Option<Prompt>,
-    confirms: VecDeque<QueuedConfirm>,
+    /// The confirmation prompts: one on screen, the others in line.
+    prompts: Prompts<ConnRef>,
     /// UNLOCKs held during the back-off, checked one at a time in arrival order.
     unlocks: VecDeque<HeldUnlock>,
     accept_paused_until: Option<Instant>,
     next_parent_check: Instant,
-    /// Where the search for the next backlogged connection starts (round robin).
+    /// Where the search for the next connection with a slow request starts (round robin).
     next_slow: usize,
 }
 
@@ -266,13 +188,11 @@ impl<'a> Server<'a> {
             listener,
             signals,
             watches,
-            askpass,
             known_hosts: KnownHosts::from_env(),
             uid: nix::unistd::getuid().as_raw(),
             conns: Vec::new(),
             next_id: 0,
-            prompt: None,
-            confirms: VecDeque::new(),
+            prompts: Prompts::new(askpass),
             unlocks: VecDeque::new(),
             accept_paused_until: None,
             next_parent_check: Instant::now() + PARENT_CHECK,
@@ -314,15 +234,11 @@ impl<'a> Server<'a> {
                     }
                 }
             }
-            if let Some(p) = &self.prompt {
-                deadline = earliest(deadline, Some(p.deadline));
-                if let Some(out) = &p.stdout {
-                    fds.push(pollfd(out.as_raw_fd(), libc::POLLIN));
-                    tags.push(Tag::Prompt);
-                } else if p.status.is_none() {
-                    // Output closed but not yet exited: SIGCHLD wakes us; look again soon anyway.
-                    deadline = earliest(deadline, Some(now + Duration::from_millis(50)));
-                }
+            let (prompt, wake) = self.prompts.poll(now);
+            deadline = earliest(deadline, wake);
+            if let Some(fd) = prompt {
+                fds.push(pollfd(fd, libc::POLLIN));
+                tags.push(Tag::Prompt);
             }
             if !self.unlocks.is_empty() {
                 let turn = self.agent.unlock_backoff().unwrap_or(now);
@@ -330,7 +246,7 @@ impl<'a> Server<'a> {
             }
             for (i, c) in self.conns.iter().enumerate() {
                 let Some(c) = c else { continue };
-                if c.backlog || c.has_work() {
+                if c.slow.is_some() || c.has_work() {
                     // Work is waiting: look at the sockets, but do not sleep.
                     deadline = Some(now);
                 }
@@ -339,7 +255,7 @@ impl<'a> Server<'a> {
                     ConnState::Ready => {
                         if !c.eof
                             && c.output.len() < OUTPUT_HIGH_WATER
-                            && c.input.0.len() < INPUT_LIMIT
+                            && c.input.len() < INPUT_LIMIT
                         {
                             events |= libc::POLLIN;
                         }
@@ -373,11 +289,11 @@ impl<'a> Server<'a> {
                         info!("watched process exited, exiting");
                         return Ok(Exit::ParentGone);
                     }
-                    Tag::Prompt => self.read_prompt(),
+                    Tag::Prompt => self.prompts.read(),
                     Tag::Conn(i) => self.service(i, pfd.revents, now),
                 }
             }
-            self.finish_prompt(now);
+            self.finish_prompts(now);
             self.check_held_unlocks(now);
             self.fire_timers(now);
             self.resume(now);
@@ -395,28 +311,37 @@ impl<'a> Server<'a> {
                 .and_then(Option::as_ref)
                 .is_some_and(Conn::has_work);
             if work {
-                self.process(i, now, false);
+                self.process(i, now);
             }
         }
     }
 
-    /// Run the slow request (an RSA signature, a lock) of one backlogged connection, taking
-    /// turns. Quick requests never wait behind more than one slow one: each pass answers
-    /// every quick request first, then at most one slow request.
+    /// Answer the slow request (an RSA signature, a lock) of one connection that has one,
+    /// taking turns, then the quick ones behind it. Quick requests never wait behind more
+    /// than one slow one: each pass answers every quick request first, then at most one slow
+    /// request.
     fn run_one_slow(&mut self, now: Instant) {
         let n = self.conns.len();
         for k in 0..n {
             let i = (self.next_slow + k) % n;
-            if self
-                .conns
-                .get(i)
-                .and_then(Option::as_ref)
-                .is_some_and(|c| c.backlog)
-            {
-                self.next_slow = i + 1;
-                self.process(i, now, true);
-                return;
+            let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            let Some(request) = conn.slow.take() else {
+                continue;
+            };
+            self.next_slow = i + 1;
+            let (agent, hold) = (&mut *self.agent, !self.unlocks.is_empty());
+            let session = &mut conn.session;
+            let answer = protocol::answer(request, &mut conn.output, |request| {
+                handle(agent, session, request, hold, now)
+            });
+            if answer.secret {
+                wipe_stack::<STACK_WIPE>();
             }
+            self.after(i, answer.later, now);
+            self.process(i, now);
+            return;
         }
     }
 
@@ -437,11 +362,8 @@ impl<'a> Server<'a> {
             info!("received SIGUSR1, removing all keys");
             self.agent.remove_all();
         }
-        if sys::SIG_CHLD.swap(false, Ordering::SeqCst)
-            && let Some(p) = &mut self.prompt
-            && p.status.is_none()
-        {
-            p.status = p.child.try_wait().ok().flatten();
+        if sys::SIG_CHLD.swap(false, Ordering::SeqCst) {
+            self.prompts.child_exited();
         }
         None
     }
@@ -519,7 +441,7 @@ impl<'a> Server<'a> {
             peer: Peer::new(pid),
             state: ConnState::Ready,
             eof: false,
-            backlog: false,
+            slow: None,
         };
         match self.conns.iter().position(Option::is_none) {
             Some(i) => {
@@ -540,13 +462,7 @@ impl<'a> Server<'a> {
             return;
         };
         let me = (i, conn.id);
-        if let Some(p) = &mut self.prompt
-            && p.conn == Some(me)
-        {
-            p.conn = None;
-            let _ = p.child.kill();
-        }
-        self.confirms.retain(|q| q.conn != me);
+        self.prompts.forget(me);
         self.unlocks.retain(|h| h.conn != me);
     }
 
@@ -574,95 +490,56 @@ impl<'a> Server<'a> {
             self.close(i);
             return;
         }
-        self.process(i, now, false);
+        self.process(i, now);
     }
 
-    /// Answer the whole frames in a connection's input, then try to write. A slow request
-    /// (`protocol::is_slow`) runs only when `slow_ok`, and then only one; otherwise it waits
-    /// at the head of the input for `run_one_slow`.
-    fn process(&mut self, i: usize, now: Instant, mut slow_ok: bool) {
-        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
-            return;
-        };
-        conn.backlog = false;
-        while matches!(conn.state, ConnState::Ready) && conn.output.len() < OUTPUT_HIGH_WATER {
-            let len = match protocol::frame(&conn.input.0) {
-                Frame::Incomplete => break,
-                Frame::Invalid => {
+    /// Answer the whole frames in a connection's input, each through `protocol::serve`, then
+    /// try to write. A slow request stops it: decoded, it waits in `Conn::slow` for
+    /// `run_one_slow`, and the frames behind it wait in the input.
+    fn process(&mut self, i: usize, now: Instant) {
+        loop {
+            let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+                return;
+            };
+            if !matches!(conn.state, ConnState::Ready)
+                || conn.slow.is_some()
+                || conn.output.len() >= OUTPUT_HIGH_WATER
+            {
+                break;
+            }
+            let (agent, hold) = (&mut *self.agent, !self.unlocks.is_empty());
+            let session = &mut conn.session;
+            let served = protocol::serve(conn.input.as_slice(), &mut conn.output, |request| {
+                handle(agent, session, request, hold, now)
+            });
+            let (len, secret, later) = match served {
+                Served::Incomplete => break,
+                Served::Invalid => {
                     debug!("bad frame length, closing connection");
                     self.close(i);
                     return;
                 }
-                Frame::Complete(len) => len,
-            };
-            let end = 4usize.saturating_add(len);
-            if protocol::is_slow(conn.input.0.get(4..end).unwrap_or_default()) {
-                if !slow_ok {
-                    conn.backlog = true;
-                    break;
+                Served::Slow {
+                    len,
+                    request,
+                    secret,
+                } => {
+                    conn.slow = Some(request);
+                    (len, secret, None)
                 }
-                slow_ok = false;
-            }
-            let body = conn.input.0.get(4..end);
-            // From the message type, not the decoded request: an ADD refused half-way (a
-            // private half that does not match) has built and dropped key values too.
-            let secret = body.is_some_and(protocol::touches_secrets);
-            // Behind UNLOCKs already held, another waits its turn, unchecked.
-            let hold_unlock = !self.unlocks.is_empty();
-            let reply = decode_and_handle(self.agent, &mut conn.session, body, hold_unlock, now);
-            conn.input.consume(end);
+                Served::Done { len, answer } => (len, answer.secret, answer.later),
+            };
+            conn.input.consume(len);
             if secret {
                 // Before the next request: what this one left on the stack must not be
                 // copied into the next key's allocations (a move copies padding too).
-                wipe_stack();
+                wipe_stack::<STACK_WIPE>();
             }
-            // The prompt says who asks and for where, read when the request is made.
-            let reply = match reply {
-                Reply::Confirm(mut pending) => {
-                    let requester = conn.peer.describe();
-                    let facts = &pending.facts;
-                    pending.prompt =
-                        askpass::prompt(&pending.prompt, facts, requester, &self.known_hosts);
-                    Reply::Confirm(pending)
-                }
-                other => other,
-            };
-            match reply {
-                Reply::Now(r) => r.encode(&mut conn.output),
-                Reply::Delayed(wait, r) => conn.state = ConnState::delayed(now + wait, &r),
-                Reply::Held(passphrase) => {
-                    conn.state = ConnState::Unlocking;
-                    self.unlocks.push_back(HeldUnlock {
-                        conn: (i, conn.id),
-                        passphrase,
-                    });
-                }
-                Reply::Confirm(pending) => {
-                    let me = (i, conn.id);
-                    if self.prompt.is_some() || !self.confirms.is_empty() {
-                        conn.state = ConnState::Confirming;
-                        self.confirms.push_back(QueuedConfirm { conn: me, pending });
-                    } else {
-                        match show_prompt(&self.askpass, me, pending, now) {
-                            Ok(p) => {
-                                conn.state = ConnState::Confirming;
-                                self.prompt = Some(p);
-                            }
-                            Err(pending) => self
-                                .agent
-                                .confirmed(*pending, false, now)
-                                .encode(&mut conn.output),
-                        }
-                    }
-                }
-            }
-            if let Some(sign) = self.agent.take_use() {
-                info!(
-                    "{}",
-                    askpass::UseLine::new(&sign, conn.peer.describe(), &self.known_hosts)
-                );
-            }
+            self.after(i, later, now);
         }
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
         if let Err(e) = write_out(conn) {
             debug!("write: {e}");
             self.close(i);
@@ -671,99 +548,69 @@ impl<'a> Server<'a> {
         // A client that closed its end (or only its writing half, as `nc -N` does) gets
         // every reply to what it sent before the connection is closed.
         if conn.eof
-            && !conn.backlog
+            && conn.slow.is_none()
             && matches!(conn.state, ConnState::Ready)
             && conn.output.is_empty()
-            && !matches!(protocol::frame(&conn.input.0), Frame::Complete(_))
+            && !matches!(protocol::frame(conn.input.as_slice()), Frame::Complete(_))
         {
-            if !conn.input.0.is_empty() {
+            if !conn.input.is_empty() {
                 debug!("client closed with a partial frame");
             }
             self.close(i);
         }
     }
 
-    fn read_prompt(&mut self) {
-        let Some(p) = self.prompt.as_mut() else {
+    /// What follows a request the agent answered: an answer that is not a response yet (a
+    /// failed unlock answered after its delay, an unlock held for its turn, a signature for
+    /// the user to confirm), then the use log line of a signature request.
+    fn after(&mut self, i: usize, later: Option<Reply<'static>>, now: Instant) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
-        let Some(out) = p.stdout.as_mut() else {
-            return;
-        };
-        let mut buf = [0u8; 256];
-        loop {
-            match out.read(&mut buf) {
-                Ok(0) => {
-                    p.stdout = None;
-                    p.status = p.child.try_wait().ok().flatten();
-                    return;
-                }
-                Ok(n) => {
-                    let room = ASKPASS_OUTPUT_LIMIT.saturating_sub(p.output.len());
-                    p.output
-                        .extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    p.stdout = None;
-                    return;
+        let me = (i, conn.id);
+        match later {
+            None => {}
+            Some(Reply::Now(r)) => r.encode(&mut conn.output),
+            Some(Reply::Delayed(wait, r)) => conn.state = ConnState::delayed(now + wait, &r),
+            Some(Reply::Held(passphrase)) => {
+                conn.state = ConnState::Unlocking;
+                self.unlocks.push_back(HeldUnlock {
+                    conn: me,
+                    passphrase,
+                });
+            }
+            Some(Reply::Confirm(mut pending)) => {
+                // The prompt says who asks and for where, read when the request is made.
+                let requester = conn.peer.describe();
+                let facts = &pending.facts;
+                pending.prompt =
+                    askpass::prompt(&pending.prompt, facts, requester, &self.known_hosts);
+                match self.prompts.ask(me, pending, now) {
+                    Ok(()) => conn.state = ConnState::Confirming,
+                    Err(pending) => self
+                        .agent
+                        .confirmed(*pending, false, now)
+                        .encode(&mut conn.output),
                 }
             }
         }
+        self.log_use(me);
     }
 
-    /// Settle the prompt on screen once its askpass has exited or timed out, then show the
-    /// next one in line.
-    fn finish_prompt(&mut self, now: Instant) {
-        let Some(p) = self.prompt.as_mut() else {
-            return;
-        };
-        if p.status.is_none() && p.stdout.is_none() {
-            p.status = p.child.try_wait().ok().flatten();
-        }
-        let timed_out = now >= p.deadline;
-        if p.status.is_none() && !timed_out {
-            return;
-        }
-        if timed_out && p.status.is_none() {
-            debug!("confirmation timed out");
-            let _ = p.child.kill();
-            // Killed with SIGKILL: it exits at once; reaping here keeps no zombie.
-            let _ = p.child.wait();
-        }
-        let Some(p) = self.prompt.take() else {
-            return;
-        };
-        // OpenSSH: allowed when askpass exits 0 and its first line is empty or "yes".
-        let allowed =
-            !timed_out && p.status.is_some_and(|s| s.success()) && confirm_answer(&p.output);
+    /// Finish the signatures whose prompts have been answered (or refused), in order.
+    fn finish_prompts(&mut self, now: Instant) {
         let mut resume = Vec::new();
-        // A prompt whose client has gone signs nothing.
-        if let Some(me) = p.conn {
-            let reply = self.agent.confirmed(p.pending, allowed, now);
+        for (me, pending, allowed) in self.prompts.settle(now) {
+            let reply = self.agent.confirmed(pending, allowed, now);
             if allowed {
-                wipe_stack(); // it signed (`PrivateKey::sign` runs below this frame)
+                // It signed (`PrivateKey::sign` runs below this frame).
+                wipe_stack::<STACK_WIPE>();
             }
             self.log_use(me);
             self.answer(me, &reply, &mut resume);
         }
-        // The next in line, skipping (and refusing) any whose askpass cannot start.
-        while self.prompt.is_none() {
-            let Some(q) = self.confirms.pop_front() else {
-                break;
-            };
-            match show_prompt(&self.askpass, q.conn, q.pending, now) {
-                Ok(p) => self.prompt = Some(p),
-                Err(pending) => {
-                    let reply = self.agent.confirmed(*pending, false, now);
-                    self.log_use(q.conn);
-                    self.answer(q.conn, &reply, &mut resume);
-                }
-            }
-        }
         for slot in resume {
-            self.process(slot, now, false);
+            self.process(slot, now);
         }
     }
 
@@ -843,10 +690,10 @@ impl<'a> Server<'a> {
             }
         }
         if checked {
-            wipe_stack();
+            wipe_stack::<STACK_WIPE>();
         }
         for slot in resume {
-            self.process(slot, now, false);
+            self.process(slot, now);
         }
     }
 
@@ -863,66 +710,29 @@ impl<'a> Server<'a> {
                 {
                     conn.output.extend_from_slice(&reply);
                 }
-                self.process(i, now, false);
+                self.process(i, now);
             }
         }
     }
 }
 
-fn confirm_answer(output: &[u8]) -> bool {
-    let first = output
-        .split(|&b| b == b'\n' || b == b'\r')
-        .next()
-        .unwrap_or_default();
-    first.is_empty() || first.eq_ignore_ascii_case(b"yes")
-}
-
-/// Decode one frame body and answer it. Never inlined: decoding an ADD and signing leave
-/// copies of key material in their stack frames (moves of the crypto crates' values, which
-/// no `Zeroize` reaches), and those frames must lie below the caller's, where `wipe_stack`
-/// called from the caller's own level clears them. Inlined, they would be part of the
-/// caller's (or the loop's) live frame, which no wipe below it reaches.
-#[inline(never)]
-fn decode_and_handle<'s>(
+/// The agent's answer to a decoded request, as `protocol::serve` takes it: a response to
+/// send now, or an answer for later. Behind UNLOCKs already held, another waits its turn,
+/// unchecked.
+fn handle<'s>(
     agent: &'s mut Agent,
     session: &mut Session,
-    body: Option<&[u8]>,
+    request: Request,
     hold_unlock: bool,
     now: Instant,
-) -> Reply<'s> {
-    match body.map(Request::decode) {
-        Some(Ok(Request::Unlock(passphrase))) if hold_unlock => {
-            debug!("request Unlock([redacted]) held behind another");
-            Reply::Held(passphrase)
+) -> Handled<'s, Reply<'static>> {
+    match request {
+        Request::Unlock(passphrase) if hold_unlock => {
+            debug!("unlock held behind another");
+            Handled::Later(Reply::Held(passphrase))
         }
-        Some(Ok(req)) => {
-            debug!("request {req:?}");
-            agent.handle(session, req, now)
-        }
-        Some(Err(e)) => {
-            debug!("cannot decode request: {e}");
-            Reply::Now(Response::Failure)
-        }
-        None => Reply::Now(Response::Failure),
+        request => agent.handle(session, request, now).handled(),
     }
-}
-
-/// How much of the stack below its caller `wipe_stack` clears: twice the deepest request
-/// measured in the release build (adding a P-256 key, 33 KiB below the loop; an RSA-8192 add
-/// 29 KiB, its signature 24 KiB, Ed25519 14 KiB). The first P-384 or P-521 key of a process
-/// goes deeper once (66 and 127 KiB) while the curve builds its base-point tables, which are
-/// public; the memory scans of tests/security.rs load a P-521 key first to cover that.
-const STACK_WIPE: usize = 64 * 1024;
-
-/// Overwrite the stack below the caller with zeros, after a request that touched secrets
-/// (`protocol::touches_secrets`): what `answer` or `PrivateKey::sign` left in the frames
-/// that have returned. Called from the same function that made the secret-touching call,
-/// so the zeros start where that call's frames started.
-#[inline(never)]
-fn wipe_stack() {
-    let zeros = [0u8; STACK_WIPE];
-    // The zeros must really be written: black_box makes the array observable.
-    std::hint::black_box(&zeros);
 }
 
 /// Read what the socket has (bounded), wiping the stack buffer after.
@@ -932,7 +742,7 @@ fn read_into(conn: &mut Conn) -> io::Result<()> {
     // read was 5% of the agent's time under one signing client).
     let mut used = 0;
     let result = loop {
-        if conn.input.0.len() >= INPUT_LIMIT {
+        if conn.input.len() >= INPUT_LIMIT {
             break Ok(());
         }
         match conn.stream.read(&mut buf) {
@@ -976,90 +786,9 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
     Ok(())
 }
 
-/// Show the prompt for `pending` on behalf of `conn`; its timeout runs from `now`. Hands
-/// `pending` back when the askpass may not or cannot run: refused.
-fn show_prompt(
-    askpass: &Askpass,
-    conn: ConnRef,
-    pending: PendingSign,
-    now: Instant,
-) -> Result<Prompt, Box<PendingSign>> {
-    let Some((child, stdout)) = spawn_askpass(askpass, &pending.prompt) else {
-        return Err(Box::new(pending));
-    };
-    Ok(Prompt {
-        conn: Some(conn),
-        child,
-        stdout: Some(stdout),
-        output: Vec::new(),
-        deadline: now + CONFIRM_TIMEOUT,
-        pending,
-        status: None,
-    })
-}
-
-/// Start `$SSH_ASKPASS "<prompt>"` with SSH_ASKPASS_PROMPT=confirm, its stdout a
-/// non-blocking pipe. `None` when the rules forbid it or it cannot start: refused.
-fn spawn_askpass(askpass: &Askpass, prompt: &str) -> Option<(Child, ChildStdout)> {
-    if !askpass.allowed {
-        debug!("no display and SSH_ASKPASS_REQUIRE is not force: confirmation refused");
-        return None;
-    }
-    let mut child = match Command::new(&askpass.program)
-        .arg(prompt)
-        .env("SSH_ASKPASS_PROMPT", "confirm")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDNAMES")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            error!("cannot run askpass {:?}: {e}", askpass.program);
-            return None;
-        }
-    };
-    let stdout = child.stdout.take()?;
-    let nonblocking = nix::fcntl::fcntl(
-        &stdout,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    );
-    if nonblocking.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        return None;
-    }
-    Some((child, stdout))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_buf_consumes_in_order() {
-        let mut b = SecretBuf::default();
-        b.append(b"hello world");
-        b.consume(6);
-        assert_eq!(b.0, b"world");
-        b.append(&[7u8; 10_000]);
-        assert_eq!(b.0.len(), 10_005);
-        b.consume(100_000);
-        assert!(b.0.is_empty());
-    }
-
-    #[test]
-    fn confirm_answers() {
-        assert!(confirm_answer(b""));
-        assert!(confirm_answer(b"\n"));
-        assert!(confirm_answer(b"yes\n"));
-        assert!(confirm_answer(b"YES"));
-        assert!(!confirm_answer(b"no\n"));
-        assert!(!confirm_answer(b"yes please"));
-        assert!(confirm_answer(b"\nno"));
-    }
 
     #[test]
     fn timeouts_round_up() {

@@ -9,8 +9,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use crate::log::Level;
-
 /// Turn a libc return value into `io::Result` (sudo-rs's `cerr`).
 fn cerr(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
@@ -277,6 +275,15 @@ impl std::ops::Add<std::time::Duration> for Instant {
     }
 }
 
+/// The wall clock, seconds since the epoch: certificates are valid between two such times.
+/// The agent is given it (`Agent::set_wall_clock`) and reads it where a certificate's
+/// validity is checked; a clock before the epoch reads as 0.
+pub fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 // ---------------------------------------------------------------------------------------
 // The loop
 
@@ -344,18 +351,16 @@ pub fn openlog() {
     unsafe { libc::openlog(IDENT.as_ptr().cast(), libc::LOG_PID, libc::LOG_AUTH) };
 }
 
-pub fn syslog(level: Level, msg: &str) {
-    let prio = match level {
-        Level::Error => libc::LOG_ERR,
-        Level::Info => libc::LOG_INFO,
-        Level::Debug => libc::LOG_DEBUG,
-    };
+/// Write `msg` to syslog at `priority` (`LOG_ERR`, `LOG_INFO`, ...). What `log` writes with
+/// once the agent is a daemon: the daemon hands it over (`log::to_syslog(sys::syslog)`), so
+/// neither module needs the other.
+pub fn syslog(priority: libc::c_int, msg: &str) {
     let Ok(msg) = CString::new(msg.replace('\0', "?")) else {
         return;
     };
     // SAFETY: the format is a static "%s" and `msg` a valid C string, so syslog reads
     // exactly one string argument.
-    unsafe { libc::syslog(prio, c"%s".as_ptr(), msg.as_ptr()) };
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), msg.as_ptr()) };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -380,7 +385,8 @@ pub fn hostname() -> io::Result<Vec<u8>> {
 /// lives in crates' own allocations (big-number limbs, precomputed tables, CRT parameters
 /// behind `Arc`s) that do not all wipe themselves; wiping on free is the one place that
 /// catches them all. `realloc` keeps the default (allocate, copy, free), so a moved block is
-/// wiped too.
+/// wiped too. Installed as the global allocator in `secret.rs`, with the rest of the
+/// strategy.
 pub struct WipingAlloc;
 
 // SAFETY: every method forwards to `System` with the caller's own layout; `dealloc` only
@@ -408,9 +414,6 @@ unsafe impl std::alloc::GlobalAlloc for WipingAlloc {
         }
     }
 }
-
-#[global_allocator]
-static ALLOCATOR: WipingAlloc = WipingAlloc;
 
 #[cfg(test)]
 mod tests {

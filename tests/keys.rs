@@ -19,10 +19,10 @@ use common::*;
 use signature::Verifier;
 use ssh_key::encoding::Decode;
 use ssh_key::sha2::{Digest, Sha512};
-use sshkeep::keys::{FingerprintHash, KeyError, PrivateKey, verify};
-use sshkeep::protocol as wire;
+use sshkeep::keys::{FingerprintHash, PrivateKey, verify};
+use sshkeep::wire::{self, Refused};
 
-/// `KeyError::reason` of a private half that does not match its public half.
+/// `Refused::reason` of a private half that does not match its public half.
 const MISMATCH: &str = "private key does not match public key";
 
 fn p(path: &Path) -> &str {
@@ -40,12 +40,12 @@ fn have_openssh() -> bool {
     !missing || !skip("ssh-keygen is missing: install openssh-client")
 }
 
-fn decode(body: &[u8]) -> Result<PrivateKey, KeyError> {
+fn decode(body: &[u8]) -> Result<PrivateKey, Refused> {
     PrivateKey::decode(&mut wire::Reader::new(body))
 }
 
 /// Decodes the key of an ADD frame (type byte first); the comment must follow it.
-fn decode_frame(frame: &[u8], comment: &str) -> Result<PrivateKey, KeyError> {
+fn decode_frame(frame: &[u8], comment: &str) -> Result<PrivateKey, Refused> {
     let mut r = wire::Reader::new(&frame[1..]);
     let key = PrivateKey::decode(&mut r)?;
     assert_eq!(r.string().unwrap(), comment.as_bytes());

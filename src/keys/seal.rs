@@ -29,8 +29,8 @@ use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use ssh_key::Cipher;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{Backend, FingerprintHash, KeyError, PrivateKey, fingerprint, put_mpint};
-use crate::protocol::{Reader, put_string};
+use super::{Backend, FingerprintHash, PrivateKey, fingerprint};
+use crate::wire::{Reader, Refused, put_mpint, put_string};
 
 /// The AEAD, from `ssh-key`'s tree (OpenSSH's `aes256-gcm@openssh.com` key-file cipher).
 const CIPHER: Cipher = Cipher::Aes256Gcm;
@@ -41,9 +41,9 @@ const NONCE_LEN: usize = 12;
 /// AES-GCM tag bytes.
 const TAG_LEN: usize = 16;
 
-const SEAL_FAILED: KeyError = KeyError("cannot seal the key");
-const OPEN_FAILED: KeyError = KeyError("sealed data does not authenticate");
-const SEALED: KeyError = KeyError("key is sealed");
+const SEAL_FAILED: Refused = Refused("cannot seal the key");
+const OPEN_FAILED: Refused = Refused("sealed data does not authenticate");
+const SEALED: Refused = Refused("key is sealed");
 
 /// The key every record of one lock is sealed under. Wiped on drop.
 pub struct WrappingKey(Zeroizing<[u8; WRAPPING_KEY_LEN]>);
@@ -57,14 +57,14 @@ impl fmt::Debug for WrappingKey {
 impl WrappingKey {
     /// `bcrypt_pbkdf(passphrase, salt, 32 bytes, rounds)`, as OpenSSH derives the key of a
     /// passphrase-protected key file.
-    pub fn derive(passphrase: &[u8], salt: &[u8], rounds: u32) -> Result<WrappingKey, KeyError> {
+    pub fn derive(passphrase: &[u8], salt: &[u8], rounds: u32) -> Result<WrappingKey, Refused> {
         let kdf = ssh_key::Kdf::Bcrypt {
             salt: salt.to_vec(),
             rounds,
         };
         let mut key = Zeroizing::new([0u8; WRAPPING_KEY_LEN]);
         kdf.derive(passphrase, key.as_mut_slice())
-            .map_err(|_| KeyError("bcrypt-pbkdf failed"))?;
+            .map_err(|_| Refused("bcrypt-pbkdf failed"))?;
         Ok(WrappingKey(key))
     }
 }
@@ -90,7 +90,7 @@ impl Sealed {
         key: &WrappingKey,
         counter: u64,
         mut plaintext: Zeroizing<Vec<u8>>,
-    ) -> Result<Sealed, KeyError> {
+    ) -> Result<Sealed, Refused> {
         let nonce = nonce(counter);
         let tag = CIPHER
             .encrypt(key.0.as_slice(), &nonce, plaintext.as_mut_slice())
@@ -107,7 +107,7 @@ impl Sealed {
 
     /// Decrypt and authenticate into a wiped buffer. A wrong key (a wrong passphrase) or a
     /// changed byte is an error, and nothing is decrypted.
-    pub fn open(&self, key: &WrappingKey) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    pub fn open(&self, key: &WrappingKey) -> Result<Zeroizing<Vec<u8>>, Refused> {
         let mut buf = Zeroizing::new(self.ciphertext.clone());
         CIPHER
             .decrypt(
@@ -163,7 +163,7 @@ impl PublicHalf {
 
     /// Rebuild the key from an opened record (`export`'s layout) as `PrivateKey::decode`
     /// builds it for an add, validated the same way; its public half must be this one.
-    fn rebuild(&self, plaintext: &[u8]) -> Result<PrivateKey, KeyError> {
+    fn rebuild(&self, plaintext: &[u8]) -> Result<PrivateKey, Refused> {
         let mut r = Reader::new(plaintext);
         if r.string()? != self.blob {
             return Err(OPEN_FAILED);
@@ -195,7 +195,7 @@ impl SealedKey {
         key: &PrivateKey,
         wrapping: &WrappingKey,
         counter: u64,
-    ) -> Result<SealedKey, KeyError> {
+    ) -> Result<SealedKey, Refused> {
         let record = Sealed::seal(wrapping, counter, key.export()?)?;
         Ok(SealedKey {
             public: PublicHalf::of(key),
@@ -207,7 +207,7 @@ impl SealedKey {
     /// public half names. The key is not rebuilt here but at its first signature
     /// (`OpenedKey`): unlocking costs the AEAD, not the validation and precomputation of
     /// every key. The sealed key is left as it was, whatever the outcome.
-    pub fn unseal(&self, wrapping: &WrappingKey) -> Result<Box<OpenedKey>, KeyError> {
+    pub fn unseal(&self, wrapping: &WrappingKey) -> Result<Box<OpenedKey>, Refused> {
         let plaintext = self.record.open(wrapping)?;
         if !self.public.opens(&plaintext) {
             return Err(OPEN_FAILED);
@@ -248,14 +248,14 @@ impl OpenedKey {
     /// portable signature; 24 with this inlined).
     #[cold]
     #[inline(never)]
-    fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, KeyError> {
+    fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, Refused> {
         match self.key.get() {
             Some(key) => key.sign(data, flags),
             None => self.rebuild()?.sign(data, flags),
         }
     }
 
-    fn rebuild(&self) -> Result<&PrivateKey, KeyError> {
+    fn rebuild(&self) -> Result<&PrivateKey, Refused> {
         let plaintext = self.plaintext.take().ok_or(OPEN_FAILED)?;
         match self.public.rebuild(&plaintext) {
             // The record is dropped (wiped) here, once the key is built from it.
@@ -268,7 +268,7 @@ impl OpenedKey {
     }
 
     /// Seal it again: the rebuilt key as any ready key, else the record as it was opened.
-    fn seal(&self, wrapping: &WrappingKey, counter: u64) -> Result<SealedKey, KeyError> {
+    fn seal(&self, wrapping: &WrappingKey, counter: u64) -> Result<SealedKey, Refused> {
         if let Some(key) = self.key.get() {
             return SealedKey::seal(key, wrapping, counter);
         }
@@ -340,7 +340,7 @@ impl HeldKey {
 
     /// As `PrivateKey::sign`; an opened key is rebuilt at its first signature, a sealed
     /// key does not sign.
-    pub fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, KeyError> {
+    pub fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, Refused> {
         match self {
             HeldKey::Ready(k) => k.sign(data, flags),
             HeldKey::Opened(k) => k.sign(data, flags),
@@ -350,7 +350,7 @@ impl HeldKey {
 
     /// Seal the key under `wrapping` with nonce number `counter` (`SealedKey::seal`); the
     /// key is left as it was. A sealed key is not sealed again.
-    pub fn seal(&self, wrapping: &WrappingKey, counter: u64) -> Result<SealedKey, KeyError> {
+    pub fn seal(&self, wrapping: &WrappingKey, counter: u64) -> Result<SealedKey, Refused> {
         match self {
             HeldKey::Ready(k) => SealedKey::seal(k, wrapping, counter),
             HeldKey::Opened(k) => k.seal(wrapping, counter),
@@ -371,7 +371,7 @@ impl PrivateKey {
     /// certificate is its type name, the certificate, then the private fields (Ed25519
     /// repeats the public key). The private fields: Ed25519 `pk, seed ‖ pk`; ECDSA `d`;
     /// RSA `d, iqmp, p, q`.
-    fn export(&self) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    fn export(&self) -> Result<Zeroizing<Vec<u8>>, Refused> {
         let is_cert = self.plain.is_some();
         // Room for everything up front: a buffer that grows leaves copies behind (wiped by
         // the allocator when freed, but not counting on that is cheaper still).

@@ -1,6 +1,6 @@
 //! Signing on `graviola`: formally verified, constant-time assembly (s2n-bignum) for RSA
 //! PKCS#1 v1.5 with SHA-256 and SHA-512 (2048 to 8192 bits) and for Ed25519, where the CPU
-//! has what that assembly needs. Everything else signs with RustCrypto, in `keys.rs`.
+//! has what that assembly needs. Everything else signs with RustCrypto, in `mod.rs` and `rsa.rs`.
 //!
 //! graviola asserts its CPU features at every entry point: an x86_64 CPU without adx, aes,
 //! avx, avx2, bmi1 and pclmulqdq (before about 2013, and under valgrind), or an aarch64 one
@@ -35,7 +35,8 @@ use ssh_key::encoding::bigint::BoxedUint;
 use ssh_key::encoding::bigint::modular::BoxedMontyForm;
 use zeroize::Zeroizing;
 
-use super::{INVALID, KeyError, MISMATCH, UNSUPPORTED};
+use super::{INVALID, MISMATCH, UNSUPPORTED};
+use crate::wire::Refused;
 
 /// Set to a non-empty value, the agent signs with the portable RustCrypto code even where
 /// the CPU could run graviola (the man page's ENVIRONMENT).
@@ -226,6 +227,7 @@ mod imp {
     use graviola::signing::rsa::SigningKey;
 
     use super::*;
+    use crate::secret::wipe_stack;
 
     pub(super) fn cpu_supported() -> bool {
         graviola::util::is_cpu_supported()
@@ -239,7 +241,9 @@ mod imp {
     const ED25519_BUILD_STACK: usize = 8 * 1024;
 
     /// graviola returns its keys by value: the key (primes, exponents, seed) passes through
-    /// this frame and graviola's below it, which `wipe_stack` overwrites once it returns.
+    /// this frame and graviola's below it, which `wipe_stack` overwrites once it returns (more
+    /// than the server's wipe after each request, which may be too shallow for a build in an
+    /// unoptimised binary).
     /// The caller keeps only the box.
     #[inline(never)]
     fn build_rsa(der: &[u8]) -> Option<Box<SigningKey>> {
@@ -249,15 +253,6 @@ mod imp {
     #[inline(never)]
     fn build_ed25519(seed: &[u8]) -> Option<Box<Ed25519SigningKey>> {
         Ed25519SigningKey::from_bytes(seed).ok().map(Box::new)
-    }
-
-    /// Overwrite `N` bytes of the stack below the caller with zeros (as the server does
-    /// after each request, which may be too shallow for a build in an unoptimised binary).
-    #[inline(never)]
-    fn wipe_stack<const N: usize>() {
-        let zeros = [0u8; N];
-        // The zeros must really be written: black_box makes the array observable.
-        std::hint::black_box(&zeros);
     }
 
     /// graviola's RSA key, for the SHA-2 signatures of a key `rsa` validated.
@@ -298,7 +293,7 @@ mod imp {
     impl Ed25519 {
         /// Build the key from `sk` (seed ‖ pk, 64 bytes) and check that it derives the public
         /// key `pk`, as `keys::ed25519_key` does for ed25519-dalek.
-        pub(in crate::keys) fn new(pk: &[u8], sk: &[u8]) -> Result<Ed25519, KeyError> {
+        pub(in crate::keys) fn new(pk: &[u8], sk: &[u8]) -> Result<Ed25519, Refused> {
             if !super::cpu_supported() {
                 return Err(UNSUPPORTED);
             }
@@ -353,7 +348,7 @@ mod imp {
     pub(in crate::keys) enum Ed25519 {}
 
     impl Ed25519 {
-        pub(in crate::keys) fn new(_: &[u8], _: &[u8]) -> Result<Ed25519, KeyError> {
+        pub(in crate::keys) fn new(_: &[u8], _: &[u8]) -> Result<Ed25519, Refused> {
             Err(UNSUPPORTED)
         }
 
@@ -374,9 +369,10 @@ pub(super) mod tests {
 
     use ssh_key::encoding::Encode;
 
-    use super::super::{Backend, PrivateKey, put_mpint, testkeys, verify};
+    use super::super::testkeys::{self, fields, join};
+    use super::super::{Backend, PrivateKey, verify};
     use super::*;
-    use crate::protocol::{Reader, put_string};
+    use crate::wire::{Reader, put_mpint, put_string};
 
     /// A throwaway RSA-8192 key (`ssh-keygen -b 8192` takes many seconds), made for these tests.
     const RSA_8192: &str = include_str!("testdata/rsa-8192");
@@ -392,24 +388,6 @@ pub(super) mod tests {
             Backend::Ed25519Verified(_) => true,
             _ => false,
         }
-    }
-
-    /// Split an ADD body made only of strings.
-    fn fields(body: &[u8]) -> Vec<Vec<u8>> {
-        let mut r = Reader::new(body);
-        let mut out = Vec::new();
-        while !r.is_empty() {
-            out.push(r.string().unwrap().to_vec());
-        }
-        out
-    }
-
-    fn join(fields: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for f in fields {
-            put_string(&mut out, f);
-        }
-        out
     }
 
     /// The ADD body (key part) of an RSA key made by `ssh-keygen -b bits`, or `None` (said

@@ -3,37 +3,45 @@
 //! with the requested flags, computes fingerprints, verifies signatures and seals keys (`seal`).
 //!
 //! The private fields of an ADD request are read straight from the request buffer with
-//! the protocol `Reader` (borrowed slices, no copies), so the only copies of secret bytes
+//! `wire::Reader` (borrowed slices, no copies), so the only copies of secret bytes
 //! made here are the backend signing keys and a few `Zeroizing` temporaries. `ssh-key`
 //! parses certificates and public keys and verifies signatures; the signing backends are
 //! `ed25519-dalek`, `p256`/`p384`/`p521` and `rsa`, each built once when the key is added,
 //! and for RSA SHA-2 and Ed25519 `graviola` where the CPU runs it (`keys/verified.rs`).
+//!
+//! The files: this one has the key-type table (the only one in the crate), decoding, signing,
+//! verifying and fingerprints; `rsa.rs` the portable RSA key and its blinded signing;
+//! `cert.rs` OpenSSH certificates; `verified.rs` graviola's signing; `seal.rs` a key sealed
+//! under the lock.
 
-use std::cell::Cell;
 use std::fmt;
 
-use rsa::BoxedUint;
-use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+use ::rsa::Pkcs1v15Sign;
 use signature::{Signer, Verifier};
+use ssh_key::encoding::Decode;
 use ssh_key::encoding::base64::{Base64Unpadded, Encoding};
-use ssh_key::encoding::bigint::modular::BoxedMontyForm;
-use ssh_key::encoding::bigint::{ConcatenatingMul, RandomMod, Resize};
-use ssh_key::encoding::{Decode, Encode};
 use ssh_key::sha2::{Digest, Sha256, Sha384, Sha512};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use crate::protocol::{DecodeError, Reader, put_string};
+use crate::wire::{Reader, Refused, put_mpint, put_string};
 
+mod cert;
+mod rsa;
+mod seal;
 mod verified;
+
+#[cfg(test)]
+pub(crate) use cert::test_counters;
+pub use cert::{HostCert, host_cert, is_certificate, plain_public_key};
+use cert::{check_cert, parse_certificate};
+use rsa::{RsaKey, rsa_key};
+pub use seal::{HeldKey, Sealed, SealedKey, WrappingKey};
 
 /// What signs in this process, for the start-up log: graviola's assembly where the CPU has
 /// what it needs (checked once), else the portable RustCrypto code.
 pub fn signing_backend() -> &'static str {
     verified::describe()
 }
-mod seal;
-pub use seal::{HeldKey, Sealed, SealedKey, WrappingKey};
-
 /// Smallest RSA modulus accepted, in bits (OpenSSH: SSH_RSA_MINIMUM_MODULUS_SIZE).
 const RSA_MIN_BITS: usize = 1024;
 /// Largest RSA modulus accepted, in bits: the `rsa` crate's `RsaPublicKey::MAX_SIZE`
@@ -44,33 +52,10 @@ const RSA_MAX_BITS: usize = 8192;
 const FLAG_RSA_SHA2_256: u32 = 0x02;
 const FLAG_RSA_SHA2_512: u32 = 0x04;
 
-const UNSUPPORTED: KeyError = KeyError("unsupported key type");
-const TRUNCATED: KeyError = KeyError("truncated key");
-const INVALID: KeyError = KeyError("invalid key encoding");
-const MISMATCH: KeyError = KeyError("private key does not match public key");
-const BAD_CERT: KeyError = KeyError("invalid certificate");
-
-/// Why a key was refused. Never carries key material.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyError(&'static str);
-
-impl KeyError {
-    pub fn reason(&self) -> &'static str {
-        self.0
-    }
-}
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl From<DecodeError> for KeyError {
-    fn from(_: DecodeError) -> Self {
-        TRUNCATED
-    }
-}
+const UNSUPPORTED: Refused = Refused("unsupported key type");
+const INVALID: Refused = Refused("invalid key encoding");
+const MISMATCH: Refused = Refused("private key does not match public key");
+const BAD_CERT: Refused = Refused("invalid certificate");
 
 /// Hash for fingerprints in logs and confirm prompts (`-E`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -158,6 +143,19 @@ impl Kind {
         })
     }
 
+    /// The key type a public key algorithm name stands for, as OpenSSH's
+    /// `sshkey_type_from_name` reads it: a key type name, or one of RSA's SHA-2 signature
+    /// algorithms (RFC 8332), which name RSA keys.
+    fn from_algorithm(name: &[u8]) -> Option<(Kind, bool)> {
+        match name {
+            b"rsa-sha2-256" | b"rsa-sha2-512" => Some((Kind::Rsa, false)),
+            b"rsa-sha2-256-cert-v01@openssh.com" | b"rsa-sha2-512-cert-v01@openssh.com" => {
+                Some((Kind::Rsa, true))
+            }
+            _ => Kind::from_name(name),
+        }
+    }
+
     /// The ECDSA curve identifier and the size of the curve's order in bits.
     fn curve(self) -> Option<(&'static str, usize)> {
         match self {
@@ -167,6 +165,29 @@ impl Kind {
             Kind::Ed25519 | Kind::Rsa => None,
         }
     }
+}
+
+/// Whether the public key algorithm `alg` (of a userauth request) names the type of key that
+/// `key_type` names, as OpenSSH compares them (`sshkey_type_from_name`): "rsa-sha2-256" is an
+/// RSA key, every ECDSA curve one type, a certificate only a certificate. Names this agent
+/// does not know match only themselves.
+pub fn same_type(alg: &[u8], key_type: &[u8]) -> bool {
+    let family = |name: &[u8]| {
+        Kind::from_algorithm(name)
+            .map(|(kind, cert)| (kind.curve().is_none().then_some(kind), cert))
+    };
+    match (family(alg), family(key_type)) {
+        (None, None) => alg == key_type,
+        (a, b) => a == b,
+    }
+}
+
+/// Whether a public key blob is an RSA key or certificate (whose signatures take
+/// milliseconds where the others take microseconds).
+pub fn is_rsa(blob: &[u8]) -> bool {
+    Reader::new(blob)
+        .string()
+        .is_ok_and(|name| matches!(Kind::from_name(name), Some((Kind::Rsa, _))))
 }
 
 /// The public half of a key, borrowed from the request (or from the certificate in it).
@@ -180,13 +201,13 @@ enum Public<'a> {
 impl Public<'_> {
     /// Read the public fields as `sshkey_private_serialize` writes them for a plain key
     /// (RSA: `n, e`; ECDSA: `curve, Q`; Ed25519: `pk`).
-    fn read_add<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, KeyError> {
+    fn read_add<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, Refused> {
         Ok(match kind {
             Kind::Ed25519 => Public::Ed25519 { pk: r.string()? },
             Kind::P256 | Kind::P384 | Kind::P521 => Public::read_ecdsa(kind, r)?,
             Kind::Rsa => {
-                let n = mpint(r)?;
-                let e = mpint(r)?;
+                let n = r.mpint()?;
+                let e = r.mpint()?;
                 Public::Rsa { e, n }
             }
         })
@@ -194,18 +215,18 @@ impl Public<'_> {
 
     /// Read the public fields as a public key blob or certificate holds them
     /// (RSA: `e, n`; the others as in an ADD request).
-    fn read_blob<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, KeyError> {
+    fn read_blob<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, Refused> {
         Ok(match kind {
             Kind::Rsa => {
-                let e = mpint(r)?;
-                let n = mpint(r)?;
+                let e = r.mpint()?;
+                let n = r.mpint()?;
                 Public::Rsa { e, n }
             }
             _ => Public::read_add(kind, r)?,
         })
     }
 
-    fn read_ecdsa<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, KeyError> {
+    fn read_ecdsa<'a>(kind: Kind, r: &mut Reader<'a>) -> Result<Public<'a>, Refused> {
         let (curve, _) = kind.curve().ok_or(UNSUPPORTED)?;
         // OpenSSH: the curve name must match the key type (SSH_ERR_EC_CURVE_MISMATCH).
         if r.string()? != curve.as_bytes() {
@@ -251,11 +272,11 @@ enum Backend {
     Rsa(RsaKey, Option<verified::Rsa>),
 }
 
-/// Read the ECDSA private scalar `d` (an mpint) from `$r` and build the signing key of
-/// curve `$krate` (field bytes `$len`, order bits `$bits`); its public point must be `$q`.
+/// Build the signing key of curve `$krate` (field bytes `$len`, order bits `$bits`) from the
+/// private scalar `$d` (a magnitude); its public point must be `$q`.
 macro_rules! ecdsa_key {
-    ($krate:ident, $len:literal, $bits:literal, $q:expr, $r:expr) => {{
-        let d = mpint($r)?;
+    ($krate:ident, $len:literal, $bits:literal, $q:expr, $d:expr) => {{
+        let d: &[u8] = $d;
         // OpenSSH sshkey_ec_validate_private: a scalar of half the order's size or less
         // is refused as too small.
         if bit_len(d) <= $bits / 2 {
@@ -291,6 +312,106 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
+/// The key part of an ADD request, read in place (`sshkey_private_serialize`'s layout,
+/// certificates included): its type, the public half or the certificate, and the private
+/// fields, as borrowed slices. Only the layout is checked.
+struct Fields<'a> {
+    kind: Kind,
+    half: Half<'a>,
+    private: Private<'a>,
+}
+
+/// What comes after the type name: a plain key's public fields, or a certificate.
+enum Half<'a> {
+    Plain(Public<'a>),
+    Cert(&'a [u8]),
+}
+
+/// The private fields. Integers are magnitudes without leading zeros.
+enum Private<'a> {
+    /// A certificate's private part repeats the public key (`pk`) before the secret.
+    Ed25519 {
+        pk: Option<&'a [u8]>,
+        sk: &'a [u8],
+    },
+    Ecdsa {
+        d: &'a [u8],
+    },
+    /// `iqmp` is read and not used: `rsa` recomputes it from p and q.
+    Rsa {
+        d: &'a [u8],
+        p: &'a [u8],
+        q: &'a [u8],
+    },
+}
+
+impl<'a> Fields<'a> {
+    /// Read the fields, leaving the reader just after them (at the comment).
+    fn read(r: &mut Reader<'a>) -> Result<Fields<'a>, Refused> {
+        let (kind, is_cert) = Kind::from_name(r.string()?).ok_or(UNSUPPORTED)?;
+        let half = if is_cert {
+            Half::Cert(r.string()?)
+        } else {
+            Half::Plain(Public::read_add(kind, r)?)
+        };
+        let private = match kind {
+            Kind::Ed25519 => Private::Ed25519 {
+                pk: if is_cert { Some(r.string()?) } else { None },
+                sk: r.string()?,
+            },
+            Kind::P256 | Kind::P384 | Kind::P521 => Private::Ecdsa { d: r.mpint()? },
+            Kind::Rsa => {
+                let d = r.mpint()?;
+                let _iqmp = r.mpint()?;
+                let p = r.mpint()?;
+                let q = r.mpint()?;
+                Private::Rsa { d, p, q }
+            }
+        };
+        Ok(Fields {
+            kind,
+            half,
+            private,
+        })
+    }
+}
+
+/// The key of an ADD request, read but not built: its type, and its fields as the request
+/// has them, copied into a wiped buffer. Reading checks only the layout, in microseconds;
+/// `build` checks the key and converts it, which takes milliseconds for RSA, so the server
+/// can tell from the decoded request when to run it (`protocol::Request::is_slow`).
+pub struct NewKey {
+    kind: Kind,
+    fields: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewKey([redacted])")
+    }
+}
+
+impl NewKey {
+    /// Read the key part of an ADD request body, leaving the reader at the comment.
+    pub fn read(r: &mut Reader<'_>) -> Result<NewKey, Refused> {
+        let start = r.rest();
+        let kind = Fields::read(r)?.kind;
+        let len = start.len().saturating_sub(r.rest().len());
+        let fields = Zeroizing::new(start.get(..len).ok_or(INVALID)?.to_vec());
+        Ok(NewKey { kind, fields })
+    }
+
+    /// An RSA key or certificate: building it takes milliseconds.
+    pub fn is_rsa(&self) -> bool {
+        self.kind == Kind::Rsa
+    }
+
+    /// Check the key and convert it into its ready-to-sign form (`PrivateKey::decode`).
+    pub fn build(self) -> Result<PrivateKey, Refused> {
+        PrivateKey::decode(&mut Reader::new(&self.fields))
+    }
+}
+
 impl PrivateKey {
     /// Decode the key part of an ADD request body: the key type name and the private
     /// fields (`sshkey_private_serialize` layout, certificates included), leaving the
@@ -298,46 +419,49 @@ impl PrivateKey {
     ///
     /// The private half must match the public half (and a certificate's key), as
     /// OpenSSH's `sshkey_private_deserialize` and `cert_parse` require; the certificate's
-    /// CA signature must verify. The private fields are read in place from the request
-    /// (which the caller wipes); the only copies are the backend key and wiped temporaries.
+    /// CA signature must verify. The private fields are read in place (from a `NewKey`, or
+    /// the record `seal.rs` opened, both wiped); the only copies are the backend key and
+    /// wiped temporaries.
     ///
     /// Never inlined, as `sign`: the temporaries that moves leave on the stack are then in
     /// frames below the caller's, which the server's stack wipe clears.
     #[inline(never)]
-    pub fn decode(r: &mut Reader<'_>) -> Result<PrivateKey, KeyError> {
+    pub fn decode(r: &mut Reader<'_>) -> Result<PrivateKey, Refused> {
         Self::decode_with(r, verified::enabled())
     }
 
     /// `decode`, with graviola's signing where `verified` and the key allows it.
-    fn decode_with(r: &mut Reader<'_>, verified: bool) -> Result<PrivateKey, KeyError> {
-        let (kind, is_cert) = Kind::from_name(r.string()?).ok_or(UNSUPPORTED)?;
-        let (public, cert) = if is_cert {
-            let cert = r.string()?;
-            (check_cert(kind, cert)?, Some(cert))
-        } else {
-            (Public::read_add(kind, r)?, None)
+    fn decode_with(r: &mut Reader<'_>, verified: bool) -> Result<PrivateKey, Refused> {
+        let Fields {
+            kind,
+            half,
+            private,
+        } = Fields::read(r)?;
+        let (public, cert) = match half {
+            Half::Cert(cert) => (check_cert(kind, cert)?, Some(cert)),
+            Half::Plain(public) => (public, None),
         };
-        let backend = match (&public, kind) {
-            (Public::Ed25519 { pk }, Kind::Ed25519) => {
-                // A certificate's private part repeats the public key before the secret.
-                if is_cert && r.string()? != *pk {
+        let backend = match (&public, kind, private) {
+            (Public::Ed25519 { pk }, Kind::Ed25519, Private::Ed25519 { pk: again, sk }) => {
+                if again.is_some_and(|again| again != *pk) {
                     return Err(MISMATCH);
                 }
-                let sk = r.string()?;
                 if verified {
                     Backend::Ed25519Verified(verified::Ed25519::new(pk, sk)?)
                 } else {
                     Backend::Ed25519(ed25519_key(pk, sk)?)
                 }
             }
-            (Public::Ecdsa { q }, Kind::P256) => Backend::P256(ecdsa_key!(p256, 32, 256, q, r)),
-            (Public::Ecdsa { q }, Kind::P384) => Backend::P384(ecdsa_key!(p384, 48, 384, q, r)),
-            (Public::Ecdsa { q }, Kind::P521) => Backend::P521(ecdsa_key!(p521, 66, 521, q, r)),
-            (Public::Rsa { e, n }, Kind::Rsa) => {
-                let d = mpint(r)?;
-                let _iqmp = mpint(r)?; // recomputed by `rsa` from p and q
-                let p = mpint(r)?;
-                let q = mpint(r)?;
+            (Public::Ecdsa { q }, Kind::P256, Private::Ecdsa { d }) => {
+                Backend::P256(ecdsa_key!(p256, 32, 256, q, d))
+            }
+            (Public::Ecdsa { q }, Kind::P384, Private::Ecdsa { d }) => {
+                Backend::P384(ecdsa_key!(p384, 48, 384, q, d))
+            }
+            (Public::Ecdsa { q }, Kind::P521, Private::Ecdsa { d }) => {
+                Backend::P521(ecdsa_key!(p521, 66, 521, q, d))
+            }
+            (Public::Rsa { e, n }, Kind::Rsa, Private::Rsa { d, p, q }) => {
                 let key = RsaKey::new(rsa_key(n, e, d, p, q)?)?;
                 let fast = verified.then(|| verified::Rsa::new(&key.key)).flatten();
                 Backend::Rsa(key, fast)
@@ -381,8 +505,8 @@ impl PrivateKey {
     /// `decode`): the expanded Ed25519 key, the ECDSA nonce and the RSA CRT halves stay in
     /// frames below the caller's.
     #[inline(never)]
-    pub fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, KeyError> {
-        const FAILED: KeyError = KeyError("signing failed");
+    pub fn sign(&self, data: &[u8], flags: u32) -> Result<Vec<u8>, Refused> {
+        const FAILED: Refused = Refused("signing failed");
         let mut out = Vec::new();
         match &*self.backend {
             Backend::Ed25519(k) => {
@@ -413,20 +537,20 @@ impl PrivateKey {
                 let (alg, sig) = if flags & FLAG_RSA_SHA2_256 != 0 {
                     let sig = match fast {
                         Some(f) => f.sign(verified::Sha2::Sha256, data),
-                        None => k.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(data)),
+                        None => k.sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(data)),
                     };
                     ("rsa-sha2-256", sig)
                 } else if flags & FLAG_RSA_SHA2_512 != 0 {
                     let sig = match fast {
                         Some(f) => f.sign(verified::Sha2::Sha512, data),
-                        None => k.sign(rsa::Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(data)),
+                        None => k.sign(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(data)),
                     };
                     ("rsa-sha2-512", sig)
                 } else {
                     let digest = sha1::Sha1::digest(data);
                     (
                         "ssh-rsa",
-                        k.sign(rsa::Pkcs1v15Sign::new::<sha1::Sha1>(), &digest),
+                        k.sign(Pkcs1v15Sign::new::<sha1::Sha1>(), &digest),
                     )
                 };
                 let sig = sig.ok_or(FAILED)?;
@@ -452,7 +576,7 @@ pub fn verify(public_blob: &[u8], data: &[u8], signature_blob: &[u8]) -> bool {
     verify_by(public_blob, true, data, signature_blob).is_ok()
 }
 
-fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<(), KeyError> {
+fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<(), Refused> {
     let name = Reader::new(key).string()?;
     let key = if name.ends_with(b"-cert-v01@openssh.com") {
         if !allow_cert {
@@ -471,7 +595,7 @@ fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<()
     if let ssh_key::public::KeyData::Rsa(rsa) = &key {
         let n = rsa.n().as_positive_bytes().ok_or(INVALID)?;
         if bit_len(n) < RSA_MIN_BITS {
-            return Err(KeyError("rsa key too small"));
+            return Err(Refused("rsa key too small"));
         }
     }
     let mut rest = sig;
@@ -480,7 +604,7 @@ fn verify_by(key: &[u8], allow_cert: bool, data: &[u8], sig: &[u8]) -> Result<()
         return Err(INVALID);
     }
     key.verify(data, &sig)
-        .map_err(|_| KeyError("signature does not verify"))
+        .map_err(|_| Refused("signature does not verify"))
 }
 
 /// Whether `blob` is a well-formed public key or certificate of a supported type (OpenSSH
@@ -496,26 +620,6 @@ pub fn is_public_key(blob: &[u8]) -> bool {
     ssh_key::public::KeyData::decode(&mut rest).is_ok() && rest.is_empty()
 }
 
-/// Whether `blob` is an OpenSSH certificate.
-pub fn is_certificate(blob: &[u8]) -> bool {
-    Reader::new(blob)
-        .string()
-        .is_ok_and(|name| name.ends_with(b"-cert-v01@openssh.com"))
-}
-
-/// The plain key of a public key blob: a certificate's key, else the blob itself (what
-/// fingerprints hash and `known_hosts` lists). A certificate that does not parse is kept whole.
-pub fn plain_public_key(blob: &[u8]) -> Vec<u8> {
-    if is_certificate(blob)
-        && let Ok(key) = ssh_key::Certificate::from_bytes(blob)
-            .map_err(drop)
-            .and_then(|c| c.public_key().encode_vec().map_err(drop))
-    {
-        return key;
-    }
-    blob.to_vec()
-}
-
 /// The fingerprint of a public key blob as `ssh-keygen -l` prints it (of its key for a certificate).
 pub fn public_fingerprint(blob: &[u8], hash: FingerprintHash) -> String {
     fingerprint(&plain_public_key(blob), hash)
@@ -526,99 +630,9 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
     ssh_key::encoding::base64::Base64::decode_vec(text).ok()
 }
 
-/// What a session binding keeps of a host certificate, checked once when it is bound.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostCert {
-    /// The CA key blob that signed it.
-    pub ca: Vec<u8>,
-    /// Its principals, each a wildcard pattern for host names (OpenSSH 10.3).
-    pub principals: Vec<String>,
-    /// Valid from `valid_after` (inclusive) to `valid_before` (exclusive), seconds since
-    /// the epoch.
-    pub valid_after: u64,
-    pub valid_before: u64,
-}
-
-/// OpenSSH's checks of a host certificate that do not depend on the time or the host name
-/// (`sshkey_cert_check_host` with `SSH_ALLOWED_CA_SIGALGS`): it parses, its CA signature
-/// verifies, it is a host certificate, it has no critical options and is not signed with
-/// SHA-1 `ssh-rsa`. Returns what the validity and name checks need later, so a binding
-/// parses and verifies its certificate once; `None` if it can never match a destination.
-pub fn host_cert(cert: &[u8]) -> Option<HostCert> {
-    let c = parse_certificate(cert).ok()?;
-    if c.verify_signature().is_err() || !c.cert_type().is_host() {
-        return None;
-    }
-    if !c.critical_options().is_empty()
-        || c.signature().algorithm() == (ssh_key::Algorithm::Rsa { hash: None })
-    {
-        return None;
-    }
-    Some(HostCert {
-        ca: c.signature_key().encode_vec().ok()?,
-        principals: c.valid_principals().to_vec(),
-        valid_after: c.valid_after(),
-        valid_before: c.valid_before(),
-    })
-}
-
-/// Every certificate parse goes through here (each is followed by a signature check).
-fn parse_certificate(blob: &[u8]) -> Result<ssh_key::Certificate, ssh_key::Error> {
-    #[cfg(test)]
-    test_counters::CERT_PARSES.with(|c| c.set(c.get() + 1));
-    ssh_key::Certificate::from_bytes(blob)
-}
-
-/// How often this thread parsed a certificate: unit tests prove that matching a bound host
-/// certificate does not.
-#[cfg(test)]
-pub(crate) mod test_counters {
-    use std::cell::Cell;
-
-    thread_local!(pub(super) static CERT_PARSES: Cell<usize> = const { Cell::new(0) });
-
-    pub(crate) fn cert_parses() -> usize {
-        CERT_PARSES.with(Cell::get)
-    }
-}
-
-/// Walk a certificate blob as OpenSSH's `cert_parse` does: its type must be `kind`'s, it
-/// must parse completely, and its CA signature must verify. Returns the certified key.
-fn check_cert(kind: Kind, blob: &[u8]) -> Result<Public<'_>, KeyError> {
-    let mut c = Reader::new(blob);
-    if c.string()? != kind.cert_name().as_bytes() {
-        return Err(BAD_CERT);
-    }
-    let _nonce = c.string()?;
-    let public = Public::read_blob(kind, &mut c)?;
-    let _serial = c.bytes(8)?;
-    let _type = c.u32()?;
-    let _key_id = c.string()?;
-    let _principals = c.string()?;
-    let _valid_after = c.bytes(8)?;
-    let _valid_before = c.bytes(8)?;
-    let _critical_options = c.string()?;
-    let _extensions = c.string()?;
-    let _reserved = c.string()?;
-    let ca = c.string()?;
-    let signed_len = blob.len().saturating_sub(c.rest().len());
-    let signature = c.string()?;
-    if !c.is_empty() {
-        return Err(BAD_CERT);
-    }
-    // The fields skipped above must be well formed too (cert type, principals, options).
-    parse_certificate(blob).map_err(|_| BAD_CERT)?;
-    // OpenSSH refuses a certificate whose CA signature does not verify, and a CA key that
-    // is itself a certificate.
-    let signed = blob.get(..signed_len).ok_or(BAD_CERT)?;
-    verify_by(ca, false, signed, signature)
-        .map_err(|_| KeyError("invalid certificate signature"))?;
-    Ok(public)
-}
-
 /// Build the Ed25519 signing key from `sk` (seed ‖ pk, 64 bytes) and check that it
 /// derives the public key `pk`.
-fn ed25519_key(pk: &[u8], sk: &[u8]) -> Result<ed25519_dalek::SigningKey, KeyError> {
+fn ed25519_key(pk: &[u8], sk: &[u8]) -> Result<ed25519_dalek::SigningKey, Refused> {
     if pk.len() != ed25519_dalek::PUBLIC_KEY_LENGTH || sk.len() != ed25519_dalek::KEYPAIR_LENGTH {
         return Err(INVALID);
     }
@@ -630,223 +644,6 @@ fn ed25519_key(pk: &[u8], sk: &[u8]) -> Result<ed25519_dalek::SigningKey, KeyErr
         return Err(MISMATCH);
     }
     Ok(key)
-}
-
-/// How many signatures one RSA blinding pair serves, squared after each, before a fresh
-/// one is drawn (OpenSSL: BN_BLINDING_COUNTER).
-const RSA_BLINDING_USES: u32 = 32;
-
-/// An RSA key ready to sign: `rsa`'s validated key and CRT values, and the blinding pair
-/// for the next signature.
-///
-/// Signing is `rsa`'s blinded RSASSA-PKCS1-v1_5 (`sign_with_rng`: CRT, then a check of the
-/// result against the public key, since a fault in one CRT half would leak a prime), with
-/// one change taken from OpenSSL's `BN_BLINDING`: `rsa` draws a fresh blinding factor `r`
-/// for every signature and inverts it mod n, a sixth of an RSA-2048 signature's time (a
-/// tenth at 4096); here a pair serves `RSA_BLINDING_USES` signatures and is squared after
-/// each (`r` → `r²`), so no two signatures share a factor. The signatures are the same:
-/// PKCS#1 v1.5 is deterministic. Temporaries are wiped by the allocator (`sys::WipingAlloc`).
-///
-/// This serves what graviola does not (`verified.rs`): every RSA signature on a CPU without
-/// its features, SHA-1, and keys under 2048 bits. It stays, rather than `rsa`'s own
-/// `sign_with_rng`, because that costs more: 24.0 M against 19.1 M instructions per RSA-2048
-/// signature (+25%), 149 M against 133 M at 4096 (+12%), counted with callgrind.
-struct RsaKey {
-    key: rsa::RsaPrivateKey,
-    /// Taken for a signature and put back after it; empty after a failure (a fresh pair
-    /// is drawn next time). The agent is single-threaded: a `Cell` is enough.
-    blinding: Cell<Option<Blinding>>,
-}
-
-/// A blinding pair mod n, in Montgomery form: `a = r^e` and `ai = r^-1` for a secret
-/// random `r`. Wiped on drop.
-struct Blinding {
-    a: BoxedMontyForm,
-    ai: BoxedMontyForm,
-    uses: u32,
-}
-
-impl Drop for Blinding {
-    fn drop(&mut self) {
-        self.a.zeroize();
-        self.ai.zeroize();
-    }
-}
-
-impl Blinding {
-    /// Draw a fresh pair: `r` uniform in [0, n) and invertible (as `rsa`'s `blind`).
-    fn new(key: &rsa::RsaPrivateKey) -> Option<Blinding> {
-        let n = key.n_params();
-        // Only 0 and multiples of p or q have no inverse: never drawn by chance, but
-        // bounding the draws keeps a broken RNG from looping forever.
-        for _ in 0..8 {
-            let r = BoxedUint::try_random_mod_vartime(&mut getrandom::SysRng, key.n()).ok()?;
-            let r = BoxedMontyForm::new(r, n);
-            let Some(ai) = r.invert().into_option() else {
-                continue;
-            };
-            let e = key.e();
-            let a = r.pow_bounded_exp(e, e.bits());
-            return Some(Blinding { a, ai, uses: 0 });
-        }
-        None
-    }
-}
-
-impl RsaKey {
-    /// `key` must have its CRT values (`rsa` computes them for every valid two-prime key).
-    fn new(key: rsa::RsaPrivateKey) -> Result<RsaKey, KeyError> {
-        if key.primes().len() != 2 || key.dp().is_none() {
-            return Err(INVALID);
-        }
-        Ok(RsaKey {
-            key,
-            blinding: Cell::new(None),
-        })
-    }
-
-    /// Sign `digest` (already hashed with `scheme`'s hash): EMSA-PKCS1-v1_5 (RFC 8017
-    /// §9.2) as `rsa` pads it, then the blinded private operation. Returns the signature,
-    /// as long as the modulus; `None` if the RNG fails or the result does not verify.
-    fn sign(&self, scheme: rsa::Pkcs1v15Sign, digest: &[u8]) -> Option<Vec<u8>> {
-        let k = self.key.size();
-        let n = self.key.n_params();
-        // EM = 0x00 0x01 PS 0x00 T, T = DigestInfo prefix || digest, PS at least 8 0xff.
-        let t_len = scheme.prefix.len().checked_add(digest.len())?;
-        let ps_len = k.checked_sub(t_len.checked_add(3)?)?;
-        if ps_len < 8 || scheme.hash_len.is_some_and(|l| l != digest.len()) {
-            return None;
-        }
-        let mut em = Vec::with_capacity(k);
-        em.extend_from_slice(&[0x00, 0x01]);
-        em.resize(ps_len + 2, 0xff);
-        em.push(0x00);
-        em.extend_from_slice(&scheme.prefix);
-        em.extend_from_slice(digest);
-        let m = BoxedUint::from_be_slice(&em, n.bits_precision()).ok()?;
-
-        let mut blinding = match self.blinding.take() {
-            Some(b) if b.uses < RSA_BLINDING_USES => b,
-            _ => Blinding::new(&self.key)?,
-        };
-        // s = ((m·r^e)^d)·r^-1 = m^d mod n
-        let blinded = (BoxedMontyForm::new(m.clone(), n) * &blinding.a).retrieve();
-        let s = BoxedMontyForm::new(self.private_op(&blinded)?, n) * &blinding.ai;
-        let s = s.retrieve();
-
-        // s^e must give m back (rsa: rsa_decrypt_and_check). After a fault the pair is
-        // dropped (wiped), not kept: it may be what went wrong, and a fresh one is drawn.
-        let e = self.key.e();
-        let check = BoxedMontyForm::new(s.clone(), n).pow_bounded_exp(e, e.bits());
-        if check.retrieve() != m {
-            return None;
-        }
-        blinding.a = blinding.a.square();
-        blinding.ai = blinding.ai.square();
-        blinding.uses += 1;
-        self.blinding.set(Some(blinding));
-        let bytes = s.to_be_bytes();
-        Some(bytes.get(bytes.len().checked_sub(k)?..)?.to_vec())
-    }
-
-    /// c^d mod n by the CRT (c < n, at n's precision), as `rsa`'s `rsa_decrypt`.
-    fn private_op(&self, c: &BoxedUint) -> Option<BoxedUint> {
-        let key = &self.key;
-        let (Some(dp), Some(dq), Some(qinv), Some(p_params), Some(q_params), [_, q]) = (
-            key.dp(),
-            key.dq(),
-            key.qinv(),
-            key.p_params(),
-            key.q_params(),
-            key.primes(),
-        ) else {
-            return None;
-        };
-        let p_mod = p_params.modulus().as_nz_ref();
-        let q_mod = q_params.modulus().as_nz_ref();
-        // m1 = c^dp mod p, m2 = c^dq mod q
-        let mut m1 = BoxedMontyForm::new(c.rem(p_mod), p_params).pow(dp);
-        let m2 = BoxedMontyForm::new(c.rem(q_mod), q_params)
-            .pow(dq)
-            .retrieve();
-        // h = qinv·(m1 - m2) mod p; m = m2 + h·q
-        m1 -= &BoxedMontyForm::new(m2.rem(p_mod), p_params);
-        let h = (qinv * &m1).retrieve();
-        let bits = key.n_bits_precision();
-        let hq = h.concatenating_mul(q).try_resize(bits)?;
-        Some(m2.try_resize(bits)?.wrapping_add(&hq))
-    }
-}
-
-/// Build the RSA key from its components (magnitudes) and validate it: the size is
-/// checked first, then `p·q = n`, then `rsa`'s own checks (`d·e ≡ 1 mod p-1, q-1`).
-fn rsa_key(
-    n: &[u8],
-    e: &[u8],
-    d: &[u8],
-    p: &[u8],
-    q: &[u8],
-) -> Result<rsa::RsaPrivateKey, KeyError> {
-    let bits = bit_len(n);
-    if bits < RSA_MIN_BITS {
-        return Err(KeyError("rsa key too small"));
-    }
-    if bits > RSA_MAX_BITS {
-        return Err(KeyError("rsa key too large"));
-    }
-    // Every other component is smaller than n; bounding them bounds the work below.
-    if [e, d, p, q].iter().any(|x| x.len() > n.len()) {
-        return Err(INVALID);
-    }
-    let precision = n
-        .len()
-        .checked_mul(8)
-        .and_then(|b| u32::try_from(b).ok())
-        .ok_or(INVALID)?;
-    let n = BoxedUint::from_be_slice_vartime(n);
-    let e = BoxedUint::from_be_slice_vartime(e);
-    // d gets n's precision, as the private operation resizes the input to d's.
-    let d = Zeroizing::new(BoxedUint::from_be_slice(d, precision).map_err(|_| INVALID)?);
-    let p = Zeroizing::new(BoxedUint::from_be_slice_vartime(p));
-    let q = Zeroizing::new(BoxedUint::from_be_slice_vartime(q));
-    // Checked here because `rsa` drops the components unwiped when its constructor fails
-    // this check; after it, a failed validation drops a whole `RsaPrivateKey`, which wipes.
-    let product = Zeroizing::new(p.concatenating_mul(&*q));
-    if *product != n {
-        return Err(MISMATCH);
-    }
-    // n = p² passes the product check, and `rsa` accepts it: a square modulus is not an RSA
-    // key (anyone can take its square root).
-    if *p == *q {
-        return Err(KeyError("rsa primes are equal"));
-    }
-    rsa::RsaPrivateKey::from_components(n, e, (*d).clone(), vec![(*p).clone(), (*q).clone()])
-        .map_err(|_| MISMATCH)
-}
-
-/// Read an SSH `mpint` that must not be negative, as OpenSSH's
-/// `sshbuf_get_bignum2_bytes_direct` does (leading zeros are tolerated and stripped).
-fn mpint<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], KeyError> {
-    let b = r.string()?;
-    if b.first().is_some_and(|&x| x & 0x80 != 0) {
-        return Err(INVALID);
-    }
-    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-    b.get(start..).ok_or(INVALID)
-}
-
-/// Append an `mpint` holding the magnitude `m` (big-endian, any leading zeros).
-fn put_mpint(out: &mut Vec<u8>, m: &[u8]) {
-    let start = m.iter().position(|&x| x != 0).unwrap_or(m.len());
-    let m = m.get(start..).unwrap_or_default();
-    if m.first().is_some_and(|&x| x & 0x80 != 0) {
-        let len = u32::try_from(m.len().saturating_add(1)).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.push(0);
-        out.extend_from_slice(m);
-    } else {
-        put_string(out, m);
-    }
 }
 
 /// Append an ECDSA signature blob: the algorithm, then `string(mpint r, mpint s)` (RFC 5656).
@@ -960,6 +757,8 @@ pub(crate) mod testkeys {
     use ssh_key::private::{EcdsaKeypair, Ed25519Keypair, KeypairData, RsaKeypair};
     use ssh_key::public::KeyData;
 
+    use crate::wire::{Reader, put_string};
+
     /// The key part of an ADD body (what `PrivateKey::decode` consumes) for a freshly
     /// generated key of `kind`: "ed25519", "ecdsa256", "ecdsa384", "ecdsa521" or "rsa2048"
     /// (RSA is generated once per test binary: it is slow).
@@ -992,6 +791,25 @@ pub(crate) mod testkeys {
         kp.encode_vec().unwrap()
     }
 
+    /// Split a body made only of SSH strings (an ADD body, say) into its strings.
+    pub fn fields(body: &[u8]) -> Vec<Vec<u8>> {
+        let mut r = Reader::new(body);
+        let mut out = Vec::new();
+        while !r.is_empty() {
+            out.push(r.string().unwrap().to_vec());
+        }
+        out
+    }
+
+    /// The strings of `fields`, put together again.
+    pub fn join(fields: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in fields {
+            put_string(&mut out, f);
+        }
+        out
+    }
+
     /// The public key blob of the key in `add_body` (decoded independently of `keys`).
     pub fn public_blob(add_body: &[u8]) -> Vec<u8> {
         let kp = KeypairData::decode(&mut &add_body[..]).unwrap();
@@ -1001,30 +819,14 @@ pub(crate) mod testkeys {
 
 #[cfg(test)]
 mod tests {
+    use super::rsa::{Blinding, RSA_BLINDING_USES};
+    use super::testkeys::{fields, join};
     use super::*;
 
     const KINDS: [&str; 5] = ["ed25519", "ecdsa256", "ecdsa384", "ecdsa521", "rsa2048"];
 
-    fn decode(body: &[u8]) -> Result<PrivateKey, KeyError> {
+    fn decode(body: &[u8]) -> Result<PrivateKey, Refused> {
         PrivateKey::decode(&mut Reader::new(body))
-    }
-
-    /// Split a body made only of SSH strings into its strings.
-    fn fields(body: &[u8]) -> Vec<Vec<u8>> {
-        let mut r = Reader::new(body);
-        let mut out = Vec::new();
-        while !r.is_empty() {
-            out.push(r.string().unwrap().to_vec());
-        }
-        out
-    }
-
-    fn join(fields: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for f in fields {
-            put_string(&mut out, f);
-        }
-        out
     }
 
     fn sig_alg(sig: &[u8]) -> String {
@@ -1154,7 +956,7 @@ mod tests {
             // The portable path: graviola (verified.rs) does not blind.
             let key = PrivateKey::decode_with(&mut Reader::new(body), false).unwrap();
             let kp = KeypairData::decode(&mut &body[..]).unwrap();
-            let reference = rsa::RsaPrivateKey::try_from(kp.rsa().unwrap()).unwrap();
+            let reference = ::rsa::RsaPrivateKey::try_from(kp.rsa().unwrap()).unwrap();
             let Backend::Rsa(rsa_key, _) = &*key.backend else {
                 panic!("not an RSA backend");
             };
@@ -1163,18 +965,16 @@ mod tests {
                 let want = [
                     (
                         0,
-                        reference.sign(
-                            rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
-                            &sha1::Sha1::digest(data),
-                        ),
+                        reference
+                            .sign(Pkcs1v15Sign::new::<sha1::Sha1>(), &sha1::Sha1::digest(data)),
                     ),
                     (
                         2,
-                        reference.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(data)),
+                        reference.sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(data)),
                     ),
                     (
                         4,
-                        reference.sign(rsa::Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(data)),
+                        reference.sign(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(data)),
                     ),
                 ];
                 for (flags, want) in want {
@@ -1210,7 +1010,7 @@ mod tests {
         let mut bad = Blinding::new(&rsa_key.key).unwrap();
         bad.ai = bad.ai.square(); // no longer the inverse of the factor in `a`
         rsa_key.blinding.set(Some(bad));
-        assert_eq!(key.sign(data, 4), Err(KeyError("signing failed")));
+        assert_eq!(key.sign(data, 4), Err(Refused("signing failed")));
         assert!(rsa_key.blinding.take().is_none(), "a faulty pair was kept");
         assert_eq!(key.sign(data, 4).unwrap(), good);
         let fresh = rsa_key.blinding.take().unwrap();
@@ -1390,6 +1190,42 @@ mod tests {
             assert_eq!(FingerprintHash::from_name(bad), None, "{bad}");
         }
         assert_eq!(FingerprintHash::default(), FingerprintHash::Sha256);
+    }
+
+    #[test]
+    fn key_types_compare_as_openssh_does() {
+        for (alg, key) in [
+            ("ssh-rsa", "ssh-rsa"),
+            ("rsa-sha2-256", "ssh-rsa"),
+            (
+                "rsa-sha2-512-cert-v01@openssh.com",
+                "ssh-rsa-cert-v01@openssh.com",
+            ),
+            ("ecdsa-sha2-nistp384", "ecdsa-sha2-nistp256"),
+            ("ssh-ed25519", "ssh-ed25519"),
+            ("ssh-dss", "ssh-dss"),
+        ] {
+            assert!(same_type(alg.as_bytes(), key.as_bytes()), "{alg} {key}");
+        }
+        for (alg, key) in [
+            ("rsa-sha2-256", "ssh-rsa-cert-v01@openssh.com"),
+            ("ssh-ed25519", "ssh-rsa"),
+            (
+                "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+                "ecdsa-sha2-nistp256",
+            ),
+            ("ssh-dss", "ssh-rsa"),
+            ("ecdsa", "ecdsa-sha2-nistp256"),
+        ] {
+            assert!(!same_type(alg.as_bytes(), key.as_bytes()), "{alg} {key}");
+        }
+        let blob = |name: &str| {
+            let mut b = Vec::new();
+            put_string(&mut b, name.as_bytes());
+            b
+        };
+        assert!(is_rsa(&blob("ssh-rsa")) && is_rsa(&blob("ssh-rsa-cert-v01@openssh.com")));
+        assert!(!is_rsa(&blob("rsa-sha2-256")) && !is_rsa(&blob("ssh-ed25519")) && !is_rsa(b""));
     }
 
     #[test]
