@@ -394,29 +394,11 @@ impl PrivateKey {
         match &*self.backend {
             Backend::Ed25519(k) => {
                 let pk = k.verifying_key().to_bytes();
-                if is_cert {
-                    put_string(&mut out, &pk);
-                } else {
-                    out.extend_from_slice(&self.blob);
-                }
-                let mut sk = Zeroizing::new([0u8; ed25519_dalek::KEYPAIR_LENGTH]);
-                let (seed, sk_pk) = sk.split_at_mut(ed25519_dalek::SECRET_KEY_LENGTH);
-                seed.copy_from_slice(k.as_bytes());
-                sk_pk.copy_from_slice(&pk);
-                put_string(&mut out, sk.as_slice());
+                self.put_ed25519(&mut out, k.as_bytes(), &pk);
             }
             Backend::Ed25519Verified(k) => {
                 let (seed, pk) = k.seed_and_public();
-                if is_cert {
-                    put_string(&mut out, &pk);
-                } else {
-                    out.extend_from_slice(&self.blob);
-                }
-                let mut sk = Zeroizing::new([0u8; ed25519_dalek::KEYPAIR_LENGTH]);
-                let (sk_seed, sk_pk) = sk.split_at_mut(ed25519_dalek::SECRET_KEY_LENGTH);
-                sk_seed.copy_from_slice(seed.as_slice());
-                sk_pk.copy_from_slice(&pk);
-                put_string(&mut out, sk.as_slice());
+                self.put_ed25519(&mut out, seed.as_slice(), &pk);
             }
             Backend::P256(k) => {
                 if !is_cert {
@@ -460,6 +442,21 @@ impl PrivateKey {
             }
         }
         Ok(out)
+    }
+
+    /// An Ed25519 key's part of `export`: the public key (a certificate repeats it; a plain
+    /// key's blob is its type name and public key), then `seed ‖ pk` in a wiped buffer.
+    fn put_ed25519(&self, out: &mut Vec<u8>, seed: &[u8], pk: &[u8]) {
+        if self.plain.is_some() {
+            put_string(out, pk);
+        } else {
+            out.extend_from_slice(&self.blob);
+        }
+        let mut sk = Zeroizing::new([0u8; ed25519_dalek::KEYPAIR_LENGTH]);
+        let (sk_seed, sk_pk) = sk.split_at_mut(ed25519_dalek::SECRET_KEY_LENGTH);
+        sk_seed.copy_from_slice(seed);
+        sk_pk.copy_from_slice(pk);
+        put_string(out, sk.as_slice());
     }
 }
 
