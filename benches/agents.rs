@@ -451,8 +451,12 @@ fn one_line(stderr: &str) -> String {
 /// Starts `bin -D -a SOCK` and waits, without sleeping, until it answers REQUEST_IDENTITIES
 /// (how long that took: `started_in`).
 fn launch(bin: &Path) -> Result<common::Agent, String> {
-    common::Agent::try_start_wrapped(&[], bin, &[], &[], Duration::ZERO)
-        .map_err(|e| e.trim().replace('\n', " / "))
+    common::Agent::try_launch(common::Launch {
+        bin: Some(bin),
+        poll: Some(Duration::ZERO),
+        ..common::Launch::default()
+    })
+    .map_err(|e| e.trim().replace('\n', " / "))
 }
 
 /// VmRSS and VmHWM of a process, in KiB.

@@ -84,7 +84,7 @@
 //!   includes it, so `tests/hostile.rs` and the fuzz target include it with `#[path]` and
 //!   the other tests and the benchmark keep the system allocator.
 //! - For measurements (`benches/agents.rs` includes this module too), with errors as values and
-//!   no [`skip`]: `Agent::try_start_wrapped(wrapper, bin, args, env, poll)` polls the socket every
+//!   no [`skip`]: `Agent::try_launch(Launch { poll: Some(..), .. })` polls the socket every
 //!   `poll` (zero: no sleep) and `.started_in()` says how long the agent took to answer;
 //!   [`poll_until`]`(deadline, every, || cond)`; `RawClient::try_connect(sock, timeout)` and
 //!   `.call(payload)` (one request, its reply; no allocation once its buffers have grown);
@@ -544,26 +544,6 @@ impl Agent {
             wrapper,
             args,
             env,
-            ..Launch::default()
-        })
-    }
-
-    /// As [`Agent::start_wrapped`], with an error instead of a panic when the agent does not come
-    /// up, and the socket polled every `poll` until it answers (zero: without sleeping, for a
-    /// caller that times the start-up: [`Agent::started_in`]).
-    pub fn try_start_wrapped(
-        wrapper: &[&str],
-        bin: &Path,
-        args: &[&str],
-        env: &[(&str, &str)],
-        poll: Duration,
-    ) -> Result<Agent, String> {
-        Agent::try_launch(Launch {
-            bin: Some(bin),
-            wrapper,
-            args,
-            env,
-            poll: Some(poll),
             ..Launch::default()
         })
     }
