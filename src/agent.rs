@@ -50,6 +50,20 @@ impl Identity {
         8 + self.key.public_blob().len() + self.comment.len()
     }
 
+    /// Sign with the key. A key an unlock opened that does not rebuild is a fault, not a
+    /// client's mistake: logged as an error, whatever the level.
+    fn sign(&self, data: &[u8], flags: u32, hash: FingerprintHash) -> Result<Vec<u8>, Refusal> {
+        self.key.sign(data, flags).map_err(|why| {
+            if why == keys::REBUILD_FAILED {
+                error!(
+                    "unlocked key {} cannot be rebuilt: it does not sign",
+                    self.key.fingerprint(hash)
+                );
+            }
+            Refusal::SignFailed(why)
+        })
+    }
+
     /// What its destination constraints count against `dest::MAX_TOTAL`.
     fn dest_cost(&self) -> dest::Cost {
         self.destinations
@@ -452,7 +466,7 @@ impl Agent {
         }
         // Keys are sealed only while the agent is locked, and a locked agent signs nothing
         // (`sign_locked`): a key this far is ready, or opened by an unlock and rebuilt now.
-        let sig = id.key.sign(&data, flags).map_err(Refusal::SignFailed)?;
+        let sig = id.sign(&data, flags, self.fingerprint_hash)?;
         Ok(Reply::Now(Response::Signature(sig)))
     }
 
@@ -472,10 +486,9 @@ impl Agent {
         } else {
             match self
                 .lookup(&pending.key)
-                .map(|id| id.key.sign(&pending.data, pending.flags))
+                .map(|id| id.sign(&pending.data, pending.flags, self.fingerprint_hash))
             {
-                Some(Ok(sig)) => Ok(sig),
-                Some(Err(e)) => Err(Refusal::SignFailed(e)),
+                Some(result) => result,
                 None => Err(Refusal::UnknownKey),
             }
         };

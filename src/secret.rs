@@ -31,7 +31,8 @@
 //! - The stack: `wipe_stack` overwrites the stack below its caller with zeros. The server
 //!   calls it from the loop's own level after each request whose decoded form touches a
 //!   secret (`protocol::Request::touches_secrets`: adds, signatures, lock, unlock), after a
-//!   confirmed signature and after checking held unlocks; `keys/verified.rs` calls it after
+//!   confirmed signature and after checking held unlocks, as deep as such a request goes
+//!   (`STACK_WIPE`, `SLOW_STACK_WIPE`: tests/security.rs reads the stack to check both); `keys/verified.rs` calls it after
 //!   building a graviola key, which graviola returns by value. For the wipe to reach them,
 //!   the frames that held secrets must lie below the caller's: `protocol::serve` and
 //!   `protocol::answer`, through which the server hands every request to the agent, and
@@ -58,13 +59,20 @@ use crate::sys;
 #[global_allocator]
 static ALLOCATOR: sys::WipingAlloc = sys::WipingAlloc;
 
-/// How much of the stack below its caller the server's `wipe_stack` clears: twice the deepest
-/// request measured in the release build (adding a P-256 key, 33 KiB below the loop; an
-/// RSA-8192 add 29 KiB, its signature 24 KiB, Ed25519 14 KiB). The first P-384 or P-521 key
-/// of a process goes deeper once (66 and 127 KiB) while the curve builds its base-point
+/// How much of the stack below its caller the server's `wipe_stack` clears after a quick
+/// request: about twice the deepest measured in the release build (painted stack, below the
+/// loop's `poll`: adding a P-256 key 34 KiB; Ed25519 11 KiB). The first P-384 or P-521 key
+/// of a process goes deeper once (67 and 127 KiB) while the curve builds its base-point
 /// tables, which are public; the memory scans of tests/security.rs load a P-521 key first to
 /// cover that.
 pub const STACK_WIPE: usize = 64 * 1024;
+
+/// The same after a slow request (an RSA signature or add, a lock, an unlock) and a confirmed
+/// signature, which may be RSA's: an RSA add goes 58 KiB deep for every size (`rsa`'s
+/// validation, then graviola's build, which `keys/verified.rs` wipes itself), an RSA key's
+/// first signature after an unlock (its rebuild) 60 KiB. Twice that costs about 3 µs, against
+/// 550 µs for the cheapest RSA signature.
+pub const SLOW_STACK_WIPE: usize = 128 * 1024;
 
 /// Overwrite `N` bytes of the stack below the caller with zeros: what the calls it made before
 /// left in frames that have returned. Call it from the function that made the secret-touching

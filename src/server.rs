@@ -21,7 +21,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::agent::{Agent, Reply, Session};
 use crate::askpass::{self, Askpass, KnownHosts, Peer, Prompts};
 use crate::protocol::{self, Frame, Handled, Request, Response, Served};
-use crate::secret::{STACK_WIPE, SecretBuf, wipe_stack};
+use crate::secret::{SLOW_STACK_WIPE, STACK_WIPE, SecretBuf, wipe_stack};
 use crate::sys::{self, Instant};
 
 /// Bytes read from a socket at a time (OpenSSH: AGENT_RBUF_LEN).
@@ -337,7 +337,7 @@ impl<'a> Server<'a> {
                 handle(agent, session, request, hold, now)
             });
             if answer.secret {
-                wipe_stack::<STACK_WIPE>();
+                wipe_stack::<SLOW_STACK_WIPE>();
             }
             self.after(i, answer.later, now);
             self.process(i, now);
@@ -604,7 +604,7 @@ impl<'a> Server<'a> {
             let reply = self.agent.confirmed(pending, allowed, now);
             if allowed {
                 // It signed (`PrivateKey::sign` runs below this frame).
-                wipe_stack::<STACK_WIPE>();
+                wipe_stack::<SLOW_STACK_WIPE>();
             }
             self.log_use(me);
             self.answer(me, &reply, &mut resume);
@@ -690,7 +690,7 @@ impl<'a> Server<'a> {
             }
         }
         if checked {
-            wipe_stack::<STACK_WIPE>();
+            wipe_stack::<SLOW_STACK_WIPE>();
         }
         for slot in resume {
             self.process(slot, now);

@@ -270,6 +270,14 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
         !sign_and_verify(&agent, &p256),
         "the destination-constrained key signed on an unbound connection"
     );
+    // Rebuilt where they signed, below the main loop: nothing of them is left on the stack.
+    let hits = memscan::scan(agent.pid(), &secrets);
+    let stack = memscan::on_stack(&hits);
+    assert!(
+        stack.is_empty(),
+        "key material left on the stack by the first signatures after an unlock:\n{}",
+        memscan::describe(&stack.into_iter().cloned().collect::<Vec<_>>())
+    );
     // Rebuilt at their first signatures: locked again, nothing is left.
     expect_ok(&lock_op(&agent, "-x", PASSPHRASE));
     assert_none(
@@ -288,9 +296,16 @@ fn opened_keys_leave_nothing_when_removed() {
     };
     let agent = release(&bin, &[]);
     let keys = TempDir::new();
-    // P-521 first: its curve's tables are built once, deep in the stack (server.rs).
+    // Two keys of each kind: one signs after the unlock (which rebuilds it), one does not
+    // (its opened record stays). P-521 first: its curve's tables are built once, deep in the
+    // stack (server.rs). The last key stays.
     let kinds = ["ecdsa-521", "ed25519", "ecdsa-256", "rsa-2048", "ecdsa-384"];
-    let files: Vec<PathBuf> = kinds.iter().map(|k| keygen(keys.path(), k)).collect();
+    let files: Vec<PathBuf> = kinds
+        .iter()
+        .flat_map(|k| [keygen(keys.path(), k), keygen(keys.path(), k)])
+        .chain([keygen(keys.path(), "ed25519")])
+        .collect();
+    let (removed_files, kept) = files.split_at(files.len() - 1);
     for f in &files {
         expect_ok(&ssh_add(&agent, &["-q", p(f)]));
     }
@@ -300,24 +315,36 @@ fn opened_keys_leave_nothing_when_removed() {
     }
     expect_ok(&lock_op(&agent, "-x", PASSPHRASE));
     expect_ok(&lock_op(&agent, "-X", PASSPHRASE));
-    // Keys 1 and 3 sign (which rebuilds them); 0 and 2 do not.
-    for i in [1, 3] {
-        assert_eq!(raw_sign(&agent, &blobs[i], 0)[0], SSH_AGENT_SIGN_RESPONSE);
+    // The first key of each kind signs (rebuilt); the second does not (opened).
+    for blob in blobs[..removed_files.len()].iter().step_by(2) {
+        assert_eq!(raw_sign(&agent, blob, 0)[0], SSH_AGENT_SIGN_RESPONSE);
     }
-    let removed: Vec<Secret> = files[..4]
-        .iter()
-        .flat_map(|f| memscan::secrets_of(f))
-        .collect();
-    // The scan finds each while it is held, opened or rebuilt.
+    let secrets_of = |f: &PathBuf| memscan::secrets_of(f);
+    let removed: Vec<Secret> = removed_files.iter().flat_map(secrets_of).collect();
+    // The scan finds each while it is held, opened or rebuilt (so it could find it later),
+    // and nothing of any on the stack, where the rebuilds ran.
     let hits = memscan::scan(agent.pid(), &removed);
-    for f in &files[..4] {
+    for (i, f) in removed_files.iter().enumerate() {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(hits.iter().any(|h| h.key == name), "{name} not found");
+        let state = if i % 2 == 0 { "rebuilt" } else { "opened" };
+        assert!(
+            hits.iter().any(|h| h.key == name),
+            "{} ({state}) not found",
+            kinds[i / 2]
+        );
+    }
+    let stack = memscan::on_stack(&hits);
+    assert!(
+        stack.is_empty(),
+        "key material left on the stack:\n{}",
+        memscan::describe(&stack.into_iter().cloned().collect::<Vec<_>>())
+    );
+    for f in removed_files {
         expect_ok(&ssh_add(&agent, &["-q", "-d", p(&pub_path(f))]));
     }
     assert_none(&agent, &removed, "after removing opened and rebuilt keys");
     // The one left is rebuilt at its first signature and signs.
-    assert!(sign_and_verify(&agent, &files[4]));
+    assert!(sign_and_verify(&agent, &kept[0]));
 }
 
 /// A key whose lifetime ends while the agent is locked is gone when it is unlocked; the

@@ -115,6 +115,7 @@ impl Loaded {
         };
         loaded.sign_with_each();
         loaded.assert_found(&loaded.keys.iter().collect::<Vec<_>>(), "while loaded");
+        loaded.assert_stack_clean("after adding and signing with every key");
         Some(loaded)
     }
 
@@ -175,6 +176,20 @@ impl Loaded {
         println!("{when}:\n{}", memscan::describe(&hits));
     }
 
+    /// No form of any key's secrets is on the stack below the main loop, where the requests
+    /// that used them ran, though every key is still loaded: the stack wipe after each
+    /// request (secret.rs) reached below the frames that held them.
+    #[track_caller]
+    fn assert_stack_clean(&self, when: &str) {
+        let hits = self.scan();
+        let stack = memscan::on_stack(&hits);
+        assert!(
+            stack.is_empty(),
+            "key material left on the stack {when}:\n{}",
+            memscan::describe(&stack.into_iter().cloned().collect::<Vec<_>>())
+        );
+    }
+
     /// No form of any secret of the keys of `kinds` is anywhere in the agent's memory.
     #[track_caller]
     fn assert_gone(&self, kinds: &[&str], why: &str) {
@@ -226,6 +241,112 @@ fn keys_wiped_after_remove_one_while_others_stay() {
             .filter(|k| !removed.contains(&k.kind))
             .collect();
         l.assert_found(&staying, &format!("after {why}"));
+    }
+}
+
+/// The main thread's stack below the stack pointer of the agent's `poll` (the main loop
+/// waiting): where every request ran. Waits until the agent is blocked in a system call.
+fn stack_below_the_loop(pid: u32) -> Vec<u8> {
+    let mut sp = None;
+    let blocked = wait_until(Duration::from_secs(10), || {
+        // "NR ARG1 ... ARG6 SP PC" while blocked, "running" otherwise.
+        let line = fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        sp = (fields.len() == 9)
+            .then(|| u64::from_str_radix(fields[7].trim_start_matches("0x"), 16).unwrap());
+        sp.is_some()
+    });
+    assert!(blocked, "the agent never waited in a system call");
+    let sp = sp.unwrap();
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let range = maps
+        .lines()
+        .find(|l| l.ends_with("[stack]"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap();
+    let low = u64::from_str_radix(range.split_once('-').unwrap().0, 16).unwrap();
+    let mut below = vec![0u8; (sp - low) as usize];
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&mem, &mut below, low).unwrap();
+    below.reverse(); // below[d]: the byte d + 1 bytes below the stack pointer
+    below
+}
+
+/// The depths (bytes below the loop) of the non-zero bytes between `from` and `to` below.
+fn dirty_between(below: &[u8], from: usize, to: usize) -> Vec<usize> {
+    (from..to.min(below.len()))
+        .filter(|&d| below[d] != 0)
+        .collect()
+}
+
+/// The man page's stack wipe, by its depths: after every request that decoded or used a key
+/// or a passphrase, the server clears 64 KiB of stack below the loop, 128 KiB after a slow
+/// one (RSA's adds and signatures, lock, unlock), about twice the deepest such request goes.
+/// What the wipe clears is zero: the stack from a few KiB below the loop (what the loop ran
+/// since) down to nearly 64 or 128 KiB. Had a request gone deeper than its wipe, or had a
+/// shallower one been enough, this would see it (keys/verified.rs's own wipe leaves its last
+/// words 70 KiB down, which only the deeper wipe clears).
+#[test]
+fn the_stack_below_the_loop_is_cleared_as_deep_as_requests_go() {
+    let Some(bin) = memscan::release_agent() else {
+        return;
+    };
+    let agent = Agent::start_bin(&bin, &[]);
+    let askpass = script(agent.dir(), "askpass", "echo 'a passphrase'");
+    let with_askpass = [
+        ("SSH_ASKPASS", p(&askpass)),
+        ("SSH_ASKPASS_REQUIRE", "force"),
+    ];
+    let msg = agent.dir().join("message");
+    fs::write(&msg, "signed through the agent\n").unwrap();
+    let sign = |key: &Path| {
+        let _ = fs::remove_file(agent.dir().join("message.sig"));
+        let pubkey = pub_path(key);
+        let args = ["-Y", "sign", "-n", "file", "-f", p(&pubkey), p(&msg)];
+        expect_ok(&run(
+            "ssh-keygen",
+            &args,
+            &[("SSH_AUTH_SOCK", agent.sock_str())],
+        ));
+    };
+    #[track_caller]
+    fn assert_clear(agent: &Agent, to: usize, after: &str) {
+        let below = stack_below_the_loop(agent.pid());
+        let dirty = dirty_between(&below, 4 << 10, to);
+        assert!(
+            dirty.is_empty(),
+            "{} non-zero bytes between 4 KiB and {} KiB below the loop after {after}, \
+             the first {} bytes down",
+            dirty.len(),
+            to >> 10,
+            dirty[0]
+        );
+    }
+    const QUICK: usize = 60 << 10;
+    const SLOW: usize = 120 << 10;
+    for kind in ["ed25519", "ecdsa-256"] {
+        let key = keygen(agent.dir(), kind);
+        expect_ok(&ssh_add(&agent, &["-q", p(&key)]));
+        assert_clear(&agent, QUICK, &format!("adding an {kind} key"));
+        sign(&key);
+        assert_clear(&agent, QUICK, &format!("an {kind} signature"));
+    }
+    for kind in ["rsa-2048", "rsa-4096"] {
+        let key = keygen(agent.dir(), kind);
+        expect_ok(&ssh_add(&agent, &["-q", p(&key)]));
+        assert_clear(&agent, SLOW, &format!("adding an {kind} key"));
+        sign(&key);
+        assert_clear(&agent, SLOW, &format!("an {kind} signature"));
+        expect_ok(&ssh_add_env(&agent, &["-x"], &with_askpass));
+        assert_clear(&agent, SLOW, "a lock");
+        expect_ok(&ssh_add_env(&agent, &["-X"], &with_askpass));
+        assert_clear(&agent, SLOW, "an unlock");
+        sign(&key);
+        assert_clear(
+            &agent,
+            SLOW,
+            &format!("the first {kind} signature after an unlock (its rebuild)"),
+        );
     }
 }
 

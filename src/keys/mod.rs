@@ -35,7 +35,7 @@ pub(crate) use cert::test_counters;
 pub use cert::{HostCert, host_cert, is_certificate, plain_public_key};
 use cert::{check_cert, parse_certificate};
 use rsa::{RsaKey, rsa_key};
-pub use seal::{HeldKey, Sealed, SealedKey, WrappingKey};
+pub use seal::{HeldKey, REBUILD_FAILED, Sealed, SealedKey, WrappingKey};
 
 /// What signs in this process, for the start-up log: graviola's assembly where the CPU has
 /// what it needs (checked once), else the portable RustCrypto code.

@@ -43,6 +43,9 @@ const TAG_LEN: usize = 16;
 
 const SEAL_FAILED: Refused = Refused("cannot seal the key");
 const OPEN_FAILED: Refused = Refused("sealed data does not authenticate");
+/// An opened record that does not rebuild into its key: authenticated, so only a fault (or
+/// a bug) gets here; the agent logs it as an error.
+pub const REBUILD_FAILED: Refused = Refused("an unlocked key cannot be rebuilt");
 const SEALED: Refused = Refused("key is sealed");
 
 /// The key every record of one lock is sealed under. Wiped on drop.
@@ -256,13 +259,14 @@ impl OpenedKey {
     }
 
     fn rebuild(&self) -> Result<&PrivateKey, Refused> {
-        let plaintext = self.plaintext.take().ok_or(OPEN_FAILED)?;
+        let plaintext = self.plaintext.take().ok_or(REBUILD_FAILED)?;
         match self.public.rebuild(&plaintext) {
             // The record is dropped (wiped) here, once the key is built from it.
             Ok(key) => Ok(self.key.get_or_init(|| key)),
-            Err(e) => {
+            Err(_) => {
+                // The agent logs this one (`REBUILD_FAILED`) as an error.
                 self.plaintext.set(Some(plaintext));
-                Err(e)
+                Err(REBUILD_FAILED)
             }
         }
     }
@@ -607,7 +611,11 @@ mod tests {
                     key: OnceCell::new(),
                 };
                 for _ in 0..2 {
-                    assert!(opened.sign(b"data", 0).is_err(), "{kind} {len}");
+                    assert_eq!(
+                        opened.sign(b"data", 0).err(),
+                        Some(REBUILD_FAILED),
+                        "{kind} {len}"
+                    );
                     assert!(!is_rebuilt(&opened));
                 }
                 let sealed = opened.seal(&wk, 1).unwrap();

@@ -6,7 +6,8 @@
 //! clamped scalar and its reduction mod ℓ); the ECDSA scalar, plain and in Montgomery form;
 //! RSA d, p, q, dp, dq, qinv (plain and in Montgomery form) and the primes' Montgomery
 //! constants R and R² mod p and q. [`scan`]`(pid, &secrets)` reads every readable mapping and
-//! returns the [`Hit`]s, sorted; [`describe`] prints them. [`release_agent`] is the release
+//! returns the [`Hit`]s, sorted; [`describe`] prints them; [`on_stack`] keeps those in the main
+//! thread's stack, where requests run. [`release_agent`] is the release
 //! binary when a scan of it can run here ([`can_scan`]: root), after a [`skip`](super::skip)
 //! otherwise.
 
@@ -305,6 +306,13 @@ impl<'a> Index<'a> {
             }
         }
     }
+}
+
+/// The hits in the main thread's stack (`[stack]`), where the agent's requests run.
+pub fn on_stack(hits: &[Hit]) -> Vec<&Hit> {
+    hits.iter()
+        .filter(|h| h.region.starts_with("[stack] "))
+        .collect()
 }
 
 /// Reads every readable mapping of `pid` through /proc/PID/mem and reports where each
