@@ -688,6 +688,7 @@ impl Agent {
     /// back-off is held, unchecked, and only the unlocking clients wait.
     fn unlock(&mut self, passphrase: Zeroizing<Vec<u8>>, now: Instant) -> Reply<'static> {
         if self.unlock_backoff.is_some_and(|t| now < t) {
+            debug!("unlock held until the back-off after a wrong passphrase ends");
             return Reply::Held(passphrase);
         }
         // A wrong passphrase is the AEAD's failure, and leaves every key sealed.

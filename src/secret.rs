@@ -69,9 +69,10 @@ pub const STACK_WIPE: usize = 64 * 1024;
 
 /// The same after a slow request (an RSA signature or add, a lock, an unlock) and a confirmed
 /// signature, which may be RSA's: an RSA add goes 58 KiB deep for every size (`rsa`'s
-/// validation, then graviola's build, which `keys/verified.rs` wipes itself), an RSA key's
-/// first signature after an unlock (its rebuild) 60 KiB. Twice that costs about 3 µs, against
-/// 550 µs for the cheapest RSA signature.
+/// validation, then graviola's build), and the wipe `keys/verified.rs` runs after that build
+/// writes its zeros down to 70 KiB, leaving its own last words there; an RSA key's first
+/// signature after an unlock (its rebuild) goes 60 KiB deep. 128 KiB costs about 3 µs,
+/// against 550 µs for the cheapest RSA signature.
 pub const SLOW_STACK_WIPE: usize = 128 * 1024;
 
 /// Overwrite `N` bytes of the stack below the caller with zeros: what the calls it made before

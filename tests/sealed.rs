@@ -298,7 +298,7 @@ fn opened_keys_leave_nothing_when_removed() {
     let keys = TempDir::new();
     // Two keys of each kind: one signs after the unlock (which rebuilds it), one does not
     // (its opened record stays). P-521 first: its curve's tables are built once, deep in the
-    // stack (server.rs). The last key stays.
+    // stack (secret.rs). The last key stays.
     let kinds = ["ecdsa-521", "ed25519", "ecdsa-256", "rsa-2048", "ecdsa-384"];
     let files: Vec<PathBuf> = kinds
         .iter()

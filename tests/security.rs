@@ -244,19 +244,26 @@ fn keys_wiped_after_remove_one_while_others_stay() {
     }
 }
 
+/// System call numbers the main loop waits in: poll and ppoll (x86_64), ppoll (aarch64).
+#[cfg(target_arch = "x86_64")]
+const LOOP_WAITS: &[&str] = &["7", "271"];
+#[cfg(target_arch = "aarch64")]
+const LOOP_WAITS: &[&str] = &["73"];
+
 /// The main thread's stack below the stack pointer of the agent's `poll` (the main loop
-/// waiting): where every request ran. Waits until the agent is blocked in a system call.
-fn stack_below_the_loop(pid: u32) -> Vec<u8> {
+/// waiting), where every request ran: `(sp, below)`, `below[d]` the byte `d + 1` below it.
+/// Waits until the agent is blocked in its poll.
+fn stack_below_the_loop(pid: u32) -> (u64, Vec<u8>) {
     let mut sp = None;
-    let blocked = wait_until(Duration::from_secs(10), || {
-        // "NR ARG1 ... ARG6 SP PC" while blocked, "running" otherwise.
+    let waiting = wait_until(Duration::from_secs(10), || {
+        // "NR ARG1 ... ARG6 SP PC" while blocked, "running" (or "-1 SP PC") otherwise.
         let line = fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap();
         let fields: Vec<&str> = line.split_whitespace().collect();
-        sp = (fields.len() == 9)
+        sp = (fields.len() == 9 && LOOP_WAITS.contains(&fields[0]))
             .then(|| u64::from_str_radix(fields[7].trim_start_matches("0x"), 16).unwrap());
         sp.is_some()
     });
-    assert!(blocked, "the agent never waited in a system call");
+    assert!(waiting, "the agent never waited in its poll");
     let sp = sp.unwrap();
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let range = maps
@@ -268,39 +275,54 @@ fn stack_below_the_loop(pid: u32) -> Vec<u8> {
     let mut below = vec![0u8; (sp - low) as usize];
     let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     std::os::unix::fs::FileExt::read_exact_at(&mem, &mut below, low).unwrap();
-    below.reverse(); // below[d]: the byte d + 1 bytes below the stack pointer
-    below
-}
-
-/// The depths (bytes below the loop) of the non-zero bytes between `from` and `to` below.
-fn dirty_between(below: &[u8], from: usize, to: usize) -> Vec<usize> {
-    (from..to.min(below.len()))
-        .filter(|&d| below[d] != 0)
-        .collect()
+    below.reverse();
+    (sp, below)
 }
 
 /// The man page's stack wipe, by its depths: after every request that decoded or used a key
 /// or a passphrase, the server clears 64 KiB of stack below the loop, 128 KiB after a slow
-/// one (RSA's adds and signatures, lock, unlock), about twice the deepest such request goes.
-/// What the wipe clears is zero: the stack from a few KiB below the loop (what the loop ran
-/// since) down to nearly 64 or 128 KiB. Had a request gone deeper than its wipe, or had a
-/// shallower one been enough, this would see it (keys/verified.rs's own wipe leaves its last
-/// words 70 KiB down, which only the deeper wipe clears).
+/// one (RSA's adds and signatures, lock, unlock, held unlocks) and a confirmed signature,
+/// deeper than those requests go. Two checks after each request, from the stack as the
+/// loop waits again:
+/// - it is zero from 8 KiB below the loop (above that: what the loop ran after the wipe,
+///   the 4 KiB read buffer of the next read among it, and a signal's frame) down to the
+///   wipe's depth: the wipe cleared what the request left;
+/// - from 4 KiB past the wipe (its own last words) down to twice its depth, nothing changed:
+///   the request did not go deeper than its wipe (a stack page never touched reads as zero).
 #[test]
 fn the_stack_below_the_loop_is_cleared_as_deep_as_requests_go() {
     let Some(bin) = memscan::release_agent() else {
         return;
     };
-    let agent = Agent::start_bin(&bin, &[]);
-    let askpass = script(agent.dir(), "askpass", "echo 'a passphrase'");
-    let with_askpass = [
-        ("SSH_ASKPASS", p(&askpass)),
-        ("SSH_ASKPASS_REQUIRE", "force"),
-    ];
-    let msg = agent.dir().join("message");
+    let scripts = TempDir::new();
+    let askpass = script(scripts.path(), "askpass", "echo 'a passphrase'");
+    let wrong = script(scripts.path(), "wrong", "echo 'not the passphrase'");
+    // The agent's own, for confirmations: an empty answer is a yes.
+    let confirm = script(scripts.path(), "confirm", "true");
+    let agent = Agent::start_wrapped(
+        &[],
+        &bin,
+        &["-d"],
+        &[
+            ("SSH_ASKPASS", p(&confirm)),
+            ("SSH_ASKPASS_REQUIRE", "force"),
+        ],
+    );
+    let with = |askpass: &Path| {
+        [
+            ("SSH_ASKPASS", p(askpass).to_owned()),
+            ("SSH_ASKPASS_REQUIRE", "force".to_owned()),
+        ]
+    };
+    let ssh_add_with = |args: &[&str], askpass: &Path| {
+        let env = with(askpass);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ssh_add_env(&agent, args, &env)
+    };
+    let msg = scripts.join("message");
     fs::write(&msg, "signed through the agent\n").unwrap();
     let sign = |key: &Path| {
-        let _ = fs::remove_file(agent.dir().join("message.sig"));
+        let _ = fs::remove_file(scripts.join("message.sig"));
         let pubkey = pub_path(key);
         let args = ["-Y", "sign", "-n", "file", "-f", p(&pubkey), p(&msg)];
         expect_ok(&run(
@@ -309,45 +331,105 @@ fn the_stack_below_the_loop_is_cleared_as_deep_as_requests_go() {
             &[("SSH_AUTH_SOCK", agent.sock_str())],
         ));
     };
-    #[track_caller]
-    fn assert_clear(agent: &Agent, to: usize, after: &str) {
-        let below = stack_below_the_loop(agent.pid());
-        let dirty = dirty_between(&below, 4 << 10, to);
+    let step = |wipe: usize, what: &str, op: &mut dyn FnMut()| {
+        let (sp, before) = stack_below_the_loop(agent.pid());
+        op();
+        let (sp_after, after) = stack_below_the_loop(agent.pid());
+        assert_eq!(sp, sp_after, "the loop waits at another depth after {what}");
+        assert!(
+            after.len() >= wipe,
+            "the stack after {what} is shorter than its wipe"
+        );
+        let dirty: Vec<usize> = (8 << 10..wipe).filter(|&d| after[d] != 0).collect();
         assert!(
             dirty.is_empty(),
-            "{} non-zero bytes between 4 KiB and {} KiB below the loop after {after}, \
-             the first {} bytes down",
+            "{} non-zero bytes between 8 and {} KiB below the loop after {what}, the first {} \
+             bytes down",
             dirty.len(),
-            to >> 10,
-            dirty[0]
+            wipe >> 10,
+            dirty.first().unwrap_or(&0)
         );
-    }
-    const QUICK: usize = 60 << 10;
-    const SLOW: usize = 120 << 10;
+        let changed: Vec<usize> = (wipe + (4 << 10)..2 * wipe)
+            .filter(|&d| after.get(d).copied().unwrap_or(0) != before.get(d).copied().unwrap_or(0))
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "{what} went deeper than its {} KiB wipe: {} bytes changed, the deepest {} bytes \
+             below the loop",
+            wipe >> 10,
+            changed.len(),
+            changed.last().unwrap_or(&0)
+        );
+    };
+    const QUICK: usize = 64 << 10;
+    const SLOW: usize = 128 << 10;
     for kind in ["ed25519", "ecdsa-256"] {
-        let key = keygen(agent.dir(), kind);
-        expect_ok(&ssh_add(&agent, &["-q", p(&key)]));
-        assert_clear(&agent, QUICK, &format!("adding an {kind} key"));
-        sign(&key);
-        assert_clear(&agent, QUICK, &format!("an {kind} signature"));
+        let key = keygen(scripts.path(), kind);
+        step(QUICK, &format!("adding an {kind} key"), &mut || {
+            expect_ok(&ssh_add(&agent, &["-q", p(&key)]));
+        });
+        step(QUICK, &format!("an {kind} signature"), &mut || sign(&key));
     }
     for kind in ["rsa-2048", "rsa-4096"] {
-        let key = keygen(agent.dir(), kind);
-        expect_ok(&ssh_add(&agent, &["-q", p(&key)]));
-        assert_clear(&agent, SLOW, &format!("adding an {kind} key"));
-        sign(&key);
-        assert_clear(&agent, SLOW, &format!("an {kind} signature"));
-        expect_ok(&ssh_add_env(&agent, &["-x"], &with_askpass));
-        assert_clear(&agent, SLOW, "a lock");
-        expect_ok(&ssh_add_env(&agent, &["-X"], &with_askpass));
-        assert_clear(&agent, SLOW, "an unlock");
-        sign(&key);
-        assert_clear(
-            &agent,
+        let key = keygen(scripts.path(), kind);
+        step(SLOW, &format!("adding an {kind} key"), &mut || {
+            expect_ok(&ssh_add(&agent, &["-q", p(&key)]));
+        });
+        step(SLOW, &format!("an {kind} signature"), &mut || sign(&key));
+        step(SLOW, "a lock", &mut || {
+            expect_ok(&ssh_add_with(&["-x"], &askpass));
+        });
+        step(SLOW, "an unlock", &mut || {
+            expect_ok(&ssh_add_with(&["-X"], &askpass));
+        });
+        step(
             SLOW,
             &format!("the first {kind} signature after an unlock (its rebuild)"),
+            &mut || sign(&key),
         );
     }
+    // An unlock held through the back-off, answered when it ends (server.rs:
+    // check_held_unlocks): wrong guesses, the sixth raw, so that the right passphrase comes
+    // while its 0.6 s back-off runs (the KDF of that guess, about 0.1 s, is part of it).
+    let unlock_body = |pw: &str| {
+        let mut body = vec![SSH_AGENTC_UNLOCK];
+        body.extend_from_slice(&string(pw.as_bytes()));
+        body
+    };
+    expect_ok(&ssh_add_with(&["-x"], &askpass));
+    for _ in 0..5 {
+        let out = ssh_add_with(&["-X"], &wrong);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    }
+    step(SLOW, "an unlock held through the back-off", &mut || {
+        let mut guess = RawClient::connect(agent.sock());
+        guess.set_timeout(Duration::from_secs(10));
+        guess.send_frame(&unlock_body("not the passphrase"));
+        let checked = wait_until(Duration::from_secs(10), || {
+            agent
+                .stderr_text()
+                .contains("incorrect passphrase (6 failures)")
+        });
+        assert!(checked, "the sixth guess was not checked");
+        let mut right = RawClient::connect(agent.sock());
+        right.set_timeout(Duration::from_secs(10));
+        right.send_frame(&unlock_body("a passphrase"));
+        assert_eq!(right.recv_frame().unwrap(), [SSH_AGENT_SUCCESS]);
+        assert_eq!(guess.recv_frame().unwrap(), [SSH_AGENT_FAILURE]);
+    });
+    assert!(
+        agent
+            .stderr_text()
+            .contains("unlock held until the back-off"),
+        "the right passphrase was not held: {}",
+        agent.stderr_text()
+    );
+    // A confirmed RSA signature (server.rs: finish_prompts); the agent's askpass says yes.
+    let confirmed = keygen(scripts.path(), "rsa-2048");
+    expect_ok(&ssh_add(&agent, &["-q", "-c", p(&confirmed)]));
+    step(SLOW, "a confirmed rsa-2048 signature", &mut || {
+        sign(&confirmed)
+    });
 }
 
 /// The comment `ssh-add -l` shows for a key made by `keygen`.
