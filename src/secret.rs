@@ -10,9 +10,9 @@
 //! graviola's keys in boxes. Those crates keep further copies in allocations of their own
 //! (big-number limbs, the RSA CRT parameters behind an `Arc`, precomputed tables). Decoding
 //! and signing leave copies on the stack: moves of those values, the expanded Ed25519 key,
-//! the ECDSA nonce, the RSA CRT halves. Passphrases are in the LOCK and UNLOCK requests (`Zeroizing`), in an unlock held
-//! during the back-off, and become the lock's wrapping key (`Zeroizing`); a locked agent
-//! holds its keys only as AES-GCM records (`keys/seal.rs`).
+//! the ECDSA nonce, the RSA CRT halves. Passphrases are in the LOCK and UNLOCK requests
+//! (`Zeroizing`), in an unlock held during the back-off, and become the lock's wrapping key
+//! (`Zeroizing`); a locked agent holds its keys only as AES-GCM records (`keys/seal.rs`).
 //!
 //! **How each is wiped.**
 //! - Types wipe themselves when dropped: the crates' signing keys (`zeroize` on `Drop`,
@@ -31,13 +31,14 @@
 //! - The stack: `wipe_stack` overwrites the stack below its caller with zeros. The server
 //!   calls it from the loop's own level after each request whose decoded form touches a
 //!   secret (`protocol::Request::touches_secrets`: adds, signatures, lock, unlock), after a
-//!   confirmed signature and after checking held unlocks, as deep as such a request goes
-//!   (`STACK_WIPE`, `SLOW_STACK_WIPE`: tests/security.rs reads the stack to check both); `keys/verified.rs` calls it after
-//!   building a graviola key, which graviola returns by value. For the wipe to reach them,
-//!   the frames that held secrets must lie below the caller's: `protocol::serve` and
-//!   `protocol::answer`, through which the server hands every request to the agent, and
-//!   `PrivateKey::decode` and `PrivateKey::sign` are `#[inline(never)]`, so no secret lives
-//!   in the loop's own frame, which no wipe below it could reach.
+//!   confirmed signature and after checking held unlocks, deeper than such a request goes
+//!   (`STACK_WIPE`, `SLOW_STACK_WIPE`; tests/security.rs reads the stack to check both);
+//!   `keys/verified.rs` calls it after building a graviola key, which graviola returns by
+//!   value. For the wipe to reach them, the frames that held secrets must lie below the
+//!   caller's: `protocol::serve` and `protocol::answer`, through which the server hands every
+//!   request to the agent, and `PrivateKey::decode` and `PrivateKey::sign` are
+//!   `#[inline(never)]`, so no secret lives in the loop's own frame, which no wipe below it
+//!   could reach.
 //!
 //! **The proof.** tests/security.rs reads every mapping of the release agent (`make`: LTO and
 //! `panic = "abort"`, whose frames differ from a debug build's) through /proc/PID/mem after
