@@ -308,15 +308,11 @@ fn the_stack_below_the_loop_is_cleared_as_deep_as_requests_go() {
             ("SSH_ASKPASS_REQUIRE", "force"),
         ],
     );
-    let with = |askpass: &Path| {
-        [
-            ("SSH_ASKPASS", p(askpass).to_owned()),
-            ("SSH_ASKPASS_REQUIRE", "force".to_owned()),
-        ]
-    };
     let ssh_add_with = |args: &[&str], askpass: &Path| {
-        let env = with(askpass);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let env = [
+            ("SSH_ASKPASS", p(askpass)),
+            ("SSH_ASKPASS_REQUIRE", "force"),
+        ];
         ssh_add_env(&agent, args, &env)
     };
     let msg = scripts.join("message");
