@@ -271,12 +271,9 @@ fn locked_agent_memory_holds_no_key_and_unlock_restores_every_key() {
         "the destination-constrained key signed on an unbound connection"
     );
     // Rebuilt where they signed, below the main loop: nothing of them is left on the stack.
-    let hits = memscan::scan(agent.pid(), &secrets);
-    let stack = memscan::on_stack(&hits);
-    assert!(
-        stack.is_empty(),
-        "key material left on the stack by the first signatures after an unlock:\n{}",
-        memscan::describe(&stack.into_iter().cloned().collect::<Vec<_>>())
+    memscan::assert_none_on_stack(
+        &memscan::scan(agent.pid(), &secrets),
+        "by the first signatures after an unlock",
     );
     // Rebuilt at their first signatures: locked again, nothing is left.
     expect_ok(&lock_op(&agent, "-x", PASSPHRASE));
@@ -333,12 +330,7 @@ fn opened_keys_leave_nothing_when_removed() {
             kinds[i / 2]
         );
     }
-    let stack = memscan::on_stack(&hits);
-    assert!(
-        stack.is_empty(),
-        "key material left on the stack:\n{}",
-        memscan::describe(&stack.into_iter().cloned().collect::<Vec<_>>())
-    );
+    memscan::assert_none_on_stack(&hits, "by the rebuilds after an unlock");
     for f in removed_files {
         expect_ok(&ssh_add(&agent, &["-q", "-d", p(&pub_path(f))]));
     }
@@ -464,9 +456,6 @@ fn add_bodies(kind: &str, count: usize) -> Vec<Vec<u8>> {
     }
     bodies
 }
-
-/// A throwaway RSA-8192 key (`ssh-keygen -b 8192` takes many seconds; the unit tests' own).
-const RSA_8192: &str = include_str!("../src/keys/testdata/rsa-8192");
 
 fn rsa_bodies(kind: &str, count: usize) -> Vec<Vec<u8>> {
     use rsa::traits::{PrivateKeyParts, PublicKeyParts};

@@ -115,7 +115,7 @@ impl Loaded {
         };
         loaded.sign_with_each();
         loaded.assert_found(&loaded.keys.iter().collect::<Vec<_>>(), "while loaded");
-        loaded.assert_stack_clean("after adding and signing with every key");
+        memscan::assert_none_on_stack(&loaded.scan(), "after adding and signing with every key");
         Some(loaded)
     }
 
@@ -174,20 +174,6 @@ impl Loaded {
             );
         }
         println!("{when}:\n{}", memscan::describe(&hits));
-    }
-
-    /// No form of any key's secrets is on the stack below the main loop, where the requests
-    /// that used them ran, though every key is still loaded: the stack wipe after each
-    /// request (secret.rs) reached below the frames that held them.
-    #[track_caller]
-    fn assert_stack_clean(&self, when: &str) {
-        let hits = self.scan();
-        let stack = memscan::on_stack(&hits);
-        assert!(
-            stack.is_empty(),
-            "key material left on the stack {when}:\n{}",
-            memscan::describe(&stack.into_iter().cloned().collect::<Vec<_>>())
-        );
     }
 
     /// No form of any secret of the keys of `kinds` is anywhere in the agent's memory.
@@ -366,7 +352,19 @@ fn the_stack_below_the_loop_is_cleared_as_deep_as_requests_go() {
         });
         step(QUICK, &format!("an {kind} signature"), &mut || sign(&key));
     }
-    for kind in ["rsa-2048", "rsa-4096"] {
+    // The first P-384 and P-521 keys go deeper once, building their curves' public tables
+    // (secret.rs); after that, their signatures and adds stay within the quick wipe.
+    for kind in ["ecdsa-384", "ecdsa-521"] {
+        let first = keygen(scripts.path(), kind);
+        expect_ok(&ssh_add(&agent, &["-q", p(&first)]));
+        let key = keygen(scripts.path(), kind);
+        step(QUICK, &format!("adding a second {kind} key"), &mut || {
+            expect_ok(&ssh_add(&agent, &["-q", p(&key)]));
+        });
+        step(QUICK, &format!("an {kind} signature"), &mut || sign(&key));
+    }
+    // RSA up to the largest key the agent takes.
+    for kind in ["rsa-2048", "rsa-4096", "rsa-8192"] {
         let key = keygen(scripts.path(), kind);
         step(SLOW, &format!("adding an {kind} key"), &mut || {
             expect_ok(&ssh_add(&agent, &["-q", p(&key)]));

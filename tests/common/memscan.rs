@@ -6,8 +6,8 @@
 //! clamped scalar and its reduction mod ℓ); the ECDSA scalar, plain and in Montgomery form;
 //! RSA d, p, q, dp, dq, qinv (plain and in Montgomery form) and the primes' Montgomery
 //! constants R and R² mod p and q. [`scan`]`(pid, &secrets)` reads every readable mapping and
-//! returns the [`Hit`]s, sorted; [`describe`] prints them; [`on_stack`] keeps those in the main
-//! thread's stack, where requests run. [`release_agent`] is the release
+//! returns the [`Hit`]s, sorted; [`describe`] prints them; [`assert_none_on_stack`] checks that
+//! none is in the main thread's stack, where requests run. [`release_agent`] is the release
 //! binary when a scan of it can run here ([`can_scan`]: root), after a [`skip`](super::skip)
 //! otherwise.
 
@@ -308,11 +308,21 @@ impl<'a> Index<'a> {
     }
 }
 
-/// The hits in the main thread's stack (`[stack]`), where the agent's requests run.
-pub fn on_stack(hits: &[Hit]) -> Vec<&Hit> {
-    hits.iter()
+/// None of `hits` is in the main thread's stack (`[stack]`), where the agent's requests run:
+/// the stack wipe after each request reached below the frames that held the keys' secrets,
+/// though the keys are still loaded.
+#[track_caller]
+pub fn assert_none_on_stack(hits: &[Hit], when: &str) {
+    let stack: Vec<Hit> = hits
+        .iter()
         .filter(|h| h.region.starts_with("[stack] "))
-        .collect()
+        .cloned()
+        .collect();
+    assert!(
+        stack.is_empty(),
+        "key material left on the stack {when}:\n{}",
+        describe(&stack)
+    );
 }
 
 /// Reads every readable mapping of `pid` through /proc/PID/mem and reports where each

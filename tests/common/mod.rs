@@ -848,36 +848,43 @@ pub fn keygen(dir: &Path, kind: &str) -> PathBuf {
     keygen_named(dir, kind, &name, &comment)
 }
 
-/// Generates a key of `kind` as `dir/name` (and `name.pub`) with `comment`.
+/// A throwaway RSA-8192 key, the unit tests' own (`ssh-keygen -b 8192` takes many seconds).
+pub const RSA_8192: &str = include_str!("../../src/keys/testdata/rsa-8192");
+
+/// Generates a key of `kind` as `dir/name` (and `name.pub`) with `comment`. RSA-4096 is
+/// generated once per process and copied; RSA-8192 is [`RSA_8192`], copied.
 pub fn keygen_named(dir: &Path, kind: &str, name: &str, comment: &str) -> PathBuf {
     let path = dir.join(name);
-    if kind == "rsa-4096" {
-        // Generating RSA-4096 takes about a second: make one per process and copy it.
-        static CACHE: OnceLock<Vec<u8>> = OnceLock::new();
-        let private = CACHE.get_or_init(|| {
-            let tmp = TempDir::new();
-            let p = generate(tmp.path(), kind, "rsa4096", "cached");
-            fs::read(p).unwrap()
-        });
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
-        f.set_permissions(fs::Permissions::from_mode(0o600))
-            .unwrap();
-        f.write_all(private).unwrap();
-        drop(f);
-        // -c rewrites the comment of the private key file and writes the .pub beside it.
-        let p = path.to_str().unwrap();
-        expect_ok(&run(
-            "ssh-keygen",
-            &["-q", "-c", "-C", comment, "-f", p],
-            &[],
-        ));
-        return path;
-    }
-    generate(dir, kind, name, comment)
+    let private: &[u8] = match kind {
+        "rsa-4096" => {
+            // Generating RSA-4096 takes about a second.
+            static CACHE: OnceLock<Vec<u8>> = OnceLock::new();
+            CACHE.get_or_init(|| {
+                let tmp = TempDir::new();
+                let p = generate(tmp.path(), kind, "rsa4096", "cached");
+                fs::read(p).unwrap()
+            })
+        }
+        "rsa-8192" => RSA_8192.as_bytes(),
+        _ => return generate(dir, kind, name, comment),
+    };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .unwrap();
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .unwrap();
+    f.write_all(private).unwrap();
+    drop(f);
+    // -c rewrites the comment of the private key file and writes the .pub beside it.
+    let p = path.to_str().unwrap();
+    expect_ok(&run(
+        "ssh-keygen",
+        &["-q", "-c", "-C", comment, "-f", p],
+        &[],
+    ));
+    path
 }
 
 fn generate(dir: &Path, kind: &str, name: &str, comment: &str) -> PathBuf {
