@@ -125,6 +125,26 @@ fn add_list_sign_ecdsa_521() {
     add_list_sign("ecdsa-521");
 }
 
+/// A P-256 key whose scalar has a zero top byte: ssh-keygen writes it as a 31-byte mpint
+/// (about one key in 256), which ssh-key refuses to read (`ssh_key_reads`), so `keygen` never
+/// gives one. The agent takes it and signs with it as with any other.
+#[test]
+fn add_list_sign_ecdsa_256_with_a_short_scalar() {
+    let agent = Agent::start(&[]);
+    let key = (0..4096)
+        .map(|_| ssh_keygen(agent.dir(), "ecdsa-256", "short", "short@sshkeep-test"))
+        .find(|k| !ssh_key_reads(k))
+        .expect("none of 4096 P-256 keys had a short scalar");
+    let key_pub = pub_path(&key);
+    expect_ok(&ssh_add(&agent, &["-q", p(&key)]));
+    assert_eq!(list(&agent), lines(&[fingerprint(&key_pub)]));
+    fs::remove_file(&key).unwrap();
+    let data = agent.dir().join("data");
+    fs::write(&data, "signed by a P-256 key with a short scalar\n").unwrap();
+    expect_ok(&sign_file(&agent, &key_pub, &data));
+    expect_ok(&verify_file(agent.dir(), &key_fields(&key_pub), &data));
+}
+
 #[test]
 fn add_list_sign_rsa_2048() {
     add_list_sign("rsa-2048");
