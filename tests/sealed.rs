@@ -316,8 +316,10 @@ fn opened_keys_leave_nothing_when_removed() {
     for blob in blobs[..removed_files.len()].iter().step_by(2) {
         assert_eq!(raw_sign(&agent, blob, 0)[0], SSH_AGENT_SIGN_RESPONSE);
     }
-    let secrets_of = |f: &PathBuf| memscan::secrets_of(f);
-    let removed: Vec<Secret> = removed_files.iter().flat_map(secrets_of).collect();
+    let removed: Vec<Secret> = removed_files
+        .iter()
+        .flat_map(|f| memscan::secrets_of(f))
+        .collect();
     // The scan finds each while it is held, opened or rebuilt (so it could find it later),
     // and nothing of any on the stack, where the rebuilds ran.
     let hits = memscan::scan(agent.pid(), &removed);

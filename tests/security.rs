@@ -385,11 +385,7 @@ fn the_stack_below_the_loop_is_cleared_as_deep_as_requests_go() {
     // An unlock held through the back-off, answered when it ends (server.rs:
     // check_held_unlocks): wrong guesses, the sixth raw, so that the right passphrase comes
     // while its 0.6 s back-off runs (the KDF of that guess, about 0.1 s, is part of it).
-    let unlock_body = |pw: &str| {
-        let mut body = vec![SSH_AGENTC_UNLOCK];
-        body.extend_from_slice(&string(pw.as_bytes()));
-        body
-    };
+    let unlock = |pw: &str| frame(SSH_AGENTC_UNLOCK, &string(pw.as_bytes()));
     expect_ok(&ssh_add_with(&["-x"], &askpass));
     for _ in 0..5 {
         let out = ssh_add_with(&["-X"], &wrong);
@@ -398,7 +394,7 @@ fn the_stack_below_the_loop_is_cleared_as_deep_as_requests_go() {
     step(SLOW, "an unlock held through the back-off", &mut || {
         let mut guess = RawClient::connect(agent.sock());
         guess.set_timeout(Duration::from_secs(10));
-        guess.send_frame(&unlock_body("not the passphrase"));
+        guess.send_raw(&unlock("not the passphrase"));
         let checked = wait_until(Duration::from_secs(10), || {
             agent
                 .stderr_text()
@@ -407,7 +403,7 @@ fn the_stack_below_the_loop_is_cleared_as_deep_as_requests_go() {
         assert!(checked, "the sixth guess was not checked");
         let mut right = RawClient::connect(agent.sock());
         right.set_timeout(Duration::from_secs(10));
-        right.send_frame(&unlock_body("a passphrase"));
+        right.send_raw(&unlock("a passphrase"));
         assert_eq!(right.recv_frame().unwrap(), [SSH_AGENT_SUCCESS]);
         assert_eq!(guess.recv_frame().unwrap(), [SSH_AGENT_FAILURE]);
     });
